@@ -1,0 +1,628 @@
+//! The catalog: SQLite (WAL) holding every pack, block, file version, tree and recovery point.
+//!
+//! It is the single source of truth for what exists: packs are trusted only once a catalog
+//! transaction names them, and a point becomes visible only when its transaction commits.
+//! It knows nothing of bytes on disk. All SQL of synvault is written in this module.
+
+mod migrate;
+pub mod model;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+pub use migrate::LATEST as SCHEMA_VERSION;
+pub use model::*;
+
+use crate::store::{BlockId, PackEntry, PackId};
+
+/// Result alias for catalog operations.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog schema {found} is newer than this synvault supports ({supported})")]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("catalog migration to version {version} failed")]
+    Migration {
+        version: u32,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("catalog query failed")]
+    Sql(#[from] rusqlite::Error),
+    #[error("catalog row is corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+/// A new pack and its blocks, to be recorded.
+#[derive(Clone, Debug)]
+pub struct NewPack {
+    pub id: PackId,
+    pub size: u64,
+    pub state: PackState,
+    pub seed_job: Option<String>,
+    pub entries: Vec<PackEntry>,
+}
+
+/// Everything one backup adds, committed in one transaction.
+#[derive(Debug, Default)]
+pub struct BackupCommit {
+    pub packs: Vec<NewPack>,
+    pub contents: Vec<(ContentId, Content)>,
+    pub trees: Vec<(TreeId, Vec<Entry>)>,
+}
+
+/// An open catalog.
+#[derive(Debug)]
+pub struct Catalog {
+    conn: Connection,
+}
+
+fn blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<[u8; 32]> {
+    let v: Vec<u8> = row.get(idx)?;
+    v.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Blob,
+            "not 32 bytes".into(),
+        )
+    })
+}
+
+fn opt_blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<[u8; 32]>> {
+    let v: Option<Vec<u8>> = row.get(idx)?;
+    match v {
+        None => Ok(None),
+        Some(v) => v.try_into().map(Some).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                idx,
+                rusqlite::types::Type::Blob,
+                "not 32 bytes".into(),
+            )
+        }),
+    }
+}
+
+/// Encodes xattrs as `n × (name_len u16 | name | value_len u32 | value)`.
+pub fn encode_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)]) -> Option<Vec<u8>> {
+    if xattrs.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (name, value) in xattrs {
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    Some(out)
+}
+
+fn decode_xattrs(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let n = u16::from_le_bytes(b.get(..2)?.try_into().ok()?) as usize;
+        let name = b.get(2..2 + n)?.to_vec();
+        b = &b[2 + n..];
+        let v = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let value = b.get(4..4 + v)?.to_vec();
+        b = &b[4 + v..];
+        out.push((name, value));
+    }
+    Some(out)
+}
+
+const ENTRY_COLUMNS: &str =
+    "name, kind, mode, uid, gid, mtime_ns, ctime_ns, size, inode, nlink, content, subtree, target, rdev, xattrs";
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
+    let kind: String = row.get(1)?;
+    let xattrs: Option<Vec<u8>> = row.get(14)?;
+    let bad = |i, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            what.to_string().into(),
+        )
+    };
+    Ok(Entry {
+        name: row.get(0)?,
+        kind: EntryKind::parse(&kind).ok_or_else(|| bad(1, "unknown kind"))?,
+        mode: row.get(2)?,
+        uid: row.get(3)?,
+        gid: row.get(4)?,
+        mtime_ns: row.get(5)?,
+        ctime_ns: row.get(6)?,
+        size: row.get::<_, i64>(7)? as u64,
+        inode: row.get::<_, i64>(8)? as u64,
+        nlink: row.get::<_, i64>(9)? as u64,
+        content: opt_blob32(row, 10)?.map(ContentId),
+        subtree: opt_blob32(row, 11)?.map(TreeId),
+        target: row.get(12)?,
+        rdev: row.get::<_, i64>(13)? as u64,
+        xattrs: match xattrs {
+            None => Vec::new(),
+            Some(b) => decode_xattrs(&b).ok_or_else(|| bad(14, "bad xattrs"))?,
+        },
+    })
+}
+
+const POINT_COLUMNS: &str =
+    "id, parent, root_tree, source, host, tags, kind, state, started_ns, finished_ns, \
+     files, dirs, bytes, files_changed, bytes_read, bytes_new, bytes_stored, errors, \
+     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs";
+
+fn point_from_row(row: &Row<'_>) -> rusqlite::Result<RecoveryPoint> {
+    let bad = |i, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            what.to_string().into(),
+        )
+    };
+    let tags: String = row.get(5)?;
+    let kind: String = row.get(6)?;
+    let state: String = row.get(7)?;
+    let errors: String = row.get(17)?;
+    let u = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
+    Ok(RecoveryPoint {
+        id: RecoveryPointId(row.get(0)?),
+        parent: row.get::<_, Option<String>>(1)?.map(RecoveryPointId),
+        root_tree: TreeId(blob32(row, 2)?),
+        source: row.get(3)?,
+        host: row.get(4)?,
+        tags: tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        kind: PointKind::parse(&kind).ok_or_else(|| bad(6, "unknown point kind"))?,
+        state: PointState::parse(&state).ok_or_else(|| bad(7, "unknown point state"))?,
+        started_ns: row.get(8)?,
+        finished_ns: row.get(9)?,
+        stats: PointStats {
+            files: u(10)?,
+            dirs: u(11)?,
+            bytes: u(12)?,
+            files_changed: u(13)?,
+            bytes_read: u(14)?,
+            bytes_new: u(15)?,
+            bytes_stored: u(16)?,
+        },
+        errors: serde_json::from_str(&errors).unwrap_or_default(),
+        root: RootMeta {
+            mode: row.get(18)?,
+            uid: row.get(19)?,
+            gid: row.get(20)?,
+            mtime_ns: row.get(21)?,
+            xattrs: match row.get::<_, Option<Vec<u8>>>(22)? {
+                None => Vec::new(),
+                Some(b) => decode_xattrs(&b).ok_or_else(|| bad(22, "bad xattrs"))?,
+            },
+        },
+    })
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        migrate::migrate(&mut conn)?;
+        Ok(Catalog { conn })
+    }
+
+    /// A catalog in memory, for tests.
+    pub fn open_in_memory() -> Result<Catalog> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate::migrate(&mut conn)?;
+        Ok(Catalog { conn })
+    }
+
+    /// A vault setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Sets a vault setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Every block id the vault holds or awaits.
+    pub fn block_ids(&self) -> Result<HashSet<BlockId>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM blocks")?;
+        let rows = stmt.query_map([], |r| blob32(r, 0).map(BlockId))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Where every block is, with its pack's state.
+    pub fn block_locations(&self) -> Result<HashMap<BlockId, (BlockLocation, PackState)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT b.id, p.name, b.offset, b.stored_len, b.raw_len, p.state
+             FROM blocks b JOIN packs p ON p.id = b.pack",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(5)?;
+            Ok((
+                BlockId(blob32(r, 0)?),
+                (
+                    BlockLocation {
+                        pack: PackId(blob32(r, 1)?),
+                        offset: r.get::<_, i64>(2)? as u64,
+                        stored_len: r.get(3)?,
+                        raw_len: r.get(4)?,
+                    },
+                    if state == "stored" {
+                        PackState::Stored
+                    } else {
+                        PackState::InTransit
+                    },
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every pack: name, size, state.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64, PackState)>> {
+        let mut stmt = self.conn.prepare("SELECT name, size, state FROM packs")?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(2)?;
+            Ok((
+                PackId(blob32(r, 0)?),
+                r.get::<_, i64>(1)? as u64,
+                if state == "stored" {
+                    PackState::Stored
+                } else {
+                    PackState::InTransit
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The blocks the catalog says a pack holds.
+    pub fn blocks_of_pack(&self, pack: &PackId) -> Result<Vec<(BlockId, BlockLocation)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT b.id, b.offset, b.stored_len, b.raw_len
+             FROM blocks b JOIN packs p ON p.id = b.pack WHERE p.name = ?1 ORDER BY b.offset",
+        )?;
+        let rows = stmt.query_map([&pack.0[..]], |r| {
+            Ok((
+                BlockId(blob32(r, 0)?),
+                BlockLocation {
+                    pack: *pack,
+                    offset: r.get::<_, i64>(1)? as u64,
+                    stored_len: r.get(2)?,
+                    raw_len: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The entries of one directory, sorted by name.
+    pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM tree_entries WHERE tree = ?1 ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([&tree.0[..]], entry_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// True if the tree is already recorded.
+    pub fn has_tree(&self, tree: &TreeId) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM trees WHERE id = ?1")?;
+        Ok(stmt.exists([&tree.0[..]])?)
+    }
+
+    /// One file version.
+    pub fn content(&self, id: &ContentId) -> Result<Content> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, block_list FROM contents WHERE id = ?1")?;
+        let (size, list): (i64, Vec<u8>) =
+            stmt.query_row([&id.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Content::decode_blocks(size as u64, &list).ok_or(CatalogError::Corrupt("block list"))
+    }
+
+    /// Every file version with its block list (verify).
+    pub fn all_contents(&self) -> Result<Vec<(ContentId, Content)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, size, block_list FROM contents")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                ContentId(blob32(r, 0)?),
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, size, list) = row?;
+            out.push((
+                id,
+                Content::decode_blocks(size, &list).ok_or(CatalogError::Corrupt("block list"))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every recovery point, oldest first.
+    pub fn points(&self) -> Result<Vec<RecoveryPoint>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {POINT_COLUMNS} FROM points ORDER BY started_ns, id"
+        ))?;
+        let rows = stmt.query_map([], point_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The newest complete point of a source.
+    pub fn latest_complete(&self, source: &str) -> Result<Option<RecoveryPoint>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {POINT_COLUMNS} FROM points WHERE source = ?1 AND state = 'complete'
+                     ORDER BY started_ns DESC LIMIT 1"
+                ),
+                [source],
+                point_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Records a backup's packs, blocks, contents, trees and its point in one transaction.
+    pub fn commit_backup(&mut self, commit: &BackupCommit, point: &RecoveryPoint) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        insert_packs(&tx, &commit.packs)?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO contents (id, size, block_list) VALUES (?1, ?2, ?3)",
+            )?;
+            for (id, content) in &commit.contents {
+                stmt.execute(params![
+                    &id.0[..],
+                    content.size as i64,
+                    content.encode_blocks()
+                ])?;
+            }
+        }
+        insert_trees(&tx, &commit.trees)?;
+        insert_point(&tx, point)?;
+        Ok(tx.commit()?)
+    }
+
+    /// Point ids that use any of the given contents, with the paths (verify's damage report).
+    pub fn entries_with_content(
+        &self,
+        contents: &HashSet<ContentId>,
+    ) -> Result<Vec<(TreeId, Vec<u8>)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT tree, name FROM tree_entries WHERE content = ?1")?;
+        let mut out = Vec::new();
+        for c in contents {
+            let rows = stmt.query_map([&c.0[..]], |r| Ok((TreeId(blob32(r, 0)?), r.get(1)?)))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sums for `stats`: (unique plaintext bytes of blocks, bytes of packs).
+    pub fn store_totals(&self) -> Result<(u64, u64)> {
+        let raw: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(SUM(raw_len), 0) FROM blocks", [], |r| {
+                    r.get(0)
+                })?;
+        let packed: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(SUM(size), 0) FROM packs", [], |r| r.get(0))?;
+        Ok((raw as u64, packed as u64))
+    }
+}
+
+fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()> {
+    let mut pack_stmt =
+        tx.prepare("INSERT INTO packs (name, size, state, seed_job) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut block_stmt = tx.prepare(
+        "INSERT OR IGNORE INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for pack in packs {
+        pack_stmt.execute(params![
+            &pack.id.0[..],
+            pack.size as i64,
+            pack.state.as_str(),
+            pack.seed_job
+        ])?;
+        let rowid = tx.last_insert_rowid();
+        for e in &pack.entries {
+            block_stmt.execute(params![
+                &e.id.0[..],
+                rowid,
+                e.offset as i64,
+                e.stored_len,
+                e.raw_len
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[(TreeId, Vec<Entry>)]) -> Result<()> {
+    let mut tree_stmt =
+        tx.prepare("INSERT OR IGNORE INTO trees (id, entry_count) VALUES (?1, ?2)")?;
+    let mut entry_stmt = tx.prepare(&format!(
+        "INSERT INTO tree_entries (tree, {ENTRY_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?;
+    for (id, entries) in trees {
+        if tree_stmt.execute(params![&id.0[..], entries.len() as i64])? == 0 {
+            continue; // already there: Merkle sharing with an earlier point
+        }
+        for e in entries {
+            entry_stmt.execute(params![
+                &id.0[..],
+                &e.name,
+                e.kind.as_str(),
+                e.mode,
+                e.uid,
+                e.gid,
+                e.mtime_ns,
+                e.ctime_ns,
+                e.size as i64,
+                e.inode as i64,
+                e.nlink as i64,
+                e.content.map(|c| c.0.to_vec()),
+                e.subtree.map(|t| t.0.to_vec()),
+                e.target,
+                e.rdev as i64,
+                encode_xattrs(&e.xattrs),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_point(tx: &rusqlite::Transaction<'_>, p: &RecoveryPoint) -> Result<()> {
+    let s = &p.stats;
+    tx.execute(
+        &format!(
+            "INSERT INTO points ({POINT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+        ),
+        params![
+            p.id.0,
+            p.parent.as_ref().map(|id| id.0.clone()),
+            &p.root_tree.0[..],
+            p.source,
+            p.host,
+            p.tags.join(","),
+            p.kind.as_str(),
+            p.state.as_str(),
+            p.started_ns,
+            p.finished_ns,
+            s.files as i64,
+            s.dirs as i64,
+            s.bytes as i64,
+            s.files_changed as i64,
+            s.bytes_read as i64,
+            s.bytes_new as i64,
+            s.bytes_stored as i64,
+            serde_json::to_string(&p.errors).unwrap_or_else(|_| "[]".into()),
+            p.root.mode,
+            p.root.uid,
+            p.root.gid,
+            p.root.mtime_ns,
+            encode_xattrs(&p.root.xattrs),
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &[u8]) -> Entry {
+        Entry {
+            name: name.to_vec(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 1,
+            gid: 2,
+            mtime_ns: 1_700_000_000_123_456_789,
+            ctime_ns: 5,
+            size: 3,
+            inode: 42,
+            nlink: 1,
+            content: Some(ContentId([3; 32])),
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: vec![(b"user.a".to_vec(), b"\x00\xff".to_vec())],
+        }
+    }
+
+    #[test]
+    fn commit_and_read_back() {
+        let mut cat = Catalog::open_in_memory().unwrap();
+        let block = BlockId([7; 32]);
+        let content = Content {
+            size: 3,
+            blocks: vec![(block, 3)],
+        };
+        let tree = TreeId([9; 32]);
+        let commit = BackupCommit {
+            packs: vec![NewPack {
+                id: PackId([1; 32]),
+                size: 100,
+                state: PackState::Stored,
+                seed_job: None,
+                entries: vec![PackEntry {
+                    id: block,
+                    offset: 12,
+                    stored_len: 40,
+                    raw_len: 3,
+                }],
+            }],
+            contents: vec![(ContentId([3; 32]), content.clone())],
+            trees: vec![(tree, vec![entry(b"a\xffb"), entry(b"c d")])],
+        };
+        let point = RecoveryPoint {
+            id: RecoveryPointId("00112233aabbccdd".into()),
+            parent: None,
+            root_tree: tree,
+            source: "/src".into(),
+            host: "h".into(),
+            tags: vec!["x".into()],
+            kind: PointKind::Full,
+            state: PointState::Complete,
+            started_ns: 1,
+            finished_ns: 2,
+            stats: PointStats::default(),
+            errors: vec![],
+            root: RootMeta {
+                mode: 0o755,
+                uid: 1,
+                gid: 2,
+                mtime_ns: 3,
+                xattrs: vec![],
+            },
+        };
+        cat.commit_backup(&commit, &point).unwrap();
+        assert_eq!(cat.points().unwrap(), vec![point.clone()]);
+        assert_eq!(cat.latest_complete("/src").unwrap(), Some(point));
+        assert_eq!(
+            cat.tree_entries(&tree).unwrap(),
+            vec![entry(b"a\xffb"), entry(b"c d")]
+        );
+        assert_eq!(cat.content(&ContentId([3; 32])).unwrap(), content);
+        assert!(cat.block_ids().unwrap().contains(&block));
+        assert_eq!(cat.block_locations().unwrap()[&block].0.offset, 12);
+    }
+}

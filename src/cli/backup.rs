@@ -1,0 +1,122 @@
+//! `synvault backup`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use synvault::lock::Acquired;
+use synvault::{BackupOptions, ChunkerKind};
+
+use super::output::{bytes, json, Bar};
+use super::{code_for, interrupt_flag, Cli};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChunkerArg {
+    /// Content-defined blocks (FastCDC, 256 KiB .. 4 MiB), for files.
+    Cdc,
+    /// Fixed 4 MiB blocks, for disk images.
+    Fixed,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Leave out paths matching PATTERN (glob; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one per line.
+    #[arg(long, value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
+    /// Tag the point (repeatable).
+    #[arg(long, value_name = "TAG")]
+    tag: Vec<String>,
+    /// Do not cross file system boundaries.
+    #[arg(long)]
+    one_file_system: bool,
+    /// How to cut files into blocks.
+    #[arg(long, value_enum, default_value = "cdc")]
+    chunker: ChunkerArg,
+    /// Compare against this point instead of the newest complete point of the source.
+    #[arg(long, value_name = "POINT")]
+    parent: Option<String>,
+    /// Read every file, even the unchanged ones.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let mut exclude = args.exclude.clone();
+    for file in &args.exclude_file {
+        exclude.extend(synvault::filter::read_pattern_file(file)?);
+    }
+    let command = format!(
+        "backup {}",
+        args.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let (_lock, acquired) = vault.lock_writer(&command)?;
+    if let Acquired::TakenOver(holder) = acquired {
+        eprintln!("warning: took over the lock left by {holder}, which is no longer running");
+    }
+    let options = BackupOptions {
+        paths: args.paths.clone(),
+        exclude,
+        tags: args.tag.clone(),
+        one_file_system: args.one_file_system,
+        chunker: match args.chunker {
+            ChunkerArg::Cdc => ChunkerKind::Cdc,
+            ChunkerArg::Fixed => ChunkerKind::Fixed,
+        },
+        parent: args.parent.clone(),
+        force: args.force,
+    };
+    let bar = Bar::new("backup");
+    let interrupted = interrupt_flag();
+    let report = synvault::backup(&vault, &options, &bar, &interrupted);
+    bar.finish();
+    let report = report?;
+    for error in &report.errors {
+        eprintln!("warning: skipped {error}");
+    }
+    if args.json {
+        json(&report)?;
+    } else {
+        let parent = report
+            .parent
+            .as_deref()
+            .map(|p| format!(" (parent {})", &p[..8]))
+            .unwrap_or_default();
+        println!("point {} {}{parent}", &report.point[..8], report.state);
+        println!(
+            "  files  {} ({} changed), {} directories, {}",
+            report.files,
+            report.files_changed,
+            report.dirs,
+            bytes(report.bytes)
+        );
+        println!(
+            "  read   {}, new {}, stored {} in {} packs",
+            bytes(report.bytes_read),
+            bytes(report.bytes_new),
+            bytes(report.bytes_stored),
+            report.packs_written
+        );
+        let mbps = report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9);
+        println!("  took   {:.2} s ({mbps:.0} MB/s read)", report.seconds);
+        if !report.errors.is_empty() {
+            println!(
+                "  {} paths could not be read: the point is partial",
+                report.errors.len()
+            );
+        }
+    }
+    Ok(code_for(!report.errors.is_empty()))
+}

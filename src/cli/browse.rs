@@ -1,0 +1,280 @@
+//! Read-only commands: `points`, `ls`, `cat`, `stats`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::Args;
+use synvault::catalog::TreeId;
+use synvault::{BlockReader, Entry, EntryKind, Error, PointReader, PointState};
+
+use super::output::{bytes, json};
+use super::{split_point_path, Cli};
+
+#[derive(Debug, Args)]
+pub struct PointsArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct PointJson<'a> {
+    id: &'a str,
+    time: String,
+    parent: Option<&'a str>,
+    kind: &'a str,
+    state: &'a str,
+    source: &'a str,
+    host: &'a str,
+    tags: &'a [String],
+    files: u64,
+    bytes: u64,
+    bytes_new: u64,
+    bytes_stored: u64,
+    errors: &'a [String],
+}
+
+pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let points = vault.catalog().points()?;
+    if args.json {
+        let out: Vec<_> = points
+            .iter()
+            .map(|p| PointJson {
+                id: &p.id.0,
+                time: synvault::time::format_utc(p.started_ns),
+                parent: p.parent.as_ref().map(|id| id.0.as_str()),
+                kind: p.kind.as_str(),
+                state: p.state.as_str(),
+                source: &p.source,
+                host: &p.host,
+                tags: &p.tags,
+                files: p.stats.files,
+                bytes: p.stats.bytes,
+                bytes_new: p.stats.bytes_new,
+                bytes_stored: p.stats.bytes_stored,
+                errors: &p.errors,
+            })
+            .collect();
+        json(&out)?;
+        return Ok(synvault::exit::SUCCESS);
+    }
+    println!(
+        "{:<8}  {:<20}  {:<11}  {:<13}  {:>8}  {:>10}  source",
+        "id", "time (UTC)", "kind", "state", "files", "size"
+    );
+    for p in &points {
+        println!(
+            "{:<8}  {:<20}  {:<11}  {:<13}  {:>8}  {:>10}  {}",
+            p.id.short(),
+            synvault::time::format_utc(p.started_ns),
+            p.kind.as_str(),
+            p.state.as_str(),
+            p.stats.files,
+            bytes(p.stats.bytes),
+            p.source
+        );
+    }
+    println!("{} points", points.len());
+    Ok(synvault::exit::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// `latest`, `latest~N` or an id prefix.
+    point: String,
+    /// Directory inside the point.
+    #[arg(default_value = "")]
+    path: String,
+    /// List subdirectories too.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct EntryJson {
+    path: String,
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: String,
+    mtime_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+fn mode_string(e: &Entry) -> String {
+    let kind = match e.kind {
+        EntryKind::File => '-',
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::Fifo => 'p',
+        EntryKind::CharDev => 'c',
+        EntryKind::BlockDev => 'b',
+        EntryKind::Socket => 's',
+    };
+    let mut s = String::from(kind);
+    for shift in [6, 3, 0] {
+        let bits = (e.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn collect(
+    reader: &PointReader<'_>,
+    tree: TreeId,
+    prefix: &str,
+    recursive: bool,
+    out: &mut Vec<(String, Entry)>,
+) -> anyhow::Result<()> {
+    for entry in reader.list(&tree)? {
+        let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
+        let sub = entry
+            .subtree
+            .filter(|_| recursive && entry.kind == EntryKind::Dir);
+        out.push((path.clone(), entry));
+        if let Some(sub) = sub {
+            collect(reader, sub, &path, recursive, out)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let point = vault.resolve_point(&args.point)?;
+    let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
+    let start = reader.lookup(args.path.as_bytes())?;
+    let prefix = args.path.trim_end_matches('/').to_string();
+    let mut entries = Vec::new();
+    match start.subtree.filter(|_| start.kind == EntryKind::Dir) {
+        Some(tree) => collect(&reader, tree, &prefix, args.recursive, &mut entries)?,
+        None => entries.push((prefix.clone(), start)),
+    }
+    if args.json {
+        let out: Vec<_> = entries
+            .iter()
+            .map(|(path, e)| EntryJson {
+                path: path.clone(),
+                kind: e.kind.as_str(),
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                size: e.size,
+                mtime: synvault::time::format_utc(e.mtime_ns),
+                mtime_ns: e.mtime_ns,
+                target: e
+                    .target
+                    .as_ref()
+                    .map(|t| String::from_utf8_lossy(t).into_owned()),
+            })
+            .collect();
+        json(&out)?;
+    } else {
+        for (path, e) in &entries {
+            let target = e
+                .target
+                .as_ref()
+                .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+                .unwrap_or_default();
+            println!(
+                "{} {:>5} {:>5} {:>12} {} {}{target}",
+                mode_string(e),
+                e.uid,
+                e.gid,
+                e.size,
+                synvault::time::format_utc(e.mtime_ns),
+                path
+            );
+        }
+    }
+    Ok(synvault::exit::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// POINT:PATH of a regular file.
+    target: String,
+}
+
+pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let (query, path) = split_point_path(&args.target);
+    let point = vault.resolve_point(query)?;
+    if point.state == PointState::AwaitingSeed {
+        return Err(Error::AwaitingSeed {
+            point: point.id.short().into(),
+            job: "its seed job".into(),
+        }
+        .into());
+    }
+    let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
+    let entry = reader.lookup(path.as_bytes())?;
+    if entry.kind != EntryKind::File {
+        return Err(Error::NotAFile {
+            point: reader.point().id.short().into(),
+            path: path.into(),
+        }
+        .into());
+    }
+    let map = reader.block_map(&entry)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for &(_, id, len) in &map.blocks {
+        let block = reader.blocks().read_block(&id, len).map_err(Error::from)?;
+        match out.write_all(&block) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(synvault::exit::SUCCESS)
+            }
+            other => other?,
+        }
+    }
+    out.flush()?;
+    Ok(synvault::exit::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let stats = synvault::stats::stats(&vault)?;
+    if args.json {
+        json(&stats)?;
+        return Ok(synvault::exit::SUCCESS);
+    }
+    println!(
+        "{:<8}  {:<20}  {:>8}  {:>10}  {:>10}  {:>10}",
+        "id", "time (UTC)", "files", "size", "new", "stored"
+    );
+    for p in &stats.per_point {
+        println!(
+            "{:<8}  {:<20}  {:>8}  {:>10}  {:>10}  {:>10}",
+            &p.id[..8],
+            p.time,
+            p.files,
+            bytes(p.bytes),
+            bytes(p.bytes_new),
+            bytes(p.bytes_stored)
+        );
+    }
+    println!("points            {}", stats.points);
+    println!("logical bytes     {}", bytes(stats.logical_bytes));
+    println!("unique bytes      {}", bytes(stats.unique_bytes));
+    println!("stored bytes      {}", bytes(stats.stored_bytes));
+    println!("dedup ratio       {:.2}", stats.dedup_ratio);
+    println!("compression ratio {:.2}", stats.compression_ratio);
+    Ok(synvault::exit::SUCCESS)
+}

@@ -1,0 +1,141 @@
+//! Command line: clap types, passphrase and vault resolution, and one module per subcommand.
+//! Only translation lives here: arguments in, a library call, output out.
+
+mod backup;
+mod browse;
+mod init;
+mod output;
+mod restore;
+mod verify;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use synvault::{exit, Error, Vault};
+
+/// Backup vault and restore engine: encrypted, deduplicated, every point a synthetic full.
+#[derive(Debug, Parser)]
+#[command(name = "synvault", version, about)]
+pub struct Cli {
+    /// Vault directory.
+    #[arg(long, global = true, env = "SYNVAULT_VAULT", value_name = "DIR")]
+    vault: Option<PathBuf>,
+    /// Read the passphrase from FILE (first line).
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new vault.
+    Init(init::InitArgs),
+    /// Back up paths: a full backup the first time, incremental afterwards.
+    Backup(backup::BackupArgs),
+    /// List recovery points.
+    Points(browse::PointsArgs),
+    /// List the entries of a point (or of a directory in it).
+    Ls(browse::LsArgs),
+    /// Write one file of a point to standard output.
+    Cat(browse::CatArgs),
+    /// Restore a point, or a path of it, into a directory.
+    Restore(restore::RestoreArgs),
+    /// Check the vault: packs present and sized right; with --read-data, every byte.
+    Verify(verify::VerifyArgs),
+    /// Logical bytes, stored bytes and dedup ratio, per point.
+    Stats(browse::StatsArgs),
+}
+
+/// Parses the command line and runs it; returns the exit code.
+pub fn run() -> anyhow::Result<u8> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Init(args) => init::run(&cli, args),
+        Command::Backup(args) => backup::run(&cli, args),
+        Command::Points(args) => browse::points(&cli, args),
+        Command::Ls(args) => browse::ls(&cli, args),
+        Command::Cat(args) => browse::cat(&cli, args),
+        Command::Restore(args) => restore::run(&cli, args),
+        Command::Verify(args) => verify::run(&cli, args),
+        Command::Stats(args) => browse::stats(&cli, args),
+    }
+}
+
+impl Cli {
+    fn vault_dir(&self) -> anyhow::Result<&PathBuf> {
+        self.vault.as_ref().ok_or_else(|| {
+            anyhow!(Error::InvalidArgument(
+                "no vault given: use --vault DIR or SYNVAULT_VAULT".into()
+            ))
+        })
+    }
+
+    /// The passphrase: --password-file, then SYNVAULT_PASSWORD, then a prompt on a terminal.
+    fn passphrase(&self, confirm: bool) -> anyhow::Result<Vec<u8>> {
+        if let Some(file) = &self.password_file {
+            let text = std::fs::read(file)
+                .with_context(|| format!("cannot read password file {}", file.display()))?;
+            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            return Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec());
+        }
+        if let Some(pw) = std::env::var_os("SYNVAULT_PASSWORD") {
+            return Ok(pw.into_encoded_bytes());
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(anyhow!(Error::InvalidArgument(
+                "no passphrase: use --password-file FILE, SYNVAULT_PASSWORD, or run on a terminal"
+                    .into()
+            )));
+        }
+        let first =
+            rpassword::prompt_password("vault passphrase: ").context("cannot read passphrase")?;
+        if confirm {
+            let second = rpassword::prompt_password("again: ").context("cannot read passphrase")?;
+            if first != second {
+                return Err(anyhow!(Error::InvalidArgument(
+                    "the passphrases differ".into()
+                )));
+            }
+        }
+        Ok(first.into_bytes())
+    }
+
+    /// Opens the vault named on the command line.
+    fn open_vault(&self) -> anyhow::Result<Vault> {
+        let dir = self.vault_dir()?;
+        // Check for a vault before asking for a passphrase: "no vault" is the better answer.
+        if !dir.join("config.json").exists() {
+            return Err(anyhow!(Error::NotAVault { path: dir.clone() }));
+        }
+        let pass = self.passphrase(false)?;
+        Ok(Vault::open(dir, &pass)?)
+    }
+}
+
+/// A flag set by SIGINT or SIGTERM, polled by long operations so they stop cleanly.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registration fails only for forbidden signals; these two are allowed.
+        let _ = signal_hook::flag::register(signal, flag.clone());
+    }
+    flag
+}
+
+/// Exit code for a finished command that left something out.
+fn code_for(incomplete: bool) -> u8 {
+    if incomplete {
+        exit::INCOMPLETE
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// Splits `POINT[:PATH]`.
+fn split_point_path(arg: &str) -> (&str, &str) {
+    arg.split_once(':').unwrap_or((arg, ""))
+}

@@ -1,0 +1,74 @@
+//! `synvault restore`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use synvault::{BlockReader, PointReader, RestoreOptions};
+
+use super::output::{bytes, Bar};
+use super::{code_for, interrupt_flag, split_point_path, Cli};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// POINT[:PATH] — `latest`, `latest~N` or an id prefix, optionally a path inside it.
+    point: String,
+    /// Directory to restore into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    target: PathBuf,
+    /// Restore only paths matching GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out paths matching GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Restore into a non-empty directory; files that already match are skipped.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let (query, path) = split_point_path(&args.point);
+    let point = vault.resolve_point(query)?;
+    let blocks = Arc::new(BlockReader::new(&vault)?);
+    let reader = PointReader::new(&vault, point, blocks);
+    let options = RestoreOptions {
+        target: args.target.clone(),
+        path: path.as_bytes().to_vec(),
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        overwrite: args.overwrite,
+    };
+    let bar = Bar::new("restore");
+    let started = std::time::Instant::now();
+    let report = synvault::restore(&reader, &options, &bar, &interrupt_flag());
+    bar.finish();
+    let report = report?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for damaged in &report.damaged {
+        eprintln!("damaged: {damaged}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "restored {} files, {} directories, {} in {secs:.2} s ({:.0} MB/s){}",
+        report.files,
+        report.dirs,
+        bytes(report.bytes),
+        report.bytes as f64 / 1e6 / secs.max(1e-9),
+        if report.skipped_existing > 0 {
+            format!(", {} already there", report.skipped_existing)
+        } else {
+            String::new()
+        }
+    );
+    if !report.damaged.is_empty() {
+        println!(
+            "{} files could not be restored: their data is damaged",
+            report.damaged.len()
+        );
+    }
+    Ok(code_for(!report.damaged.is_empty()))
+}

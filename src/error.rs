@@ -1,0 +1,111 @@
+//! The vault-level error type and the mapping from errors to process exit codes.
+//!
+//! Each lower module has its own error enum (`StoreError`, `CatalogError`, …); this one wraps
+//! them and adds the conditions a user acts on (wrong passphrase, vault locked, …). The CLI
+//! maps every variant to one exit code through [`Error::exit_code`], one exhaustive match.
+
+use std::path::PathBuf;
+
+use crate::catalog::CatalogError;
+use crate::store::StoreError;
+
+/// Result alias for vault operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes, as restic users expect them.
+pub mod exit {
+    /// Everything done.
+    pub const SUCCESS: u8 = 0;
+    /// A fatal error: nothing (more) was done.
+    pub const FATAL: u8 = 1;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 2;
+    /// Finished, but incomplete: unreadable files skipped, or damaged data found.
+    pub const INCOMPLETE: u8 = 3;
+    /// No vault at that path.
+    pub const NO_VAULT: u8 = 10;
+    /// The vault is locked by another writer.
+    pub const LOCKED: u8 = 11;
+    /// The passphrase opens no key file.
+    pub const WRONG_PASSPHRASE: u8 = 12;
+    /// Stopped by SIGINT or SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Everything that can go wrong in a vault operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no vault at {}", .path.display())]
+    NotAVault { path: PathBuf },
+    #[error("a vault already exists at {}", .path.display())]
+    VaultExists { path: PathBuf },
+    #[error("vault format {found} is newer than this synvault supports ({supported})")]
+    FormatTooNew { found: u32, supported: u32 },
+    #[error("wrong passphrase: it opens none of the vault's key files")]
+    WrongPassphrase,
+    #[error("vault is locked by {holder}")]
+    Locked { holder: String },
+    #[error("source {} does not exist", .path.display())]
+    MissingSource { path: PathBuf },
+    #[error("no recovery point matches {query:?}")]
+    NoSuchPoint { query: String },
+    #[error("recovery point prefix {query:?} is ambiguous")]
+    AmbiguousPoint { query: String },
+    #[error("no {path:?} in recovery point {point}")]
+    NoSuchPath { point: String, path: String },
+    #[error("{path:?} in recovery point {point} is not a regular file")]
+    NotAFile { point: String, path: String },
+    #[error("restore target {} is not empty (use --overwrite to restore into it)", .path.display())]
+    TargetNotEmpty { path: PathBuf },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("recovery point {point} is awaiting seed job {job} and cannot be read yet")]
+    AwaitingSeed { point: String, job: String },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{what} {}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done to which path.
+    pub fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { what, path, source }
+    }
+
+    /// The process exit code this error ends a command with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::NotAVault { .. } => exit::NO_VAULT,
+            Error::Locked { .. } => exit::LOCKED,
+            Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::InvalidArgument(_) => exit::USAGE,
+            Error::VaultExists { .. }
+            | Error::FormatTooNew { .. }
+            | Error::MissingSource { .. }
+            | Error::NoSuchPoint { .. }
+            | Error::AmbiguousPoint { .. }
+            | Error::NoSuchPath { .. }
+            | Error::NotAFile { .. }
+            | Error::TargetNotEmpty { .. }
+            | Error::AwaitingSeed { .. }
+            | Error::Io { .. }
+            | Error::Store(_)
+            | Error::Catalog(_) => exit::FATAL,
+        }
+    }
+}

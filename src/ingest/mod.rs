@@ -1,0 +1,470 @@
+//! Ingest: full and incremental backups of directory trees and disk images.
+//!
+//! A backup walks the source ([`walk`]), reads only new or changed files in parallel
+//! ([`file`], rayon — the fan-out lives here only), sends new blocks to the [`sink`], builds
+//! Merkle trees bottom-up (unchanged directories keep their tree id and are not stored again)
+//! and commits packs, blocks, contents, trees and the point in one catalog transaction.
+//! Packs are durable before that commit; if the process dies first, the vault is unchanged
+//! but for unreferenced packs.
+
+pub mod file;
+pub mod sink;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::catalog::{
+    BackupCommit, Content, ContentId, Entry, EntryKind, PointKind, PointState, PointStats,
+    RecoveryPoint, RecoveryPointId, RootMeta, TreeId,
+};
+use crate::chunk::ChunkerKind;
+use crate::error::{Error, Result};
+use crate::filter::PathFilter;
+use crate::progress::Progress;
+use crate::vault::Vault;
+use file::{FileError, FileReader};
+use sink::BlockSink;
+use walk::{Walk, WalkOptions};
+
+/// What to back up and how.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub exclude: Vec<String>,
+    pub tags: Vec<String>,
+    pub one_file_system: bool,
+    pub chunker: ChunkerKind,
+    /// Parent point query (`latest`, id prefix); default: newest complete point of the source.
+    pub parent: Option<String>,
+    /// Read every file even if unchanged.
+    pub force: bool,
+}
+
+/// What a backup did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupReport {
+    pub point: String,
+    pub parent: Option<String>,
+    pub state: &'static str,
+    pub source: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub files_changed: u64,
+    pub bytes: u64,
+    pub bytes_read: u64,
+    pub bytes_new: u64,
+    pub bytes_stored: u64,
+    pub packs_written: u64,
+    pub seconds: f64,
+    /// Paths skipped, with the reason.
+    pub errors: Vec<String>,
+}
+
+/// The identity of a source: its canonical paths.
+pub fn source_name(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn canonical_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Err(Error::InvalidArgument(
+            "nothing to back up: name at least one path".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let canon =
+            std::fs::canonicalize(p).map_err(|_| Error::MissingSource { path: p.clone() })?;
+        out.push(canon);
+    }
+    let mut names: Vec<_> = out
+        .iter()
+        .map(|p| p.file_name().map(|n| n.to_owned()))
+        .collect();
+    names.sort();
+    if out.len() > 1 && names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::InvalidArgument(
+            "two backup paths end in the same name".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs a backup. The writer lock must be held by the caller.
+pub fn backup(
+    vault: &Vault,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<BackupReport> {
+    let started = std::time::Instant::now();
+    let started_ns = crate::time::now_ns();
+    let sources = canonical_sources(&options.paths)?;
+    let source = source_name(&sources);
+    let parent = match &options.parent {
+        Some(q) => Some(vault.resolve_point(q)?),
+        None => vault.catalog().latest_complete(&source)?,
+    };
+    let exclude = PathFilter::new(&options.exclude)?;
+    let walk_options = WalkOptions {
+        exclude: &exclude,
+        one_file_system: options.one_file_system,
+        force: options.force,
+    };
+
+    let (mut walk, roots) = walk_sources(vault, &sources, parent.as_ref(), &walk_options)?;
+    progress.set_total(walk.to_read.iter().map(|&i| walk.nodes[i].entry.size).sum());
+
+    let known = vault.catalog().block_ids()?;
+    let chunker = vault.chunker(options.chunker);
+    let bytes_read = AtomicU64::new(0);
+    let (sink, packs_rx) = BlockSink::new(vault.codec(), known);
+    let reader = FileReader {
+        codec: vault.codec(),
+        chunker: &chunker,
+        sink: &sink,
+        bytes_read: &bytes_read,
+        progress,
+    };
+
+    let (read_result, written) = std::thread::scope(|scope| {
+        let writer = scope
+            .spawn(|| sink::run_writer(vault.codec(), packs_rx, &sink::ToStore(vault.backend())));
+        let result = read_files(&reader, &mut walk, interrupted);
+        let totals = result.and_then(|contents| Ok((contents, sink.finish()?)));
+        sink.close();
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(crate::store::StoreError::CorruptPack {
+                pack: crate::store::PackId([0; 32]),
+                why: "pack writer panicked",
+            })
+        });
+        (totals, written)
+    });
+    let (contents, totals) = read_result?;
+    let packs = written?;
+
+    let mut commit = BackupCommit {
+        packs,
+        contents,
+        ..BackupCommit::default()
+    };
+    let catalog = vault.catalog();
+    let root_tree = build_trees(vault, &mut walk, &roots, &catalog, &mut commit)?;
+    let stats = point_stats(&walk, bytes_read.load(Ordering::Relaxed), totals);
+    let root = root_meta(&walk, &roots, &sources, started_ns);
+    let point = RecoveryPoint {
+        id: RecoveryPointId::random(),
+        parent: parent.as_ref().map(|p| p.id.clone()),
+        root_tree,
+        source: source.clone(),
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        tags: options.tags.clone(),
+        kind: if parent.is_some() {
+            PointKind::Incremental
+        } else {
+            PointKind::Full
+        },
+        state: if walk.errors.is_empty() {
+            PointState::Complete
+        } else {
+            PointState::Partial
+        },
+        started_ns,
+        finished_ns: crate::time::now_ns(),
+        stats,
+        errors: walk.errors.clone(),
+        root,
+    };
+    drop(catalog);
+    vault.catalog().commit_backup(&commit, &point)?;
+    Ok(BackupReport {
+        point: point.id.0.clone(),
+        parent: point.parent.map(|p| p.0),
+        state: point.state.as_str(),
+        source,
+        files: stats.files,
+        dirs: stats.dirs,
+        files_changed: stats.files_changed,
+        bytes: stats.bytes,
+        bytes_read: stats.bytes_read,
+        bytes_new: stats.bytes_new,
+        bytes_stored: stats.bytes_stored,
+        packs_written: commit.packs.len() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+        errors: walk.errors,
+    })
+}
+
+/// Walks every source path. One directory is the root itself; otherwise each path is one
+/// entry of a synthetic root.
+fn walk_sources(
+    vault: &Vault,
+    sources: &[PathBuf],
+    parent: Option<&RecoveryPoint>,
+    options: &WalkOptions<'_>,
+) -> Result<(Walk, Vec<usize>)> {
+    let catalog = vault.catalog();
+    let mut walk = Walk::default();
+    let parent_root = parent.map(|p| p.root_tree);
+    let single_dir = sources.len() == 1 && sources[0].is_dir();
+    let parent_entries: HashMap<Vec<u8>, Entry> = match (single_dir, parent_root) {
+        (false, Some(tree)) => catalog
+            .tree_entries(&tree)?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let mut roots = Vec::new();
+    for path in sources {
+        let name = path
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_else(|| b"root".to_vec());
+        let parent_entry = if single_dir {
+            parent_root.map(|tree| synthetic_dir(&name, tree))
+        } else {
+            parent_entries.get(&name).cloned()
+        };
+        match walk.add_path(&catalog, path, &name, parent_entry.as_ref(), options)? {
+            Some(i) => roots.push(i),
+            None => return Err(Error::MissingSource { path: path.clone() }),
+        }
+    }
+    Ok((walk, roots))
+}
+
+fn synthetic_dir(name: &[u8], tree: TreeId) -> Entry {
+    Entry {
+        name: name.to_vec(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        size: 0,
+        inode: 0,
+        nlink: 1,
+        content: None,
+        subtree: Some(tree),
+        target: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    }
+}
+
+/// Reads every file that needs it, in parallel. Hardlinked names are read once.
+fn read_files(
+    reader: &FileReader<'_>,
+    walk: &mut Walk,
+    interrupted: &AtomicBool,
+) -> Result<Vec<(ContentId, Content)>> {
+    let mut first_of_inode: HashMap<u64, usize> = HashMap::new();
+    let mut unique = Vec::new();
+    let mut aliases = Vec::new();
+    for &i in &walk.to_read {
+        let e = &walk.nodes[i].entry;
+        if e.nlink > 1 {
+            if let Some(&first) = first_of_inode.get(&e.inode) {
+                aliases.push((i, first));
+                continue;
+            }
+            first_of_inode.insert(e.inode, i);
+        }
+        unique.push(i);
+    }
+    let nodes = &walk.nodes;
+    let results: Vec<(usize, Result<Content, FileError>)> = unique
+        .par_iter()
+        .map(|&i| {
+            if interrupted.load(Ordering::Relaxed) {
+                return (
+                    i,
+                    Err(FileError::Source(std::io::Error::from(
+                        std::io::ErrorKind::Interrupted,
+                    ))),
+                );
+            }
+            let result = reader.read(&nodes[i].path);
+            reader.progress.add_file();
+            (i, result)
+        })
+        .collect();
+    if interrupted.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
+    let mut contents: HashMap<usize, ContentId> = HashMap::new();
+    let mut new_contents = Vec::new();
+    for (i, result) in results {
+        match result {
+            Ok(content) => {
+                let id = content_id(reader, &content);
+                walk.nodes[i].entry.content = Some(id);
+                walk.nodes[i].entry.size = content.size;
+                contents.insert(i, id);
+                new_contents.push((id, content));
+            }
+            Err(FileError::Source(e)) => {
+                walk.errors
+                    .push(format!("{}: {e}", walk.nodes[i].path.display()));
+                walk.nodes[i].entry.content = None;
+            }
+            Err(FileError::Store(e)) => return Err(e.into()),
+        }
+    }
+    for (alias, first) in aliases {
+        walk.nodes[alias].entry.content = contents.get(&first).copied();
+        walk.nodes[alias].entry.size = walk.nodes[first].entry.size;
+    }
+    Ok(new_contents)
+}
+
+fn content_id(reader: &FileReader<'_>, content: &Content) -> ContentId {
+    let mut h = blake3::Hasher::new_keyed(&reader.codec.keys().id.0);
+    h.update(b"content v1");
+    h.update(&content.size.to_le_bytes());
+    h.update(&content.encode_blocks());
+    ContentId(*h.finalize().as_bytes())
+}
+
+/// Builds trees bottom-up, adding the ones the catalog lacks to `commit`. Returns the root.
+fn build_trees(
+    vault: &Vault,
+    walk: &mut Walk,
+    roots: &[usize],
+    catalog: &crate::catalog::Catalog,
+    commit: &mut BackupCommit,
+) -> Result<TreeId> {
+    let key = &vault.codec().keys().id;
+    let mut added = std::collections::HashSet::new();
+    // Nodes are pushed parents first, so walking the arena backwards visits children first.
+    for i in (0..walk.nodes.len()).rev() {
+        if walk.nodes[i].entry.kind != EntryKind::Dir {
+            continue;
+        }
+        let entries = child_entries(walk, &walk.nodes[i].children);
+        let id = tree_id(key, &entries);
+        if !added.contains(&id) && !catalog.has_tree(&id)? {
+            added.insert(id);
+            commit.trees.push((id, entries));
+        }
+        walk.nodes[i].entry.subtree = Some(id);
+    }
+    let single_dir = roots.len() == 1 && walk.nodes[roots[0]].entry.kind == EntryKind::Dir;
+    if single_dir {
+        return walk.nodes[roots[0]]
+            .entry
+            .subtree
+            .ok_or(Error::InvalidArgument("empty walk".into()));
+    }
+    let entries = child_entries(walk, roots);
+    let id = tree_id(key, &entries);
+    if !catalog.has_tree(&id)? {
+        commit.trees.push((id, entries));
+    }
+    Ok(id)
+}
+
+/// The entries of some nodes, sorted by name; files that could not be read are left out.
+fn child_entries(walk: &Walk, children: &[usize]) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = children
+        .iter()
+        .map(|&c| &walk.nodes[c].entry)
+        .filter(|e| e.kind != EntryKind::File || e.content.is_some())
+        .cloned()
+        .collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries
+}
+
+/// The Merkle id of a directory: keyed blake3 of its canonical encoding.
+pub fn tree_id(key: &crate::crypto::Key, entries: &[Entry]) -> TreeId {
+    let mut h = blake3::Hasher::new_keyed(&key.0);
+    h.update(b"tree v1");
+    for e in entries {
+        h.update(&(e.name.len() as u32).to_le_bytes());
+        h.update(&e.name);
+        h.update(e.kind.as_str().as_bytes());
+        for n in [
+            u64::from(e.mode),
+            u64::from(e.uid),
+            u64::from(e.gid),
+            e.mtime_ns as u64,
+            e.ctime_ns as u64,
+            e.size,
+            e.inode,
+            e.nlink,
+            e.rdev,
+        ] {
+            h.update(&n.to_le_bytes());
+        }
+        h.update(&e.content.map(|c| c.0).unwrap_or_default());
+        h.update(&e.subtree.map(|t| t.0).unwrap_or_default());
+        let target = e.target.as_deref().unwrap_or_default();
+        h.update(&(target.len() as u32).to_le_bytes());
+        h.update(target);
+        let xattrs = crate::catalog::encode_xattrs(&e.xattrs).unwrap_or_default();
+        h.update(&(xattrs.len() as u32).to_le_bytes());
+        h.update(&xattrs);
+    }
+    TreeId(*h.finalize().as_bytes())
+}
+
+fn point_stats(walk: &Walk, bytes_read: u64, totals: sink::SinkTotals) -> PointStats {
+    let mut stats = PointStats {
+        bytes_read,
+        bytes_new: totals.bytes_new,
+        bytes_stored: totals.bytes_stored,
+        ..PointStats::default()
+    };
+    let read: std::collections::HashSet<usize> = walk.to_read.iter().copied().collect();
+    for (i, node) in walk.nodes.iter().enumerate() {
+        match node.entry.kind {
+            EntryKind::Dir => stats.dirs += 1,
+            EntryKind::File if node.entry.content.is_some() => {
+                stats.files += 1;
+                stats.bytes += node.entry.size;
+                if read.contains(&i) {
+                    stats.files_changed += 1;
+                }
+            }
+            EntryKind::File => {}
+            _ => stats.files += 1,
+        }
+    }
+    stats
+}
+
+fn root_meta(walk: &Walk, roots: &[usize], sources: &[PathBuf], started_ns: i64) -> RootMeta {
+    if roots.len() == 1 && walk.nodes[roots[0]].entry.kind == EntryKind::Dir && sources.len() == 1 {
+        let e = &walk.nodes[roots[0]].entry;
+        return RootMeta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime_ns: e.mtime_ns,
+            xattrs: e.xattrs.clone(),
+        };
+    }
+    RootMeta {
+        mode: 0o755,
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        mtime_ns: started_ns,
+        xattrs: Vec::new(),
+    }
+}

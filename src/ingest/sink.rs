@@ -1,0 +1,164 @@
+//! Where new blocks go during ingest: dedup against the vault, frame, pack, write.
+//!
+//! Many threads call [`BlockSink::add`]; each block id is encoded once (the first caller wins
+//! the `known` set). Full packs go to one writer thread through a small bounded channel, so
+//! fsync stalls do not stop hashing and compression, and memory stays bounded. Where packs go
+//! is a [`PackDestination`]: the store, or (seed disks) removable disk directories.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+
+use crate::catalog::{NewPack, PackState};
+use crate::store::pack::FinishedPack;
+use crate::store::{BlockCodec, BlockId, PackWriter, StoreError};
+
+/// Target pack size.
+pub const PACK_TARGET_BYTES: usize = 32 << 20;
+
+/// Where finished packs are written.
+pub trait PackDestination: Send + Sync {
+    /// Writes one pack durably and says how the catalog should record it.
+    fn write(&self, pack: &FinishedPack) -> Result<(PackState, Option<String>), StoreError>;
+}
+
+/// Packs go straight into the vault's store.
+pub struct ToStore<'a>(pub &'a dyn crate::store::Backend);
+
+impl PackDestination for ToStore<'_> {
+    fn write(&self, pack: &FinishedPack) -> Result<(PackState, Option<String>), StoreError> {
+        self.0.put(&pack.id, &pack.bytes)?;
+        Ok((PackState::Stored, None))
+    }
+}
+
+/// Deduplicates, encodes and packs blocks.
+pub struct BlockSink<'a> {
+    codec: &'a BlockCodec,
+    known: Mutex<HashSet<BlockId>>,
+    current: Mutex<PackWriter>,
+    to_writer: Mutex<Option<SyncSender<PackWriter>>>,
+    bytes_new: AtomicU64,
+    bytes_stored: AtomicU64,
+}
+
+/// Counts of what a sink stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SinkTotals {
+    pub bytes_new: u64,
+    pub bytes_stored: u64,
+}
+
+impl<'a> BlockSink<'a> {
+    /// A sink that skips `known` blocks. Returns the receiving end for [`run_writer`].
+    pub fn new(
+        codec: &'a BlockCodec,
+        known: HashSet<BlockId>,
+    ) -> (BlockSink<'a>, Receiver<PackWriter>) {
+        let (tx, rx) = sync_channel(1);
+        let sink = BlockSink {
+            codec,
+            known: Mutex::new(known),
+            current: Mutex::new(PackWriter::new(PACK_TARGET_BYTES)),
+            to_writer: Mutex::new(Some(tx)),
+            bytes_new: AtomicU64::new(0),
+            bytes_stored: AtomicU64::new(0),
+        };
+        (sink, rx)
+    }
+
+    /// Stores a block unless the vault (or this run) already has it.
+    pub fn add(&self, id: BlockId, plain: &[u8]) -> Result<(), StoreError> {
+        if !self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+        {
+            return Ok(());
+        }
+        let frame = self.codec.encode(&id, plain);
+        self.bytes_new
+            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        self.bytes_stored
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            current.add(id, &frame, plain.len());
+            if current.len() >= PACK_TARGET_BYTES {
+                Some(std::mem::replace(
+                    &mut *current,
+                    PackWriter::new(PACK_TARGET_BYTES),
+                ))
+            } else {
+                None
+            }
+        };
+        match full {
+            Some(pack) => self.send(pack),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, pack: PackWriter) -> Result<(), StoreError> {
+        let tx = self
+            .to_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match tx {
+            Some(tx) if tx.send(pack).is_ok() => Ok(()),
+            // The writer stopped: it failed, and its error is reported by `run_writer`.
+            _ => Err(StoreError::CorruptPack {
+                pack: crate::store::PackId([0; 32]),
+                why: "pack writer stopped",
+            }),
+        }
+    }
+
+    /// Sends the last partial pack and closes the channel; the writer thread then ends.
+    pub fn finish(&self) -> Result<SinkTotals, StoreError> {
+        let last = std::mem::replace(
+            &mut *self.current.lock().unwrap_or_else(|e| e.into_inner()),
+            PackWriter::new(0),
+        );
+        if !last.is_empty() {
+            self.send(last)?;
+        }
+        self.close();
+        Ok(SinkTotals {
+            bytes_new: self.bytes_new.load(Ordering::Relaxed),
+            bytes_stored: self.bytes_stored.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Closes the channel without flushing (on failure), so the writer thread ends.
+    pub fn close(&self) {
+        self.to_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
+
+/// The writer thread's loop: finishes and writes packs until the sink closes.
+pub fn run_writer(
+    codec: &BlockCodec,
+    packs: Receiver<PackWriter>,
+    destination: &dyn PackDestination,
+) -> Result<Vec<NewPack>, StoreError> {
+    let mut written = Vec::new();
+    for writer in packs {
+        let pack = writer.finish(codec);
+        let (state, seed_job) = destination.write(&pack)?;
+        written.push(NewPack {
+            id: pack.id,
+            size: pack.bytes.len() as u64,
+            state,
+            seed_job,
+            entries: pack.entries,
+        });
+    }
+    Ok(written)
+}

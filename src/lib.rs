@@ -1,0 +1,43 @@
+//! synvault: a backup vault and restore engine.
+//!
+//! A content-addressed, encrypted block store plus a SQLite catalog that holds every recovery
+//! point as a synthetic full: any point reassembles on its own. Layers, top to bottom:
+//!
+//! ```text
+//!  cli (binary)                      mount (fuser adapter)
+//!          \                          /
+//!           Vault (vault.rs): open, lock, resolve points
+//!          /        |          \        \
+//!    ingest/   reassembly/   verify.rs   stats.rs        <- the flows
+//!          \        |          /
+//!    store/ (block, pack, backend)   catalog/ (SQLite)   crypto.rs   chunk.rs
+//! ```
+//! Data flows down, never up: the store knows nothing of files or points; the catalog knows
+//! nothing of bytes on disk.
+#![deny(unsafe_code)]
+
+pub mod catalog;
+pub mod chunk;
+pub mod crypto;
+pub mod error;
+pub mod filter;
+pub mod fsmeta;
+pub mod ingest;
+pub mod lock;
+pub mod progress;
+pub mod reassembly;
+pub mod stats;
+pub mod store;
+pub mod time;
+pub mod vault;
+pub mod verify;
+
+pub use catalog::{Entry, EntryKind, PointKind, PointState, RecoveryPoint, RecoveryPointId};
+pub use chunk::ChunkerKind;
+pub use error::{exit, Error, Result};
+pub use ingest::{backup, BackupOptions, BackupReport};
+pub use progress::{NoProgress, Progress};
+pub use reassembly::restore::{restore, RestoreOptions, RestoreReport};
+pub use reassembly::{BlockReader, PointReader};
+pub use vault::{CreateOptions, Vault};
+pub use verify::{verify, VerifyOptions, VerifyReport};

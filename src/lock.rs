@@ -1,0 +1,113 @@
+//! The writer lock: one writer at a time per vault, and the lock says who holds it.
+//!
+//! The lock is an `flock(2)` on `<vault>/lock`, so the kernel releases it when its holder dies
+//! however it dies: a stale lock is never left for the user to clear. The file's text names
+//! the holder (pid, host, command, since) for the error the next writer gets; text left behind
+//! by a holder that died is reported as taken over.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use rustix::fs::{flock, FlockOperation};
+
+use crate::error::{Error, Result};
+
+/// Held while a writer runs; dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriterLock {
+    file: File,
+}
+
+/// What happened when the lock was taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lock was free.
+    Free,
+    /// A holder that is gone left its name behind; this is it.
+    TakenOver(String),
+}
+
+fn describe_self(command: &str) -> String {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let since = crate::time::format_utc(crate::time::now_ns());
+    format!(
+        "pid {} on {host} ({command}) since {since}",
+        std::process::id()
+    )
+}
+
+impl WriterLock {
+    /// Takes the lock for `command`, or fails with [`Error::Locked`] naming the holder.
+    pub fn acquire(vault: &Path, command: &str) -> Result<(WriterLock, Acquired)> {
+        let path = vault.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io("cannot open lock file", &path))?;
+        let mut previous = String::new();
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            let _ = file.read_to_string(&mut previous);
+            let holder = previous.trim();
+            return Err(Error::Locked {
+                holder: if holder.is_empty() {
+                    "another process".into()
+                } else {
+                    holder.into()
+                },
+            });
+        }
+        let _ = file.read_to_string(&mut previous);
+        let acquired = match previous.trim() {
+            "" => Acquired::Free,
+            stale => Acquired::TakenOver(stale.to_string()),
+        };
+        let me = describe_self(command);
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(me.as_bytes()))
+            .map_err(Error::io("cannot write lock file", &path))?;
+        Ok((WriterLock { file }, acquired))
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        // Clear the holder's name first, so the next writer does not report a takeover.
+        let _ = self.file.set_len(0);
+        let _ = flock(&self.file, FlockOperation::Unlock);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_writer_is_refused_and_names_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (held, how) = WriterLock::acquire(dir.path(), "backup /a").unwrap();
+        assert_eq!(how, Acquired::Free);
+        match WriterLock::acquire(dir.path(), "backup /b") {
+            Err(Error::Locked { holder }) => assert!(holder.contains("backup /a"), "{holder}"),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(held);
+        let (_again, how) = WriterLock::acquire(dir.path(), "backup /c").unwrap();
+        assert_eq!(how, Acquired::Free);
+    }
+
+    #[test]
+    fn text_left_by_a_dead_holder_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lock"), "pid 1 on h (backup) since then").unwrap();
+        let (_lock, how) = WriterLock::acquire(dir.path(), "backup").unwrap();
+        assert!(matches!(how, Acquired::TakenOver(s) if s.contains("pid 1")));
+    }
+}

@@ -1,0 +1,214 @@
+//! Blocks and frames: a block's id, and how its bytes are stored.
+//!
+//! ```text
+//! frame = codec u8 | nonce [12] | AES-256-GCM(payload) | tag [16]
+//! codec: 0 = raw payload, 1 = zstd payload
+//! associated data = BlockId [32] | codec u8
+//! key = keyed blake3(data key, BlockId): every block has its own key
+//! ```
+//! The id and codec in the associated data mean a frame cannot be swapped for another id's.
+//! The per-block key keeps AES-GCM's random-nonce bound out of reach however large the vault
+//! grows, and lets a frame move between packs without being re-encrypted. Decoding checks
+//! the tag, decompresses, and checks that the plaintext hashes to the id.
+
+use std::fmt;
+
+use crate::crypto::{random_array, subkey, FrameCipher, Key, Keys, NONCE_LEN, TAG_LEN};
+
+/// A block's id: keyed blake3 of its plaintext.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockId(pub [u8; 32]);
+
+impl BlockId {
+    /// The marker for an all-zero block: stored as a hole, never as data. No real keyed
+    /// hash is all zeros (2^-256).
+    pub const ZERO: BlockId = BlockId([0; 32]);
+
+    /// The id of `plain` under the vault's id key.
+    pub fn of(id_key: &Key, plain: &[u8]) -> BlockId {
+        BlockId(*blake3::keyed_hash(&id_key.0, plain).as_bytes())
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex()[..16])
+    }
+}
+
+impl fmt::Debug for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlockId({})", &self.to_hex()[..16])
+    }
+}
+
+const CODEC_RAW: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+const HEADER_LEN: usize = 1 + NONCE_LEN;
+
+/// Bytes a frame adds to its payload.
+pub const FRAME_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+
+/// Frame decoding failed: the frame is damaged or belongs to another id.
+#[derive(Debug, thiserror::Error)]
+#[error("frame does not decode")]
+pub struct BadFrame;
+
+/// Encodes and decodes frames with one vault's keys.
+pub struct BlockCodec {
+    keys: Keys,
+    cipher: Box<dyn FrameCipher>,
+    zstd_level: i32,
+}
+
+impl fmt::Debug for BlockCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockCodec")
+            .field("zstd_level", &self.zstd_level)
+            .finish()
+    }
+}
+
+fn aad(id: &BlockId, codec: u8) -> [u8; 33] {
+    let mut out = [0u8; 33];
+    out[..32].copy_from_slice(&id.0);
+    out[32] = codec;
+    out
+}
+
+impl BlockCodec {
+    /// A codec over `keys` sealing with `cipher`, compressing at `zstd_level`.
+    pub fn new(keys: Keys, cipher: Box<dyn FrameCipher>, zstd_level: i32) -> BlockCodec {
+        BlockCodec {
+            keys,
+            cipher,
+            zstd_level,
+        }
+    }
+
+    /// The vault keys this codec uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The cipher, for sealing other messages (pack footers).
+    pub fn cipher(&self) -> &dyn FrameCipher {
+        self.cipher.as_ref()
+    }
+
+    /// The id `plain` would get.
+    pub fn id_of(&self, plain: &[u8]) -> BlockId {
+        BlockId::of(&self.keys.id, plain)
+    }
+
+    /// Compresses (when that is smaller) and seals one block.
+    pub fn encode(&self, id: &BlockId, plain: &[u8]) -> Vec<u8> {
+        let compressed = zstd::bulk::compress(plain, self.zstd_level)
+            .ok()
+            .filter(|c| c.len() < plain.len());
+        let (codec, payload) = match &compressed {
+            Some(c) => (CODEC_ZSTD, c.as_slice()),
+            None => (CODEC_RAW, plain),
+        };
+        let nonce: [u8; NONCE_LEN] = random_array();
+        let mut frame = Vec::with_capacity(FRAME_OVERHEAD + payload.len());
+        frame.push(codec);
+        frame.extend_from_slice(&nonce);
+        frame.extend_from_slice(payload);
+        let key = subkey(&self.keys.data, &id.0);
+        let tag =
+            self.cipher
+                .seal_in_place(&key, &nonce, &aad(id, codec), &mut frame[HEADER_LEN..]);
+        frame.extend_from_slice(&tag);
+        frame
+    }
+
+    /// Opens, decompresses and verifies one frame; `raw_len` is the plaintext length.
+    pub fn decode(
+        &self,
+        id: &BlockId,
+        mut frame: Vec<u8>,
+        raw_len: usize,
+    ) -> Result<Vec<u8>, BadFrame> {
+        if frame.len() < FRAME_OVERHEAD {
+            return Err(BadFrame);
+        }
+        let codec = frame[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&frame[1..HEADER_LEN]);
+        let key = subkey(&self.keys.data, &id.0);
+        let len = self
+            .cipher
+            .open_in_place(&key, &nonce, &aad(id, codec), &mut frame[HEADER_LEN..])
+            .map_err(|_| BadFrame)?;
+        let payload = &frame[HEADER_LEN..HEADER_LEN + len];
+        let plain = match codec {
+            CODEC_RAW => {
+                frame.truncate(HEADER_LEN + len);
+                frame.drain(..HEADER_LEN);
+                frame
+            }
+            CODEC_ZSTD => zstd::bulk::decompress(payload, raw_len).map_err(|_| BadFrame)?,
+            _ => return Err(BadFrame),
+        };
+        if plain.len() != raw_len || self.id_of(&plain) != *id {
+            return Err(BadFrame);
+        }
+        Ok(plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::RingCipher;
+
+    fn codec() -> BlockCodec {
+        BlockCodec::new(
+            Keys::derive(&Key::from_bytes([9; 32])),
+            Box::new(RingCipher),
+            3,
+        )
+    }
+
+    #[test]
+    fn round_trip_compressible_and_not() {
+        let codec = codec();
+        let text = b"hello hello hello hello hello hello".repeat(1000);
+        let noise: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for plain in [text, noise, Vec::new()] {
+            let id = codec.id_of(&plain);
+            let frame = codec.encode(&id, &plain);
+            assert!(frame.len() <= plain.len() + FRAME_OVERHEAD);
+            assert_eq!(codec.decode(&id, frame, plain.len()).unwrap(), plain);
+        }
+    }
+
+    #[test]
+    fn tampered_or_swapped_frames_fail() {
+        let codec = codec();
+        let a = b"block a".repeat(100);
+        let b = b"block b".repeat(100);
+        let (ida, idb) = (codec.id_of(&a), codec.id_of(&b));
+        let frame = codec.encode(&ida, &a);
+        assert!(codec.decode(&idb, frame.clone(), a.len()).is_err());
+        let mut bad = frame.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        assert!(codec.decode(&ida, bad, a.len()).is_err());
+        let _ = b;
+    }
+
+    #[test]
+    fn ids_are_keyed() {
+        let codec = codec();
+        assert_ne!(codec.id_of(b"x").0, *blake3::hash(b"x").as_bytes());
+    }
+}

@@ -1,0 +1,95 @@
+//! The block store: frames, packs and the backend that holds them.
+//!
+//! The store knows nothing of files or recovery points. It turns plaintext blocks into sealed
+//! frames ([`block`]), groups frames into immutable packs ([`pack`]) and keeps packs in a
+//! [`backend::Backend`]. Packs are named by the plain blake3 of their bytes, so anyone can
+//! check a pack without the key.
+
+pub mod backend;
+pub mod block;
+pub mod pack;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use backend::{Backend, LocalBackend, MemBackend};
+pub use block::{BlockCodec, BlockId};
+pub use pack::{PackEntry, PackWriter};
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The name of a pack: blake3 of its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackId(pub [u8; 32]);
+
+impl PackId {
+    /// The id of these pack bytes.
+    pub fn of(bytes: &[u8]) -> PackId {
+        PackId(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lower-case hex, as in file names.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<PackId> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(PackId(out))
+    }
+}
+
+impl fmt::Display for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackId({})", &self.to_hex()[..12])
+    }
+}
+
+/// Everything that can go wrong reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {what} {}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pack {pack} is missing")]
+    MissingPack { pack: PackId },
+    #[error("pack {pack} is too short for a read of {len} bytes at offset {offset}")]
+    ShortPack {
+        pack: PackId,
+        offset: u64,
+        len: usize,
+    },
+    #[error("corrupt frame of block {block} in pack {pack} at offset {offset}")]
+    CorruptFrame {
+        block: BlockId,
+        pack: PackId,
+        offset: u64,
+    },
+    #[error("block {block} is not in the catalog")]
+    UnknownBlock { block: BlockId },
+    #[error("corrupt pack {pack}: {why}")]
+    CorruptPack { pack: PackId, why: &'static str },
+}
+
+impl StoreError {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { what, path, source }
+    }
+}

@@ -1,0 +1,293 @@
+//! `Vault`: one directory holding a store, a catalog and key files; every flow works on it.
+//!
+//! ```text
+//! <vault>/config.json        format version, vault id, creation time (no secret)
+//! <vault>/keys/<id>.key      master key wrapped under argon2id(passphrase), JSON
+//! <vault>/catalog.db         SQLite catalog (WAL)
+//! <vault>/packs/ab/<hex>.pack
+//! <vault>/lock               the writer lock (see `lock`)
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, RecoveryPoint};
+use crate::chunk::{Chunker, ChunkerKind};
+use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
+use crate::error::{Error, Result};
+use crate::lock::{Acquired, WriterLock};
+use crate::store::{Backend, BlockCodec, LocalBackend};
+
+/// Vault format version written by this build.
+pub const VAULT_FORMAT: u32 = 1;
+const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// `config.json`: what a vault is, readable without a key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VaultConfig {
+    pub format: u32,
+    pub vault_id: String,
+    pub created: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    kdf: String,
+    params: KdfParams,
+    salt: String,
+    wrapped: String,
+}
+
+/// Options for creating a vault.
+#[derive(Clone, Copy, Debug)]
+pub struct CreateOptions {
+    pub kdf: KdfParams,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            kdf: KdfParams::DEFAULT,
+        }
+    }
+}
+
+/// An open vault.
+pub struct Vault {
+    root: PathBuf,
+    config: VaultConfig,
+    codec: BlockCodec,
+    chunker_key: Key,
+    backend: Box<dyn Backend>,
+    catalog: Mutex<Catalog>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("root", &self.root).finish()
+    }
+}
+
+fn read_config(root: &Path) -> Result<VaultConfig> {
+    let path = root.join("config.json");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotAVault {
+                path: root.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(Error::io("cannot read", &path)(e)),
+    };
+    let config: VaultConfig = serde_json::from_str(&text).map_err(|_| Error::NotAVault {
+        path: root.to_path_buf(),
+    })?;
+    if config.format > VAULT_FORMAT {
+        return Err(Error::FormatTooNew {
+            found: config.format,
+            supported: VAULT_FORMAT,
+        });
+    }
+    Ok(config)
+}
+
+fn wrap_key(master: &Key, passphrase: &[u8], params: KdfParams) -> Result<KeyFile> {
+    let salt: [u8; 16] = crypto::random_array();
+    let kek = crypto::stretch_passphrase(passphrase, &salt, params)
+        .map_err(|e| Error::InvalidArgument(format!("key derivation parameters: {e}")))?;
+    let wrapped = crypto::seal_message(
+        &RingCipher,
+        &kek,
+        b"synvault key file v1",
+        master.as_bytes(),
+    );
+    Ok(KeyFile {
+        kdf: "argon2id".into(),
+        params,
+        salt: hex::encode(salt),
+        wrapped: hex::encode(wrapped),
+    })
+}
+
+fn unwrap_key(file: &KeyFile, passphrase: &[u8]) -> Option<Key> {
+    let salt = hex::decode(&file.salt).ok()?;
+    let wrapped = hex::decode(&file.wrapped).ok()?;
+    let kek = crypto::stretch_passphrase(passphrase, &salt, file.params).ok()?;
+    let raw = crypto::open_message(&RingCipher, &kek, b"synvault key file v1", &wrapped).ok()?;
+    Some(Key::from_bytes(raw.try_into().ok()?))
+}
+
+fn find_master_key(root: &Path, passphrase: &[u8]) -> Result<Key> {
+    let dir = root.join("keys");
+    let entries = fs::read_dir(&dir).map_err(Error::io("cannot read key directory", &dir))?;
+    for entry in entries {
+        let path = entry
+            .map_err(Error::io("cannot read key directory", &dir))?
+            .path();
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(file) = serde_json::from_str::<KeyFile>(&text) else {
+            continue;
+        };
+        if let Some(key) = unwrap_key(&file, passphrase) {
+            return Ok(key);
+        }
+    }
+    Err(Error::WrongPassphrase)
+}
+
+impl Vault {
+    /// Creates a new vault at `root` (which must be missing or empty).
+    pub fn create(root: &Path, passphrase: &[u8], options: CreateOptions) -> Result<Vault> {
+        if root.join("config.json").exists()
+            || fs::read_dir(root)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
+            return Err(Error::VaultExists {
+                path: root.to_path_buf(),
+            });
+        }
+        for dir in ["keys", "packs"] {
+            fs::create_dir_all(root.join(dir))
+                .map_err(Error::io("cannot create", root.join(dir)))?;
+        }
+        let master = Key::random();
+        let key_file = wrap_key(&master, passphrase, options.kdf)?;
+        let key_name = hex::encode(crypto::random_array::<8>());
+        let key_path = root.join("keys").join(format!("{key_name}.key"));
+        let json = serde_json::to_vec_pretty(&key_file).unwrap_or_default();
+        crate::store::backend::write_durably(&key_path, &json)
+            .map_err(Error::io("cannot write key file", &key_path))?;
+        let config = VaultConfig {
+            format: VAULT_FORMAT,
+            vault_id: hex::encode(crypto::random_array::<16>()),
+            created: crate::time::format_utc(crate::time::now_ns()),
+        };
+        Catalog::open(&root.join("catalog.db"))?;
+        // config.json last: a vault is a vault only once everything else is in place.
+        let path = root.join("config.json");
+        let json = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        crate::store::backend::write_durably(&path, &json)
+            .map_err(Error::io("cannot write", &path))?;
+        Vault::open(root, passphrase)
+    }
+
+    /// Opens the vault at `root` with a passphrase.
+    pub fn open(root: &Path, passphrase: &[u8]) -> Result<Vault> {
+        let config = read_config(root)?;
+        let master = find_master_key(root, passphrase)?;
+        let keys = Keys::derive(&master);
+        let catalog = Catalog::open(&root.join("catalog.db"))?;
+        Ok(Vault {
+            root: root.to_path_buf(),
+            config,
+            chunker_key: keys.chunker.clone(),
+            codec: BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL),
+            backend: Box::new(LocalBackend::new(root.join("packs"))),
+            catalog: Mutex::new(catalog),
+        })
+    }
+
+    /// The vault directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// What `config.json` says.
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    /// The frame codec with this vault's keys.
+    pub fn codec(&self) -> &BlockCodec {
+        &self.codec
+    }
+
+    /// Where packs live.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// A chunker keyed for this vault.
+    pub fn chunker(&self, kind: ChunkerKind) -> Chunker {
+        Chunker::new(kind, &self.chunker_key)
+    }
+
+    /// The catalog, for one thread at a time.
+    pub fn catalog(&self) -> MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the writer lock for `command`. A takeover of a dead holder's lock is returned so
+    /// the caller can warn.
+    pub fn lock_writer(&self, command: &str) -> Result<(WriterLock, Acquired)> {
+        WriterLock::acquire(&self.root, command)
+    }
+
+    /// Resolves `latest`, `latest~N` or an id prefix to a recovery point.
+    pub fn resolve_point(&self, query: &str) -> Result<RecoveryPoint> {
+        let points = self.catalog().points()?;
+        let not_found = || Error::NoSuchPoint {
+            query: query.to_string(),
+        };
+        if let Some(rest) = query.strip_prefix("latest") {
+            let back: usize = match rest.strip_prefix('~') {
+                Some(n) => n.parse().map_err(|_| not_found())?,
+                None if rest.is_empty() => 0,
+                None => return Err(not_found()),
+            };
+            return points.into_iter().rev().nth(back).ok_or_else(not_found);
+        }
+        if query.is_empty() {
+            return Err(not_found());
+        }
+        let mut matches = points.into_iter().filter(|p| p.id.0.starts_with(query));
+        let first = matches.next().ok_or_else(not_found)?;
+        if matches.next().is_some() {
+            return Err(Error::AmbiguousPoint {
+                query: query.to_string(),
+            });
+        }
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: CreateOptions = CreateOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    };
+
+    #[test]
+    fn create_open_and_wrong_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        let v = Vault::create(&root, b"pw", FAST).unwrap();
+        let id = v.config().vault_id.clone();
+        drop(v);
+        assert_eq!(Vault::open(&root, b"pw").unwrap().config().vault_id, id);
+        assert!(matches!(
+            Vault::open(&root, b"nope"),
+            Err(Error::WrongPassphrase)
+        ));
+        assert!(matches!(
+            Vault::create(&root, b"pw", FAST),
+            Err(Error::VaultExists { .. })
+        ));
+        assert!(matches!(
+            Vault::open(dir.path(), b"pw"),
+            Err(Error::NotAVault { .. })
+        ));
+    }
+}

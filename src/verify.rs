@@ -1,0 +1,232 @@
+//! Verify: scrub packs and blocks against the catalog, and say what damage affects.
+//!
+//! Without `read_data`, every pack the catalog names must exist with its recorded size and
+//! every block a file uses must be in the catalog. With `read_data`, every pack is read whole:
+//! its bytes must hash to its name and every frame must open and hash to its block id. Damage
+//! is traced to the points and paths it affects. Packs the catalog does not name (left by an
+//! interrupted backup) are listed as unreferenced; they are not damage.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::catalog::{ContentId, EntryKind, PackState, TreeId};
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::store::{BlockId, PackId};
+use crate::vault::Vault;
+
+/// What to check.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerifyOptions {
+    pub read_data: bool,
+}
+
+/// A file of a point that damage affects.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AffectedFile {
+    pub point: String,
+    pub path: String,
+}
+
+/// What verify found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub packs_checked: u64,
+    pub blocks_checked: u64,
+    pub bytes_read: u64,
+    pub damaged_packs: Vec<String>,
+    pub damaged_blocks: u64,
+    pub problems: Vec<String>,
+    pub affected: Vec<AffectedFile>,
+    pub unreferenced_packs: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True if nothing is damaged.
+    pub fn is_clean(&self) -> bool {
+        self.damaged_packs.is_empty() && self.problems.is_empty() && self.damaged_blocks == 0
+    }
+}
+
+struct PackCheck {
+    pack: PackId,
+    problem: Option<String>,
+    bad_blocks: Vec<BlockId>,
+    blocks: u64,
+    bytes: u64,
+}
+
+/// Runs verify.
+pub fn verify(
+    vault: &Vault,
+    options: VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let packs = vault.catalog().packs()?;
+    let on_disk: HashMap<PackId, u64> = vault.backend().list()?.into_iter().collect();
+    let named: HashSet<PackId> = packs.iter().map(|p| p.0).collect();
+    report.unreferenced_packs = on_disk
+        .keys()
+        .filter(|p| !named.contains(p))
+        .map(PackId::to_hex)
+        .collect();
+
+    let stored: Vec<(PackId, u64)> = packs
+        .iter()
+        .filter(|p| p.2 == PackState::Stored)
+        .map(|p| (p.0, p.1))
+        .collect();
+    progress.set_total(if options.read_data {
+        stored.iter().map(|p| p.1).sum()
+    } else {
+        0
+    });
+    let checks: Vec<PackCheck> = stored
+        .par_iter()
+        .map(|&(pack, size)| {
+            check_pack(
+                vault,
+                pack,
+                size,
+                on_disk.get(&pack).copied(),
+                options,
+                progress,
+            )
+        })
+        .collect::<Result<_>>()?;
+
+    let mut bad_blocks = HashSet::new();
+    for check in checks {
+        report.packs_checked += 1;
+        report.blocks_checked += check.blocks;
+        report.bytes_read += check.bytes;
+        if let Some(problem) = check.problem {
+            report.damaged_packs.push(check.pack.to_hex());
+            report.problems.push(problem);
+        }
+        bad_blocks.extend(check.bad_blocks);
+    }
+    report.damaged_blocks = bad_blocks.len() as u64;
+    let known = vault.catalog().block_ids()?;
+    let contents = vault.catalog().all_contents()?;
+    let mut hit = HashSet::new();
+    for (id, content) in &contents {
+        for (block, _) in &content.blocks {
+            if *block == BlockId::ZERO {
+                continue;
+            }
+            if bad_blocks.contains(block) {
+                hit.insert(*id);
+            } else if !known.contains(block) {
+                report.problems.push(format!(
+                    "block {block} used by a file is not in the catalog"
+                ));
+                hit.insert(*id);
+            }
+        }
+    }
+    if !hit.is_empty() {
+        report.affected = affected_files(vault, &hit)?;
+    }
+    Ok(report)
+}
+
+fn check_pack(
+    vault: &Vault,
+    pack: PackId,
+    size: u64,
+    found: Option<u64>,
+    options: VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<PackCheck> {
+    let blocks = vault.catalog().blocks_of_pack(&pack)?;
+    let mut check = PackCheck {
+        pack,
+        problem: None,
+        bad_blocks: Vec::new(),
+        blocks: blocks.len() as u64,
+        bytes: 0,
+    };
+    let all_bad = |mut check: PackCheck, why: String| {
+        check.problem = Some(why);
+        check.bad_blocks = blocks.iter().map(|b| b.0).collect();
+        check
+    };
+    match found {
+        None => return Ok(all_bad(check, format!("pack {pack} is missing"))),
+        Some(len) if len != size => {
+            return Ok(all_bad(
+                check,
+                format!("pack {pack} has {len} bytes, the catalog says {size}"),
+            ))
+        }
+        Some(_) => {}
+    }
+    if !options.read_data {
+        return Ok(check);
+    }
+    let bytes = match vault.backend().read_all(&pack) {
+        Ok(b) => b,
+        Err(e) => return Ok(all_bad(check, format!("pack {pack} cannot be read: {e}"))),
+    };
+    check.bytes = bytes.len() as u64;
+    progress.add_bytes(check.bytes);
+    if PackId::of(&bytes) != pack {
+        check.problem = Some(format!(
+            "pack {pack} does not match its name (its bytes changed)"
+        ));
+    }
+    for (id, loc) in &blocks {
+        let frame = bytes
+            .get(loc.offset as usize..loc.offset as usize + loc.stored_len as usize)
+            .map(<[u8]>::to_vec);
+        let ok = frame.is_some_and(|f| vault.codec().decode(id, f, loc.raw_len as usize).is_ok());
+        if !ok {
+            check.bad_blocks.push(*id);
+        }
+    }
+    Ok(check)
+}
+
+/// Every (point, path) whose file uses one of `contents`.
+fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<AffectedFile>> {
+    let catalog = vault.catalog();
+    let holders: HashSet<TreeId> = catalog
+        .entries_with_content(contents)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let mut out = Vec::new();
+    for point in catalog.points()? {
+        let mut stack = vec![(point.root_tree, PathBuf::new())];
+        while let Some((tree, path)) = stack.pop() {
+            let holds = holders.contains(&tree);
+            for entry in catalog.tree_entries(&tree)? {
+                let child: PathBuf = Path::new(&path).join(OsStr::from_bytes(&entry.name));
+                match entry.kind {
+                    EntryKind::Dir => {
+                        if let Some(sub) = entry.subtree {
+                            stack.push((sub, child));
+                        }
+                    }
+                    EntryKind::File
+                        if holds && entry.content.is_some_and(|c| contents.contains(&c)) =>
+                    {
+                        out.push(AffectedFile {
+                            point: point.id.0.clone(),
+                            path: child.display().to_string(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
