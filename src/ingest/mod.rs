@@ -57,6 +57,7 @@ pub struct BackupReport {
     pub files_changed: u64,
     pub bytes: u64,
     pub bytes_read: u64,
+    pub blocks_new: u64,
     pub bytes_new: u64,
     pub bytes_stored: u64,
     pub packs_written: u64,
@@ -142,16 +143,14 @@ pub fn backup(
         let result = read_files(&reader, &mut walk, interrupted);
         let totals = result.and_then(|contents| Ok((contents, sink.finish()?)));
         sink.close();
-        let written = writer.join().unwrap_or_else(|_| {
-            Err(crate::store::StoreError::CorruptPack {
-                pack: crate::store::PackId([0; 32]),
-                why: "pack writer panicked",
-            })
-        });
+        let written = writer
+            .join()
+            .unwrap_or(Err(crate::store::StoreError::WriterStopped));
         (totals, written)
     });
-    let (contents, totals) = read_result?;
+    // A failed writer is the cause of any failure the readers saw: report it first.
     let packs = written?;
+    let (contents, totals) = read_result?;
 
     let mut commit = BackupCommit {
         packs,
@@ -200,6 +199,7 @@ pub fn backup(
         files_changed: stats.files_changed,
         bytes: stats.bytes,
         bytes_read: stats.bytes_read,
+        blocks_new: totals.blocks_new,
         bytes_new: stats.bytes_new,
         bytes_stored: stats.bytes_stored,
         packs_written: commit.packs.len() as u64,

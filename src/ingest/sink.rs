@@ -39,6 +39,7 @@ pub struct BlockSink<'a> {
     known: Mutex<HashSet<BlockId>>,
     current: Mutex<PackWriter>,
     to_writer: Mutex<Option<SyncSender<PackWriter>>>,
+    blocks_new: AtomicU64,
     bytes_new: AtomicU64,
     bytes_stored: AtomicU64,
 }
@@ -46,6 +47,7 @@ pub struct BlockSink<'a> {
 /// Counts of what a sink stored.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SinkTotals {
+    pub blocks_new: u64,
     pub bytes_new: u64,
     pub bytes_stored: u64,
 }
@@ -62,6 +64,7 @@ impl<'a> BlockSink<'a> {
             known: Mutex::new(known),
             current: Mutex::new(PackWriter::new(PACK_TARGET_BYTES)),
             to_writer: Mutex::new(Some(tx)),
+            blocks_new: AtomicU64::new(0),
             bytes_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
         };
@@ -110,10 +113,7 @@ impl<'a> BlockSink<'a> {
         match tx {
             Some(tx) if tx.send(pack).is_ok() => Ok(()),
             // The writer stopped: it failed, and its error is reported by `run_writer`.
-            _ => Err(StoreError::CorruptPack {
-                pack: crate::store::PackId([0; 32]),
-                why: "pack writer stopped",
-            }),
+            _ => Err(StoreError::WriterStopped),
         }
     }
 
@@ -128,6 +128,7 @@ impl<'a> BlockSink<'a> {
         }
         self.close();
         Ok(SinkTotals {
+            blocks_new: self.blocks_new.load(Ordering::Relaxed),
             bytes_new: self.bytes_new.load(Ordering::Relaxed),
             bytes_stored: self.bytes_stored.load(Ordering::Relaxed),
         })

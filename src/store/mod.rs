@@ -80,6 +80,8 @@ pub enum StoreError {
     },
     #[error("block {block} is not in the catalog")]
     UnknownBlock { block: BlockId },
+    #[error("the pack writer stopped")]
+    WriterStopped,
     #[error("corrupt pack {pack}: {why}")]
     CorruptPack { pack: PackId, why: &'static str },
 }

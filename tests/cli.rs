@@ -1,0 +1,497 @@
+//! End-to-end tests of the `synvault` binary: round trip, incrementals, dedup,
+//! confidentiality, and every bad input with its one-line error and exit code.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    allocated_bytes, assert_trees_equal, generate_tree, seeded_bytes, write_file, TreeSpec,
+};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const MIB: usize = 1 << 20;
+
+/// A vault in a temporary directory and a way to run the binary against it.
+struct Env {
+    dir: TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("synvault-test")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Env { dir };
+        let out = env.run(&["init"]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn vault(&self) -> PathBuf {
+        self.path("vault")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synvault"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SYNVAULT_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("SYNVAULT_PASSWORD", "correct horse")
+            .arg("--vault")
+            .arg(self.vault())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed and returns its stdout parsed as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn backup(&self, src: &Path) -> Value {
+        self.json(&["backup", "--json", src.to_str().unwrap()])
+    }
+
+    fn pack_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(self.vault().join("packs")).unwrap() {
+            for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+                out.push(f.unwrap().path());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// The error is one line starting with `synvault:`, no panic, no backtrace.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("synvault:")).collect();
+    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
+    assert!(
+        lines[0].contains(needle),
+        "error {:?} lacks {needle:?}",
+        lines[0]
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn round_trip_restores_every_kind_of_entry_exactly() {
+    let env = Env::new();
+    let src = env.path("src");
+    let summary = generate_tree(&src, 1, &TreeSpec::default());
+    assert!(summary.regular_files >= 2000);
+    let report = env.backup(&src);
+    assert_eq!(report["state"], "complete", "{report}");
+
+    let target = env.path("restored");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_trees_equal(&src, &target);
+    // The large hole stays a hole.
+    let sparse = target.join(&summary.sparse_file);
+    assert!(
+        allocated_bytes(&sparse) < 8 * MIB as u64,
+        "sparse file allocated {}",
+        allocated_bytes(&sparse)
+    );
+
+    // A second restore into the same directory refuses; with --overwrite it skips what matches.
+    let again = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&again), 1);
+    assert_one_line_error(&again, "not empty");
+    let resumed = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stdout(&resumed).contains("already there"),
+        "{}",
+        stdout(&resumed)
+    );
+    assert_trees_equal(&src, &target);
+
+    // A path of the point, and cat of one file.
+    let large = summary.large_file.to_str().unwrap().to_string();
+    let cat = env.run(&["cat", &format!("latest:{large}")]);
+    assert!(cat.status.success());
+    assert_eq!(cat.stdout, fs::read(src.join(&large)).unwrap());
+    let ls = env.json(&["ls", "--json", "latest"]);
+    assert!(!ls.as_array().unwrap().is_empty());
+}
+
+#[test]
+fn incremental_stores_only_changed_blocks() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("big.bin"), seeded_bytes(2, 256 * MIB));
+    write_file(src.join("shifted.bin"), seeded_bytes(3, 64 * MIB));
+    write_file(
+        src.join("other.txt"),
+        b"another file that must not be read again",
+    );
+    let first = env.backup(&src);
+    assert_eq!(first["state"], "complete");
+
+    // Unchanged: no byte read, no pack written.
+    let packs_before = env.pack_files();
+    let unchanged = env.backup(&src);
+    assert_eq!(u(&unchanged, "bytes_read"), 0, "{unchanged}");
+    assert_eq!(u(&unchanged, "files_changed"), 0);
+    assert_eq!(
+        env.pack_files(),
+        packs_before,
+        "an unchanged backup wrote a pack"
+    );
+
+    // 1 MiB overwritten in the middle of the 256 MiB file.
+    let big = fs::OpenOptions::new()
+        .write(true)
+        .open(src.join("big.bin"))
+        .unwrap();
+    big.write_all_at(&seeded_bytes(4, MIB), 128 * MIB as u64)
+        .unwrap();
+    drop(big);
+    let second = env.backup(&src);
+    assert!(u(&second, "bytes_new") <= 8 * MIB as u64, "{second}");
+    assert_eq!(
+        u(&second, "bytes_read"),
+        256 * MIB as u64,
+        "read another file: {second}"
+    );
+    assert_eq!(u(&second, "files_changed"), 1);
+
+    // 100 bytes inserted at the start of the 64 MiB file.
+    let mut shifted = vec![0x5a; 100];
+    shifted.extend_from_slice(&seeded_bytes(3, 64 * MIB));
+    write_file(src.join("shifted.bin"), &shifted);
+    let third = env.backup(&src);
+    assert!(u(&third, "blocks_new") <= 3, "{third}");
+
+    // Old and new points restore exactly.
+    let old = env.path("old");
+    let points = env.json(&["points", "--json"]);
+    let first_id = points[0]["id"].as_str().unwrap();
+    assert_eq!(first_id, first["point"].as_str().unwrap());
+    assert!(env
+        .run(&["restore", first_id, "--target", old.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(
+        fs::read(old.join("big.bin")).unwrap(),
+        seeded_bytes(2, 256 * MIB)
+    );
+    assert_eq!(
+        fs::read(old.join("shifted.bin")).unwrap(),
+        seeded_bytes(3, 64 * MIB)
+    );
+    let new = env.path("new");
+    assert!(env
+        .run(&["restore", "latest", "--target", new.to_str().unwrap()])
+        .status
+        .success());
+    assert_trees_equal(&src, &new);
+    for field in [
+        "id", "time", "parent", "kind", "state", "source", "files", "bytes",
+    ] {
+        assert!(
+            points[1].get(field).is_some(),
+            "points --json lacks {field}"
+        );
+    }
+    assert_eq!(points[1]["kind"], "incremental");
+}
+
+#[test]
+fn identical_files_are_stored_once() {
+    let env = Env::new();
+    let (a, b) = (env.path("a"), env.path("b"));
+    let data = seeded_bytes(5, 4 * MIB);
+    for p in ["one", "sub/two", "sub/deeper/three"] {
+        write_file(a.join(p), &data);
+    }
+    write_file(b.join("four"), &data);
+    env.backup(&a);
+    let second = env.backup(&b);
+    assert_eq!(u(&second, "bytes_new"), 0, "{second}");
+    let stats = env.json(&["stats", "--json"]);
+    assert_eq!(u(&stats, "logical_bytes"), 16 * MIB as u64);
+    assert_eq!(u(&stats, "unique_bytes"), 4 * MIB as u64, "{stats}");
+    assert!(stats["dedup_ratio"].as_f64().unwrap() > 3.9);
+}
+
+#[test]
+fn nothing_readable_leaves_the_vault() {
+    let env = Env::new();
+    let src = env.path("src");
+    let marker = b"SYNVAULT-MARKER-7f3a9c";
+    let mut text = Vec::new();
+    for i in 0..20_000 {
+        text.extend_from_slice(marker);
+        text.extend_from_slice(format!(" line {i}\n").as_bytes());
+    }
+    write_file(src.join("notes.txt"), &text);
+    write_file(src.join("small.txt"), marker);
+    env.backup(&src);
+    let mut stack = vec![env.vault()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "marker found in {}",
+                p.display()
+            );
+            let plain_id = blake3::hash(marker);
+            assert!(
+                !bytes.windows(32).any(|w| w == plain_id.as_bytes()),
+                "plain blake3 of a block found in {}",
+                p.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_get_one_line_errors_and_exit_codes() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("f"), b"data");
+
+    let wrong = env
+        .cmd(&["points"])
+        .env("SYNVAULT_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(code(&wrong), 12);
+    assert_one_line_error(&wrong, "wrong passphrase");
+
+    let not_vault = Command::new(env!("CARGO_BIN_EXE_synvault"))
+        .args(["--vault", env.path("nowhere").to_str().unwrap(), "points"])
+        .env("SYNVAULT_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(code(&not_vault), 10);
+    assert_one_line_error(&not_vault, "no vault");
+
+    let missing = env.run(&["backup", env.path("missing").to_str().unwrap()]);
+    assert_eq!(code(&missing), 1);
+    assert_one_line_error(&missing, "does not exist");
+
+    let usage = env.run(&["backup"]);
+    assert_eq!(code(&usage), 2);
+
+    let no_point = env.run(&[
+        "restore",
+        "ffff",
+        "--target",
+        env.path("t").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&no_point), 1);
+    assert_one_line_error(&no_point, "no recovery point");
+
+    let again = env.run(&["init"]);
+    assert_eq!(code(&again), 1);
+    assert_one_line_error(&again, "already exists");
+    assert_eq!(env.json(&["points", "--json"]).as_array().unwrap().len(), 0);
+}
+
+/// Runs a command as `nobody`, so permission bits apply even though tests run as root.
+fn as_nobody(mut cmd: Command) -> Command {
+    if !rustix::process::geteuid().is_root() {
+        return cmd;
+    }
+    let mut wrapped = Command::new("setpriv");
+    wrapped.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+    wrapped.arg(cmd.get_program());
+    wrapped.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    cmd = wrapped;
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn chown_tree(path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn unreadable_file_makes_a_partial_point() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("ok.txt"), b"fine");
+    write_file(src.join("secret.txt"), b"cannot read me");
+    chown_tree(env.dir.path());
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    let out = as_nobody(env.cmd(&["backup", "--json", src.to_str().unwrap()]))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("secret.txt"), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["state"], "partial");
+    let target = env.path("t");
+    let restored = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(fs::read(target.join("ok.txt")).unwrap(), b"fine");
+    assert!(!target.join("secret.txt").exists());
+}
+
+#[test]
+fn flipped_byte_is_found_and_other_files_still_restore() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("victim.bin"), seeded_bytes(6, 3 * MIB));
+    env.backup(&src);
+    // The first backup's only pack holds only victim.bin's blocks.
+    let victim_pack = &env.pack_files()[0];
+    write_file(src.join("other.bin"), seeded_bytes(7, 2 * MIB));
+    env.backup(&src);
+    assert_eq!(env.pack_files().len(), 2);
+    let mut bytes = fs::read(victim_pack).unwrap();
+    bytes[4000] ^= 0x01;
+    fs::write(victim_pack, bytes).unwrap();
+
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 3, "{}", stdout(&verify));
+    let text = stdout(&verify);
+    let pack_name = victim_pack.file_stem().unwrap().to_str().unwrap();
+    assert!(
+        text.contains(pack_name),
+        "verify does not name the pack: {text}"
+    );
+    assert!(
+        text.contains("victim.bin"),
+        "verify does not name the file: {text}"
+    );
+    assert_eq!(
+        text.matches("victim.bin").count(),
+        2,
+        "both points are affected: {text}"
+    );
+
+    let target = env.path("t");
+    let restore = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&restore), 3, "{}", stderr(&restore));
+    assert!(stderr(&restore).contains("victim.bin"));
+    assert_eq!(
+        fs::read(target.join("other.bin")).unwrap(),
+        seeded_bytes(7, 2 * MIB)
+    );
+}
+
+#[test]
+fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.bin"), seeded_bytes(8, 40 * MIB));
+    // A large sparse file keeps the first backup busy long enough.
+    let sparse = fs::File::create(src.join("sparse.img")).unwrap();
+    sparse.set_len(48 << 30).unwrap();
+    drop(sparse);
+
+    let mut first = env
+        .cmd(&["backup", src.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::read_to_string(env.vault().join("lock"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "first backup never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = env.run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(code(&second), 11, "{}", stderr(&second));
+    assert_one_line_error(&second, &format!("pid {}", first.id()));
+
+    // Kill it once it has written a pack.
+    while env.pack_files().is_empty() {
+        assert!(Instant::now() < deadline, "first backup never wrote a pack");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{}{}", stdout(&verify), stderr(&verify));
+    fs::remove_file(src.join("sparse.img")).unwrap();
+    let next = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert_eq!(code(&next), 0, "{}", stderr(&next));
+    let target = env.path("t");
+    assert!(env
+        .run(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(
+        fs::read(target.join("a.bin")).unwrap(),
+        seeded_bytes(8, 40 * MIB)
+    );
+}
