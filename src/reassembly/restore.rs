@@ -42,6 +42,8 @@ pub struct RestoreOptions {
 pub struct PlanItem {
     pub rel: PathBuf,
     pub entry: Entry,
+    /// A file's blocks, looked up while planning so the parallel phase never waits on SQLite.
+    pub blocks: Option<BlockMap>,
 }
 
 /// Everything a restore will create, parents before children.
@@ -78,6 +80,7 @@ pub fn plan(reader: &PointReader<'_>, options: &RestoreOptions) -> Result<Restor
     if start.kind != EntryKind::Dir {
         plan.items.push(PlanItem {
             rel: rel_join(Path::new(""), &start.name),
+            blocks: file_blocks(reader, &start)?,
             entry: start,
         });
         return Ok(plan);
@@ -122,6 +125,7 @@ fn walk(
             out.push(PlanItem {
                 rel: child.clone(),
                 entry: entry.clone(),
+                blocks: None,
             });
             let below = walk(reader, &entry, &child, here, include, exclude, out)?;
             if !here && !below {
@@ -130,11 +134,22 @@ fn walk(
             }
             any = true;
         } else if here {
-            out.push(PlanItem { rel: child, entry });
+            out.push(PlanItem {
+                rel: child,
+                blocks: file_blocks(reader, &entry)?,
+                entry,
+            });
             any = true;
         }
     }
     Ok(any)
+}
+
+fn file_blocks(reader: &PointReader<'_>, entry: &Entry) -> Result<Option<BlockMap>> {
+    match entry.kind {
+        EntryKind::File => Ok(Some(reader.block_map(entry)?)),
+        _ => Ok(None),
+    }
 }
 
 fn target_is_empty(target: &Path) -> Result<bool> {
@@ -224,25 +239,24 @@ pub fn apply(
             restore_file(
                 reader,
                 &target.join(&item.rel),
-                &item.entry,
+                item,
                 options.overwrite,
                 progress,
             )
         })
         .collect();
-    let mut damaged = std::collections::HashSet::new();
     for (item, outcome) in files.iter().zip(outcomes) {
         match outcome {
-            FileOutcome::Written => {
+            FileOutcome::Written(warnings) => {
                 report.files += 1;
                 report.bytes += item.entry.size;
+                report.warnings.extend(warnings);
             }
             FileOutcome::Skipped => report.skipped_existing += 1,
             FileOutcome::Damaged(why) => {
                 report
                     .damaged
                     .push(format!("{}: {why}", item.rel.display()));
-                damaged.insert(item.rel.as_path());
             }
             FileOutcome::Failed(e) => return Err(e),
             FileOutcome::Interrupted => return Err(Error::Interrupted),
@@ -266,10 +280,25 @@ pub fn apply(
         .iter()
         .filter(|i| !matches!(i.entry.kind, EntryKind::File | EntryKind::Dir))
     {
-        create_special(&target.join(&item.rel), &item.entry, options.overwrite)?;
+        let path = target.join(&item.rel);
+        create_special(&path, &item.entry, options.overwrite)?;
+        report.warnings.extend(set_metadata(&path, &item.entry)?);
     }
 
-    set_all_metadata(plan, target, &damaged, &mut report)?;
+    // Directories last, deepest first: creating their contents changed their times.
+    for item in plan
+        .items
+        .iter()
+        .rev()
+        .filter(|i| i.entry.kind == EntryKind::Dir)
+    {
+        report
+            .warnings
+            .extend(set_metadata(&target.join(&item.rel), &item.entry)?);
+    }
+    if let Some(root) = &plan.root {
+        report.warnings.extend(set_metadata(target, root)?);
+    }
     Ok(report)
 }
 
@@ -294,43 +323,16 @@ fn create_special(path: &Path, entry: &Entry, overwrite: bool) -> Result<()> {
     result.map_err(Error::io("cannot create", path))
 }
 
-fn set_all_metadata(
-    plan: &RestorePlan,
-    target: &Path,
-    damaged: &std::collections::HashSet<&Path>,
-    report: &mut RestoreReport,
-) -> Result<()> {
-    let mut set = |path: &Path, entry: &Entry| -> Result<()> {
-        if entry.kind == EntryKind::Socket {
-            return Ok(());
-        }
-        let warnings = crate::fsmeta::apply_metadata(path, entry)
-            .map_err(Error::io("cannot set metadata of", path))?;
-        report.warnings.extend(warnings);
-        Ok(())
-    };
-    for item in plan.items.iter().filter(|i| i.entry.kind != EntryKind::Dir) {
-        if damaged.contains(item.rel.as_path()) {
-            continue; // leave its mtime unset, so a later --overwrite restore retries it
-        }
-        set(&target.join(&item.rel), &item.entry)?;
+fn set_metadata(path: &Path, entry: &Entry) -> Result<Vec<String>> {
+    if entry.kind == EntryKind::Socket {
+        return Ok(Vec::new());
     }
-    for item in plan
-        .items
-        .iter()
-        .rev()
-        .filter(|i| i.entry.kind == EntryKind::Dir)
-    {
-        set(&target.join(&item.rel), &item.entry)?;
-    }
-    if let Some(root) = &plan.root {
-        set(target, root)?;
-    }
-    Ok(())
+    crate::fsmeta::apply_metadata(path, entry).map_err(Error::io("cannot set metadata of", path))
 }
 
 enum FileOutcome {
-    Written,
+    /// Data and metadata written; the warnings are metadata that could not be set.
+    Written(Vec<String>),
     Skipped,
     Damaged(String),
     Failed(Error),
@@ -351,18 +353,20 @@ fn already_restored(path: &Path, entry: &Entry) -> bool {
 fn restore_file(
     reader: &PointReader<'_>,
     path: &Path,
-    entry: &Entry,
+    item: &PlanItem,
     overwrite: bool,
     progress: &dyn Progress,
 ) -> FileOutcome {
+    let entry = &item.entry;
     if overwrite && already_restored(path, entry) {
         progress.add_bytes(entry.size);
         return FileOutcome::Skipped;
     }
-    let map = match reader.block_map(entry) {
-        Ok(m) => m,
-        Err(e) => return FileOutcome::Failed(e),
+    let empty = BlockMap {
+        blocks: Vec::new(),
+        size: 0,
     };
+    let map = item.blocks.as_ref().unwrap_or(&empty);
     let file = match open_for_restore(path, overwrite) {
         Ok(f) => f,
         Err(e) => return FileOutcome::Failed(Error::io("cannot create", path)(e)),
@@ -370,8 +374,12 @@ fn restore_file(
     if let Err(e) = file.set_len(entry.size) {
         return FileOutcome::Failed(Error::io("cannot size", path)(e));
     }
-    match write_blocks(reader, &file, &map, progress) {
-        Ok(()) => FileOutcome::Written,
+    match write_blocks(reader, &file, map, progress) {
+        // Metadata right after the data, on this thread: the mtime marks the file complete.
+        Ok(()) => match set_metadata(path, entry) {
+            Ok(warnings) => FileOutcome::Written(warnings),
+            Err(e) => FileOutcome::Failed(e),
+        },
         Err(BlockWriteError::Store(e)) => FileOutcome::Damaged(e.to_string()),
         Err(BlockWriteError::Io(e)) => FileOutcome::Failed(Error::io("cannot write", path)(e)),
     }
