@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::catalog::CatalogError;
+use crate::seed::SeedError;
 use crate::store::StoreError;
 
 /// Result alias for vault operations.
@@ -28,6 +29,10 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     /// The passphrase opens no key file.
     pub const WRONG_PASSPHRASE: u8 = 12;
+    /// A seed disk was refused: another vault's or job's, or no journal.
+    pub const SEED_REFUSED: u8 = 13;
+    /// Seed disks too small for the source.
+    pub const SEED_NO_ROOM: u8 = 14;
     /// Stopped by SIGINT or SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -71,6 +76,8 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Seed(#[from] crate::seed::SeedError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -94,6 +101,17 @@ impl Error {
             Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
             Error::Interrupted => exit::INTERRUPTED,
             Error::InvalidArgument(_) => exit::USAGE,
+            Error::Seed(e) => match e {
+                SeedError::NoJournal { .. }
+                | SeedError::BadJournal { .. }
+                | SeedError::OtherVault { .. }
+                | SeedError::OtherJob { .. } => exit::SEED_REFUSED,
+                SeedError::TooSmall { .. } | SeedError::NoRoom { .. } => exit::SEED_NO_ROOM,
+                SeedError::BadSize(_) => exit::USAGE,
+                SeedError::UnknownJob { .. }
+                | SeedError::JobExists { .. }
+                | SeedError::NoPoint { .. } => exit::FATAL,
+            },
             Error::VaultExists { .. }
             | Error::FormatTooNew { .. }
             | Error::MissingSource { .. }

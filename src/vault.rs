@@ -71,7 +71,8 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn read_config(root: &Path) -> Result<VaultConfig> {
+/// Reads `config.json`, or fails with [`Error::NotAVault`].
+pub fn read_config(root: &Path) -> Result<VaultConfig> {
     let path = root.join("config.json");
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,

@@ -495,3 +495,6 @@ fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
         seeded_bytes(8, 40 * MIB)
     );
 }
+
+#[path = "cli/seed.rs"]
+mod seed;

@@ -4,7 +4,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 1] = [include_str!("../../catalog-schema/0001_init.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../catalog-schema/0001_init.sql"),
+    include_str!("../../catalog-schema/0002_seed_jobs.sql"),
+];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -47,5 +50,27 @@ mod tests {
             migrate(&mut conn),
             Err(CatalogError::SchemaTooNew { .. })
         ));
+    }
+
+    #[test]
+    fn rows_of_version_1_survive_the_seed_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO trees (id, entry_count) VALUES (x'00', 0);
+             INSERT INTO points (id, root_tree, source, host, kind, state, started_ns, finished_ns,
+                 files, dirs, bytes, files_changed, bytes_read, bytes_new, bytes_stored,
+                 root_mode, root_uid, root_gid, root_mtime_ns)
+             VALUES ('p1', x'00', '/src', 'h', 'full', 'complete', 1, 2, 0, 0, 0, 0, 0, 0, 0, 493, 0, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (id, job): (String, Option<String>) = conn
+            .query_row("SELECT id, awaiting_job FROM points", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), job), ("p1", None));
     }
 }

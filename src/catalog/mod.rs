@@ -6,6 +6,7 @@
 
 mod migrate;
 pub mod model;
+pub mod seed;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -53,6 +54,8 @@ pub struct BackupCommit {
     pub packs: Vec<NewPack>,
     pub contents: Vec<(ContentId, Content)>,
     pub trees: Vec<(TreeId, Vec<Entry>)>,
+    /// Set when the backup is a seed job's: recorded in the same transaction.
+    pub seed: Option<SeedJobRecord>,
 }
 
 /// An open catalog.
@@ -153,7 +156,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
 const POINT_COLUMNS: &str =
     "id, parent, root_tree, source, host, tags, kind, state, started_ns, finished_ns, \
      files, dirs, bytes, files_changed, bytes_read, bytes_new, bytes_stored, errors, \
-     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs";
+     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs, awaiting_job";
 
 fn point_from_row(row: &Row<'_>) -> rusqlite::Result<RecoveryPoint> {
     let bad = |i, what: &str| {
@@ -203,6 +206,7 @@ fn point_from_row(row: &Row<'_>) -> rusqlite::Result<RecoveryPoint> {
                 Some(b) => decode_xattrs(&b).ok_or_else(|| bad(22, "bad xattrs"))?,
             },
         },
+        awaiting_job: row.get(23)?,
     })
 }
 
@@ -378,13 +382,15 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest complete point of a source.
-    pub fn latest_complete(&self, source: &str) -> Result<Option<RecoveryPoint>> {
+    /// The newest point of a source an incremental can build on: complete, or awaiting a
+    /// seed job (its blocks are known even while its packs travel).
+    pub fn latest_parent(&self, source: &str) -> Result<Option<RecoveryPoint>> {
         Ok(self
             .conn
             .query_row(
                 &format!(
-                    "SELECT {POINT_COLUMNS} FROM points WHERE source = ?1 AND state = 'complete'
+                    "SELECT {POINT_COLUMNS} FROM points
+                     WHERE source = ?1 AND state IN ('complete', 'awaiting_seed')
                      ORDER BY started_ns DESC LIMIT 1"
                 ),
                 [source],
@@ -411,6 +417,9 @@ impl Catalog {
         }
         insert_trees(&tx, &commit.trees)?;
         insert_point(&tx, point)?;
+        if let Some(seed) = &commit.seed {
+            seed::insert_job(&tx, seed, &point.id)?;
+        }
         Ok(tx.commit()?)
     }
 
@@ -513,7 +522,7 @@ fn insert_point(tx: &rusqlite::Transaction<'_>, p: &RecoveryPoint) -> Result<()>
     tx.execute(
         &format!(
             "INSERT INTO points ({POINT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
         ),
         params![
             p.id.0,
@@ -539,6 +548,7 @@ fn insert_point(tx: &rusqlite::Transaction<'_>, p: &RecoveryPoint) -> Result<()>
             p.root.gid,
             p.root.mtime_ns,
             encode_xattrs(&p.root.xattrs),
+            p.awaiting_job,
         ],
     )?;
     Ok(())
@@ -592,6 +602,7 @@ mod tests {
             }],
             contents: vec![(ContentId([3; 32]), content.clone())],
             trees: vec![(tree, vec![entry(b"a\xffb"), entry(b"c d")])],
+            seed: None,
         };
         let point = RecoveryPoint {
             id: RecoveryPointId("00112233aabbccdd".into()),
@@ -613,10 +624,11 @@ mod tests {
                 mtime_ns: 3,
                 xattrs: vec![],
             },
+            awaiting_job: None,
         };
         cat.commit_backup(&commit, &point).unwrap();
         assert_eq!(cat.points().unwrap(), vec![point.clone()]);
-        assert_eq!(cat.latest_complete("/src").unwrap(), Some(point));
+        assert_eq!(cat.latest_parent("/src").unwrap(), Some(point));
         assert_eq!(
             cat.tree_entries(&tree).unwrap(),
             vec![entry(b"a\xffb"), entry(b"c d")]

@@ -247,6 +247,18 @@ pub struct RecoveryPoint {
     pub errors: Vec<String>,
     /// Metadata of the root directory.
     pub root: RootMeta,
+    /// The seed job whose packs this point waits for (state `awaiting_seed`).
+    pub awaiting_job: Option<String>,
+}
+
+/// A seed job as recorded when its disks are prepared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedJobRecord {
+    pub name: String,
+    pub source: String,
+    pub disk_count: u32,
+    /// Every pack shipped, with its 1-based disk index.
+    pub packs: Vec<(crate::store::PackId, u32)>,
 }
 
 /// Metadata of a point's root directory.

@@ -17,6 +17,15 @@ pub enum ChunkerArg {
     Fixed,
 }
 
+impl From<ChunkerArg> for ChunkerKind {
+    fn from(arg: ChunkerArg) -> ChunkerKind {
+        match arg {
+            ChunkerArg::Cdc => ChunkerKind::Cdc,
+            ChunkerArg::Fixed => ChunkerKind::Fixed,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Files and directories to back up.
@@ -71,10 +80,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
         exclude,
         tags: args.tag.clone(),
         one_file_system: args.one_file_system,
-        chunker: match args.chunker {
-            ChunkerArg::Cdc => ChunkerKind::Cdc,
-            ChunkerArg::Fixed => ChunkerKind::Fixed,
-        },
+        chunker: args.chunker.into(),
         parent: args.parent.clone(),
         force: args.force,
     };

@@ -212,7 +212,7 @@ pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
     if point.state == PointState::AwaitingSeed {
         return Err(Error::AwaitingSeed {
             point: point.id.short().into(),
-            job: "its seed job".into(),
+            job: point.awaiting_job.clone().unwrap_or_default(),
         }
         .into());
     }

@@ -6,6 +6,7 @@ mod browse;
 mod init;
 mod output;
 mod restore;
+mod seed;
 mod verify;
 
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Logical bytes, stored bytes and dedup ratio, per point.
     Stats(browse::StatsArgs),
+    /// Seed disks: ship the first full backup on disks, import it at the store.
+    Seed(seed::SeedArgs),
 }
 
 /// Parses the command line and runs it; returns the exit code.
@@ -62,6 +65,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Restore(args) => restore::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Stats(args) => browse::stats(&cli, args),
+        Command::Seed(args) => seed::run(&cli, args),
     }
 }
 

@@ -75,7 +75,8 @@ pub fn source_name(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn canonical_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// The sources' canonical paths; a missing one is [`Error::MissingSource`].
+pub fn canonical_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
         return Err(Error::InvalidArgument(
             "nothing to back up: name at least one path".into(),
@@ -100,10 +101,44 @@ fn canonical_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Runs a backup. The writer lock must be held by the caller.
+/// A seed job's destination: removable disks instead of the store.
+pub trait SeedDestination: sink::PackDestination {
+    /// The job's name.
+    fn job(&self) -> &str;
+    /// What the catalog records of the job once the packs are written.
+    /// Writes the journals and says what the catalog records of the job, once every pack is
+    /// written and before the point is committed.
+    fn record(
+        &self,
+        source: &str,
+        packs: &[crate::catalog::NewPack],
+    ) -> Result<crate::catalog::SeedJobRecord, crate::store::StoreError>;
+}
+
+/// Where a backup's packs go.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// The vault's store: the point is restorable at once.
+    Store,
+    /// Seed disks: the point awaits the job's import.
+    Seed(&'a dyn SeedDestination),
+}
+
+/// Runs a backup into the store. The writer lock must be held by the caller.
 pub fn backup(
     vault: &Vault,
     options: &BackupOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<BackupReport> {
+    backup_to(vault, options, Target::Store, progress, interrupted)
+}
+
+/// Runs a backup whose packs go to `target`. The writer lock must be held by the caller.
+pub fn backup_to(
+    vault: &Vault,
+    options: &BackupOptions,
+    target: Target<'_>,
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<BackupReport> {
@@ -113,7 +148,8 @@ pub fn backup(
     let source = source_name(&sources);
     let parent = match &options.parent {
         Some(q) => Some(vault.resolve_point(q)?),
-        None => vault.catalog().latest_complete(&source)?,
+        None if matches!(target, Target::Seed(_)) => None,
+        None => vault.catalog().latest_parent(&source)?,
     };
     let exclude = PathFilter::new(&options.exclude)?;
     let walk_options = WalkOptions {
@@ -137,9 +173,13 @@ pub fn backup(
         progress,
     };
 
+    let to_store = sink::ToStore(vault.backend());
+    let destination: &dyn sink::PackDestination = match target {
+        Target::Store => &to_store,
+        Target::Seed(seed) => seed,
+    };
     let (read_result, written) = std::thread::scope(|scope| {
-        let writer = scope
-            .spawn(|| sink::run_writer(vault.codec(), packs_rx, &sink::ToStore(vault.backend())));
+        let writer = scope.spawn(|| sink::run_writer(vault.codec(), packs_rx, destination));
         let result = read_files(&reader, &mut walk, interrupted);
         let totals = result.and_then(|contents| Ok((contents, sink.finish()?)));
         sink.close();
@@ -152,15 +192,25 @@ pub fn backup(
     let packs = written?;
     let (contents, totals) = read_result?;
 
+    let seed = match target {
+        Target::Seed(dest) => Some(dest.record(&source, &packs)?),
+        Target::Store => None,
+    };
     let mut commit = BackupCommit {
         packs,
         contents,
+        seed,
         ..BackupCommit::default()
     };
     let catalog = vault.catalog();
     let root_tree = build_trees(vault, &mut walk, &roots, &catalog, &mut commit)?;
     let stats = point_stats(&walk, bytes_read.load(Ordering::Relaxed), totals);
     let root = root_meta(&walk, &roots, &sources, started_ns);
+    // A seed point waits for its own job; an incremental on top of a waiting point waits too.
+    let awaiting_job = match target {
+        Target::Seed(dest) => Some(dest.job().to_string()),
+        Target::Store => parent.as_ref().and_then(|p| p.awaiting_job.clone()),
+    };
     let point = RecoveryPoint {
         id: RecoveryPointId::random(),
         parent: parent.as_ref().map(|p| p.id.clone()),
@@ -171,16 +221,19 @@ pub fn backup(
             .to_string_lossy()
             .into_owned(),
         tags: options.tags.clone(),
-        kind: if parent.is_some() {
-            PointKind::Incremental
-        } else {
-            PointKind::Full
+        kind: match (target, &parent) {
+            (Target::Seed(_), _) => PointKind::Seeded,
+            (Target::Store, Some(_)) => PointKind::Incremental,
+            (Target::Store, None) => PointKind::Full,
         },
-        state: if walk.errors.is_empty() {
+        state: if awaiting_job.is_some() {
+            PointState::AwaitingSeed
+        } else if walk.errors.is_empty() {
             PointState::Complete
         } else {
             PointState::Partial
         },
+        awaiting_job,
         started_ns,
         finished_ns: crate::time::now_ns(),
         stats,
@@ -333,7 +386,8 @@ fn read_files(
     Ok(new_contents)
 }
 
-fn content_id(reader: &FileReader<'_>, content: &Content) -> ContentId {
+/// The id of a file version: keyed blake3 of its size and block list.
+pub fn content_id(reader: &FileReader<'_>, content: &Content) -> ContentId {
     let mut h = blake3::Hasher::new_keyed(&reader.codec.keys().id.0);
     h.update(b"content v1");
     h.update(&content.size.to_le_bytes());

@@ -37,6 +37,8 @@ impl PackDestination for ToStore<'_> {
 pub struct BlockSink<'a> {
     codec: &'a BlockCodec,
     known: Mutex<HashSet<BlockId>>,
+    /// If set, only these blocks are stored (repair re-makes lost blocks only).
+    wanted: Option<HashSet<BlockId>>,
     current: Mutex<PackWriter>,
     to_writer: Mutex<Option<SyncSender<PackWriter>>>,
     blocks_new: AtomicU64,
@@ -62,6 +64,7 @@ impl<'a> BlockSink<'a> {
         let sink = BlockSink {
             codec,
             known: Mutex::new(known),
+            wanted: None,
             current: Mutex::new(PackWriter::new(PACK_TARGET_BYTES)),
             to_writer: Mutex::new(Some(tx)),
             blocks_new: AtomicU64::new(0),
@@ -71,8 +74,21 @@ impl<'a> BlockSink<'a> {
         (sink, rx)
     }
 
+    /// A sink that stores only the `wanted` blocks (each once).
+    pub fn only(
+        codec: &'a BlockCodec,
+        wanted: HashSet<BlockId>,
+    ) -> (BlockSink<'a>, Receiver<PackWriter>) {
+        let (mut sink, rx) = BlockSink::new(codec, HashSet::new());
+        sink.wanted = Some(wanted);
+        (sink, rx)
+    }
+
     /// Stores a block unless the vault (or this run) already has it.
     pub fn add(&self, id: BlockId, plain: &[u8]) -> Result<(), StoreError> {
+        if self.wanted.as_ref().is_some_and(|w| !w.contains(&id)) {
+            return Ok(());
+        }
         if !self
             .known
             .lock()

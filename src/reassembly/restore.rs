@@ -170,7 +170,7 @@ pub fn restore(
     if reader.point().state == PointState::AwaitingSeed {
         return Err(Error::AwaitingSeed {
             point: reader.point().id.short().to_string(),
-            job: "its seed job".into(),
+            job: reader.point().awaiting_job.clone().unwrap_or_default(),
         });
     }
     if !options.overwrite && !target_is_empty(&options.target)? {

@@ -80,6 +80,8 @@ pub enum StoreError {
     },
     #[error("block {block} is not in the catalog")]
     UnknownBlock { block: BlockId },
+    #[error("seed disks are full: {needed} more bytes needed")]
+    SeedDisksFull { needed: u64 },
     #[error("the pack writer stopped")]
     WriterStopped,
     #[error("corrupt pack {pack}: {why}")]

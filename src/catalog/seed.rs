@@ -1,0 +1,288 @@
+//! Catalog queries of seed jobs: what was shipped on which disk, what has arrived, and the
+//! moment a job completes (its points become `complete` in the same transaction).
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::{blob32, Catalog, NewPack, PackState, RecoveryPointId, Result, SeedJobRecord};
+use crate::store::PackId;
+
+/// A seed job's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedJobState {
+    /// Disks written, nothing imported yet.
+    Prepared,
+    /// Some packs are in the store.
+    Importing,
+    /// Every pack is in the store; the point is complete.
+    Imported,
+    /// Prepare ran out of disk room; nothing can be imported.
+    Incomplete,
+}
+
+impl SeedJobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedJobState::Prepared => "prepared",
+            SeedJobState::Importing => "importing",
+            SeedJobState::Imported => "imported",
+            SeedJobState::Incomplete => "incomplete",
+        }
+    }
+
+    fn parse(s: &str) -> SeedJobState {
+        match s {
+            "importing" => SeedJobState::Importing,
+            "imported" => SeedJobState::Imported,
+            "incomplete" => SeedJobState::Incomplete,
+            _ => SeedJobState::Prepared,
+        }
+    }
+}
+
+/// A seed job row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedJob {
+    pub name: String,
+    pub point: Option<RecoveryPointId>,
+    pub state: SeedJobState,
+    pub source: String,
+    pub disk_count: u32,
+    pub created_ns: i64,
+}
+
+/// One shipped pack as the catalog expects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedPack {
+    pub pack: PackId,
+    pub size: u64,
+    pub state: PackState,
+    pub disk_index: u32,
+}
+
+pub(super) fn insert_job(
+    tx: &Transaction<'_>,
+    job: &SeedJobRecord,
+    point: &RecoveryPointId,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO seed_jobs (name, point, state, source, disk_count, created_ns)
+         VALUES (?1, ?2, 'prepared', ?3, ?4, ?5)",
+        params![
+            job.name,
+            point.0,
+            job.source,
+            job.disk_count,
+            crate::time::now_ns()
+        ],
+    )?;
+    let mut stmt =
+        tx.prepare("INSERT INTO seed_packs (job, pack, disk_index) VALUES (?1, ?2, ?3)")?;
+    for (pack, disk) in &job.packs {
+        stmt.execute(params![job.name, &pack.0[..], disk])?;
+    }
+    Ok(())
+}
+
+fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SeedJob> {
+    let state: String = row.get(2)?;
+    Ok(SeedJob {
+        name: row.get(0)?,
+        point: row.get::<_, Option<String>>(1)?.map(RecoveryPointId),
+        state: SeedJobState::parse(&state),
+        source: row.get(3)?,
+        disk_count: row.get(4)?,
+        created_ns: row.get(5)?,
+    })
+}
+
+const JOB_COLUMNS: &str = "name, point, state, source, disk_count, created_ns";
+
+impl Catalog {
+    /// Records a job whose prepare ran out of room: it exists, but has nothing to import.
+    pub fn record_incomplete_seed_job(&self, name: &str, source: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO seed_jobs (name, point, state, source, disk_count, created_ns)
+             VALUES (?1, NULL, 'incomplete', ?2, 0, ?3)",
+            params![name, source, crate::time::now_ns()],
+        )?;
+        Ok(())
+    }
+
+    /// One job by name.
+    pub fn seed_job(&self, name: &str) -> Result<Option<SeedJob>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM seed_jobs WHERE name = ?1"),
+                [name],
+                job_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Every job, oldest first.
+    pub fn seed_jobs(&self) -> Result<Vec<SeedJob>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM seed_jobs ORDER BY created_ns"
+        ))?;
+        let rows = stmt.query_map([], job_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every pack a job shipped, with its size and state.
+    pub fn seed_packs(&self, job: &str) -> Result<Vec<SeedPack>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.pack, p.size, p.state, s.disk_index
+             FROM seed_packs s JOIN packs p ON p.name = s.pack WHERE s.job = ?1 ORDER BY s.disk_index",
+        )?;
+        let rows = stmt.query_map([job], |r| {
+            let state: String = r.get(2)?;
+            Ok(SeedPack {
+                pack: PackId(blob32(r, 0)?),
+                size: r.get::<_, i64>(1)? as u64,
+                state: if state == "stored" {
+                    PackState::Stored
+                } else {
+                    PackState::InTransit
+                },
+                disk_index: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Disks of a job seen by an import.
+    pub fn seed_disks_seen(&self, job: &str) -> Result<Vec<u32>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT disk_index FROM seed_disks_seen WHERE job = ?1 ORDER BY disk_index")?;
+        let rows = stmt.query_map([job], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Packs of a job that arrived damaged, with the reason.
+    pub fn seed_bad_packs(&self, job: &str) -> Result<Vec<(PackId, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pack, reason FROM seed_bad_packs WHERE job = ?1")?;
+        let rows = stmt.query_map([job], |r| Ok((PackId(blob32(r, 0)?), r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Notes a damaged pack.
+    pub fn record_bad_seed_pack(&self, job: &str, pack: &PackId, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO seed_bad_packs (job, pack, reason) VALUES (?1, ?2, ?3)",
+            params![job, &pack.0[..], reason],
+        )?;
+        Ok(())
+    }
+
+    /// Records one disk's import: its good packs are now in the store (they were made durable
+    /// before this call), and the disk was seen. Completes the job if nothing is left in
+    /// transit; returns true then.
+    pub fn record_seed_import(
+        &mut self,
+        job: &str,
+        disk_index: u32,
+        stored: &[PackId],
+    ) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut mark =
+                tx.prepare("UPDATE packs SET state = 'stored' WHERE name = ?1 AND seed_job = ?2")?;
+            let mut clear =
+                tx.prepare("DELETE FROM seed_bad_packs WHERE job = ?1 AND pack = ?2")?;
+            for pack in stored {
+                mark.execute(params![&pack.0[..], job])?;
+                clear.execute(params![job, &pack.0[..]])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO seed_disks_seen (job, disk_index, seen_ns) VALUES (?1, ?2, ?3)",
+            params![job, disk_index, crate::time::now_ns()],
+        )?;
+        let done = finish_if_done(&tx, job)?;
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// Replaces lost packs of a job by packs re-made from the source (repair): the new packs'
+    /// blocks take over, the lost packs are forgotten. Completes the job if nothing is left.
+    pub fn record_seed_repair(
+        &mut self,
+        job: &str,
+        new_packs: &[NewPack],
+        lost: &[PackId],
+    ) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut pack_stmt = tx.prepare(
+                "INSERT INTO packs (name, size, state, seed_job) VALUES (?1, ?2, 'stored', NULL)",
+            )?;
+            let mut block_stmt = tx.prepare(
+                "INSERT OR REPLACE INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for pack in new_packs {
+                pack_stmt.execute(params![&pack.id.0[..], pack.size as i64])?;
+                let rowid = tx.last_insert_rowid();
+                for e in &pack.entries {
+                    block_stmt.execute(params![
+                        &e.id.0[..],
+                        rowid,
+                        e.offset as i64,
+                        e.stored_len,
+                        e.raw_len
+                    ])?;
+                }
+            }
+            let mut orphaned = tx.prepare(
+                "SELECT COUNT(*) FROM blocks b JOIN packs p ON p.id = b.pack WHERE p.name = ?1",
+            )?;
+            let mut drop_seed =
+                tx.prepare("DELETE FROM seed_packs WHERE job = ?1 AND pack = ?2")?;
+            let mut drop_bad =
+                tx.prepare("DELETE FROM seed_bad_packs WHERE job = ?1 AND pack = ?2")?;
+            let mut drop_pack = tx.prepare("DELETE FROM packs WHERE name = ?1")?;
+            for pack in lost {
+                let left: i64 = orphaned.query_row([&pack.0[..]], |r| r.get(0))?;
+                if left == 0 {
+                    drop_seed.execute(params![job, &pack.0[..]])?;
+                    drop_bad.execute(params![job, &pack.0[..]])?;
+                    drop_pack.execute([&pack.0[..]])?;
+                }
+            }
+        }
+        let done = finish_if_done(&tx, job)?;
+        tx.commit()?;
+        Ok(done)
+    }
+}
+
+/// Moves a job forward: `importing` once a pack is in, `imported` (and its points `complete`)
+/// once none is in transit.
+fn finish_if_done(tx: &Transaction<'_>, job: &str) -> Result<bool> {
+    let in_transit: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM packs WHERE seed_job = ?1 AND state = 'in_transit'",
+        [job],
+        |r| r.get(0),
+    )?;
+    if in_transit > 0 {
+        tx.execute(
+            "UPDATE seed_jobs SET state = 'importing' WHERE name = ?1 AND state = 'prepared'",
+            [job],
+        )?;
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE seed_jobs SET state = 'imported' WHERE name = ?1",
+        [job],
+    )?;
+    tx.execute(
+        "UPDATE points SET state = 'complete', awaiting_job = NULL
+         WHERE awaiting_job = ?1 AND state = 'awaiting_seed'",
+        [job],
+    )?;
+    Ok(true)
+}

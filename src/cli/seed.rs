@@ -1,0 +1,365 @@
+//! `synvault seed prepare|check|import|status|repair`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use synvault::catalog::{Catalog, PackState};
+use synvault::lock::Acquired;
+use synvault::seed::{self, prepare::PrepareOptions};
+use synvault::{exit, BackupOptions, Error};
+
+use super::backup::ChunkerArg;
+use super::output::{bytes, json, Bar};
+use super::{code_for, interrupt_flag, Cli};
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(subcommand)]
+    command: SeedCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SeedCommand {
+    /// Write a full backup onto disk directories to ship (the point awaits their import).
+    Prepare(PrepareArgs),
+    /// Re-read disks and compare them with their journals (no vault or passphrase needed).
+    Check(CheckArgs),
+    /// Import a job's disks into the store (needs the vault, not the passphrase).
+    Import(ImportArgs),
+    /// Show each seed job: state, disks seen and missing, packs imported, bad packs.
+    Status(StatusArgs),
+    /// Re-make from the source the blocks of packs lost in transit.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Args)]
+struct PrepareArgs {
+    /// Name of the seed job.
+    #[arg(long)]
+    job: String,
+    /// A disk directory (repeatable, filled in order).
+    #[arg(long = "disk", value_name = "DIR", required = true)]
+    disks: Vec<PathBuf>,
+    /// Room to use on each disk (e.g. 250M, 8T); default: its free space.
+    #[arg(long, value_name = "SIZE")]
+    disk_size: Option<String>,
+    /// Leave out paths matching PATTERN (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// How to cut files into blocks.
+    #[arg(long, value_enum, default_value = "cdc")]
+    chunker: ChunkerArg,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Disk directories.
+    #[arg(required = true)]
+    disks: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Name of the seed job.
+    #[arg(long)]
+    job: String,
+    /// Disk directories, in any order.
+    #[arg(required = true)]
+    disks: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Only this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RepairArgs {
+    /// Name of the seed job.
+    #[arg(long)]
+    job: String,
+    /// How the job's files were cut into blocks.
+    #[arg(long, value_enum, default_value = "cdc")]
+    chunker: ChunkerArg,
+    /// The source paths the job was prepared from.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub fn run(cli: &Cli, args: &SeedArgs) -> anyhow::Result<u8> {
+    match &args.command {
+        SeedCommand::Prepare(a) => prepare(cli, a),
+        SeedCommand::Check(a) => check(a),
+        SeedCommand::Import(a) => import(cli, a),
+        SeedCommand::Status(a) => status(cli, a),
+        SeedCommand::Repair(a) => repair(cli, a),
+    }
+}
+
+fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
+    let disk_size = args
+        .disk_size
+        .as_deref()
+        .map(seed::parse_size)
+        .transpose()
+        .map_err(Error::from)?;
+    let vault = cli.open_vault()?;
+    let (_lock, acquired) = vault.lock_writer(&format!("seed prepare --job {}", args.job))?;
+    if let Acquired::TakenOver(holder) = acquired {
+        eprintln!("warning: took over the lock left by {holder}, which is no longer running");
+    }
+    let options = PrepareOptions {
+        job: args.job.clone(),
+        disks: args.disks.clone(),
+        disk_size,
+        backup: BackupOptions {
+            paths: args.paths.clone(),
+            exclude: args.exclude.clone(),
+            chunker: args.chunker.into(),
+            ..BackupOptions::default()
+        },
+    };
+    let bar = Bar::new("seed");
+    let report = seed::prepare::prepare(&vault, &options, &bar, &interrupt_flag());
+    bar.finish();
+    let report = report?;
+    if args.json {
+        json(&report)?;
+    } else {
+        println!(
+            "seed job {:?}: point {} awaits import; {} in {} packs written to disk in {:.2} s ({:.0} MB/s read)",
+            args.job,
+            &report.point[..8],
+            bytes(report.bytes_stored),
+            report.packs_written,
+            report.seconds,
+            report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
+        );
+        println!("ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives", args.job);
+    }
+    for error in &report.errors {
+        eprintln!("warning: skipped {error}");
+    }
+    Ok(code_for(!report.errors.is_empty()))
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<u8> {
+    let mut bad = 0;
+    for disk in &args.disks {
+        let report = seed::check::check(disk)?;
+        for b in &report.bad {
+            println!("bad: pack {} on {}: {}", b.pack, disk.display(), b.reason);
+        }
+        println!(
+            "{}: job {:?}, disk {} of {}, {} packs, {}: {}",
+            disk.display(),
+            report.job,
+            report.disk_index,
+            report.disk_count,
+            report.packs,
+            bytes(report.bytes),
+            if report.bad.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("{} bad packs", report.bad.len())
+            }
+        );
+        bad += report.bad.len();
+    }
+    Ok(code_for(bad > 0))
+}
+
+fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
+    let root = cli.vault_dir()?;
+    let bar = Bar::new("import");
+    let report = seed::import::import(root, &args.job, &args.disks, &bar, &interrupt_flag());
+    bar.finish();
+    let report = report?;
+    if args.json {
+        json(&report)?;
+        return Ok(code_for(!report.bad.is_empty()));
+    }
+    for b in &report.bad {
+        println!(
+            "refused: pack {} on {}: {}",
+            b.pack,
+            b.disk.display(),
+            b.reason
+        );
+    }
+    if report.nothing_to_do() {
+        println!("nothing to do: every pack on these disks is already in the store");
+    } else {
+        println!(
+            "imported {} packs, {} in {:.2} s ({:.0} MB/s){}",
+            report.packs_imported,
+            bytes(report.bytes_imported),
+            report.seconds,
+            report.bytes_imported as f64 / 1e6 / report.seconds.max(1e-9),
+            if report.packs_already_there > 0 {
+                format!(", {} already there", report.packs_already_there)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if report.job_complete {
+        println!(
+            "seed job {:?} is imported: its points are complete",
+            args.job
+        );
+    }
+    Ok(code_for(!report.bad.is_empty()))
+}
+
+#[derive(serde::Serialize)]
+struct JobStatus {
+    job: String,
+    state: &'static str,
+    point: Option<String>,
+    source: String,
+    disk_count: u32,
+    disks_seen: Vec<u32>,
+    disks_missing: Vec<u32>,
+    packs_total: usize,
+    packs_imported: usize,
+    bytes_total: u64,
+    bytes_imported: u64,
+    bad_packs: Vec<BadPackJson>,
+}
+
+#[derive(serde::Serialize)]
+struct BadPackJson {
+    pack: String,
+    disk: u32,
+    reason: String,
+}
+
+fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
+    let root = cli.vault_dir()?;
+    synvault::vault::read_config(root)?;
+    let catalog = Catalog::open(&root.join("catalog.db")).map_err(Error::from)?;
+    let mut out = Vec::new();
+    for job in catalog.seed_jobs().map_err(Error::from)? {
+        if args.job.as_ref().is_some_and(|j| *j != job.name) {
+            continue;
+        }
+        let packs = catalog.seed_packs(&job.name).map_err(Error::from)?;
+        let seen = catalog.seed_disks_seen(&job.name).map_err(Error::from)?;
+        let stored = packs.iter().filter(|p| p.state == PackState::Stored);
+        let disk_of = |pack| {
+            packs
+                .iter()
+                .find(|p| p.pack == pack)
+                .map_or(0, |p| p.disk_index)
+        };
+        out.push(JobStatus {
+            state: job.state.as_str(),
+            point: job.point.map(|p| p.0),
+            source: job.source,
+            disk_count: job.disk_count,
+            disks_missing: (1..=job.disk_count).filter(|d| !seen.contains(d)).collect(),
+            disks_seen: seen,
+            packs_total: packs.len(),
+            packs_imported: stored.clone().count(),
+            bytes_total: packs.iter().map(|p| p.size).sum(),
+            bytes_imported: stored.map(|p| p.size).sum(),
+            bad_packs: catalog
+                .seed_bad_packs(&job.name)
+                .map_err(Error::from)?
+                .into_iter()
+                .map(|(pack, reason)| BadPackJson {
+                    pack: pack.to_hex(),
+                    disk: disk_of(pack),
+                    reason,
+                })
+                .collect(),
+            job: job.name,
+        });
+    }
+    if let Some(job) = &args.job {
+        if out.is_empty() {
+            return Err(Error::from(seed::SeedError::UnknownJob { job: job.clone() }).into());
+        }
+    }
+    if args.json {
+        json(&out)?;
+        return Ok(exit::SUCCESS);
+    }
+    for s in &out {
+        println!(
+            "{}: {} — disks seen {:?} of {}{}, packs {}/{} ({} of {}){}",
+            s.job,
+            s.state,
+            s.disks_seen,
+            s.disk_count,
+            if s.disks_missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (missing {:?})", s.disks_missing)
+            },
+            s.packs_imported,
+            s.packs_total,
+            bytes(s.bytes_imported),
+            bytes(s.bytes_total),
+            if s.bad_packs.is_empty() {
+                String::new()
+            } else {
+                format!(", {} bad packs", s.bad_packs.len())
+            }
+        );
+        for b in &s.bad_packs {
+            println!("  bad pack {} (disk {}): {}", b.pack, b.disk, b.reason);
+        }
+    }
+    if out.is_empty() {
+        println!("no seed jobs");
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn repair(cli: &Cli, args: &RepairArgs) -> anyhow::Result<u8> {
+    let vault = cli.open_vault()?;
+    let (_lock, _) = vault.lock_writer(&format!("seed repair --job {}", args.job))?;
+    let bar = Bar::new("repair");
+    let report = seed::repair::repair(
+        &vault,
+        &args.job,
+        &args.paths,
+        args.chunker.into(),
+        &bar,
+        &interrupt_flag(),
+    );
+    bar.finish();
+    let report = report?;
+    for file in &report.not_repairable {
+        println!("not repairable: {file}");
+    }
+    println!(
+        "{} lost packs, {} blocks lost, {} re-made from {} files{}",
+        report.lost_packs,
+        report.blocks_lost,
+        report.blocks_remade,
+        report.files_repaired.len(),
+        if report.job_complete {
+            format!("; seed job {:?} is complete", args.job)
+        } else {
+            String::new()
+        }
+    );
+    Ok(code_for(!report.job_complete))
+}

@@ -1,0 +1,81 @@
+//! `seed check`: re-read a disk and compare every pack with its journal, before shipping.
+//! Needs neither the vault nor the passphrase.
+
+use std::path::{Path, PathBuf};
+
+use super::journal::{pack_path, Journal, JournalPack};
+use super::SeedError;
+use crate::store::PackId;
+
+/// Why a pack on a disk is not what its journal says.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BadPack {
+    pub pack: String,
+    pub disk: PathBuf,
+    pub reason: String,
+}
+
+/// What a check of one disk found.
+#[derive(Debug, serde::Serialize)]
+pub struct DiskCheck {
+    pub disk: PathBuf,
+    pub job: String,
+    pub disk_index: u32,
+    pub disk_count: u32,
+    pub packs: u64,
+    pub bytes: u64,
+    pub bad: Vec<BadPack>,
+}
+
+/// Reads one pack from a disk and checks it against its journal line: present, the right
+/// size, hashing to its name. Returns the bytes when good.
+pub fn read_checked(disk: &Path, entry: &JournalPack) -> Result<Vec<u8>, String> {
+    let Some(id) = PackId::from_hex(&entry.name) else {
+        return Err("journal names no valid pack".into());
+    };
+    if entry.blake3 != entry.name {
+        return Err("journal's blake3 differs from the pack name".into());
+    }
+    let bytes = match std::fs::read(pack_path(disk, &entry.name)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("missing from the disk".into())
+        }
+        Err(e) => return Err(format!("unreadable: {e}")),
+    };
+    if bytes.len() as u64 != entry.size {
+        return Err(format!(
+            "has {} bytes, the journal says {} (truncated or tampered)",
+            bytes.len(),
+            entry.size
+        ));
+    }
+    if PackId::of(&bytes) != id {
+        return Err("does not match its blake3 (damaged or tampered)".into());
+    }
+    Ok(bytes)
+}
+
+/// Checks one disk.
+pub fn check(disk: &Path) -> Result<DiskCheck, SeedError> {
+    let journal = Journal::read(disk)?;
+    let mut report = DiskCheck {
+        disk: disk.to_path_buf(),
+        job: journal.job.clone(),
+        disk_index: journal.disk_index,
+        disk_count: journal.disk_count,
+        packs: journal.packs.len() as u64,
+        bytes: journal.total_bytes,
+        bad: Vec::new(),
+    };
+    for entry in &journal.packs {
+        if let Err(reason) = read_checked(disk, entry) {
+            report.bad.push(BadPack {
+                pack: entry.name.clone(),
+                disk: disk.to_path_buf(),
+                reason,
+            });
+        }
+    }
+    Ok(report)
+}

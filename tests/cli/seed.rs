@@ -1,0 +1,331 @@
+//! Seed disks end to end: prepare onto disk directories, import in any order, incrementals
+//! while the disks travel, and every bad disk refused without half-importing anything.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::{assert_trees_equal, generate_tree, seeded_bytes, write_file, TreeSpec};
+use super::{assert_one_line_error, code, stderr, stdout, u, Env, MIB};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A source of ~40 MiB of incompressible data plus a small tree of every kind of entry:
+/// two packs, so a 34 MiB disk holds only the first.
+fn seed_source(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    generate_tree(&src.join("tree"), 11, &TreeSpec::small());
+    for i in 0..3 {
+        write_file(
+            src.join(format!("data{i}.bin")),
+            seeded_bytes(20 + i, 13 * MIB),
+        );
+    }
+    src
+}
+
+fn prepare(env: &Env, job: &str, disks: &[&Path], size: &str, src: &Path) -> Output {
+    let mut args = vec!["seed", "prepare", "--job", job, "--disk-size", size];
+    for d in disks {
+        args.extend(["--disk", s(d)]);
+    }
+    args.push(s(src));
+    env.run(&args)
+}
+
+fn import(env: &Env, job: &str, disks: &[&Path]) -> Output {
+    let mut args = vec!["seed", "import", "--job", job];
+    args.extend(disks.iter().map(|d| s(d)));
+    // Import needs no passphrase.
+    env.cmd(&args)
+        .env_remove("SYNVAULT_PASSWORD")
+        .output()
+        .unwrap()
+}
+
+fn status(env: &Env, job: &str) -> Value {
+    let v = env.json(&["seed", "status", "--job", job, "--json"]);
+    v[0].clone()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn store_packs(env: &Env) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in fs::read_dir(env.vault().join("packs")).unwrap() {
+        for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out
+}
+
+fn disk_packs(disk: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<_> = fs::read_dir(disk.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn seed_spans_disks_imports_in_any_order_and_incrementals_wait_for_it() {
+    let env = Env::new();
+    let src = seed_source(&env);
+    let original = env.path("original");
+    copy_tree(&src, &original);
+    let (d1, d2) = (env.path("disk1"), env.path("disk2"));
+    let out = prepare(&env, "site-a", &[&d1, &d2], "34M", &src);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(d1.join("synvault-journal.json").exists() && d2.join("synvault-journal.json").exists());
+    assert!(
+        !disk_packs(&d1).is_empty() && !disk_packs(&d2).is_empty(),
+        "capacity should force spanning"
+    );
+
+    // Before shipping: the disks check out.
+    let check = env.run(&["seed", "check", s(&d1), s(&d2)]);
+    assert_eq!(code(&check), 0, "{}", stdout(&check));
+
+    let points = env.json(&["points", "--json"]);
+    assert_eq!(points[0]["kind"], "seeded");
+    assert_eq!(points[0]["state"], "awaiting_seed");
+    let refused = env.run(&["restore", "latest", "--target", s(&env.path("early"))]);
+    assert_eq!(code(&refused), 1);
+    assert_one_line_error(&refused, "site-a");
+
+    // An incremental while the disks travel stores only what changed.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(src.join("data1.bin"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &seeded_bytes(99, MIB), 6 * MIB as u64).unwrap();
+    drop(f);
+    let incr = env.backup(&src);
+    assert_eq!(incr["state"], "awaiting_seed", "{incr}");
+    assert!(
+        u(&incr, "bytes_new") <= 9 * MIB as u64,
+        "stored more than the touched blocks: {incr}"
+    );
+    assert_eq!(u(&incr, "files_changed"), 1);
+
+    // Disk 2 first, then disk 1 in a second run.
+    let second = import(&env, "site-a", &[&d2]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    let st = status(&env, "site-a");
+    assert_eq!(st["state"], "importing", "{st}");
+    assert_eq!(st["disks_missing"], serde_json::json!([1]));
+    let first = import(&env, "site-a", &[&d1]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(status(&env, "site-a")["state"], "imported");
+
+    let points = env.json(&["points", "--json"]);
+    assert!(
+        points
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] == "complete"),
+        "{points}"
+    );
+    let seeded = points[0]["id"].as_str().unwrap();
+    let restored_seed = env.path("restored-seed");
+    assert_eq!(
+        code(&env.run(&["restore", seeded, "--target", s(&restored_seed)])),
+        0
+    );
+    assert_trees_equal(&original, &restored_seed);
+    let restored_incr = env.path("restored-incr");
+    assert_eq!(
+        code(&env.run(&["restore", "latest", "--target", s(&restored_incr)])),
+        0
+    );
+    assert_trees_equal(&src, &restored_incr);
+
+    // Again: nothing to do, exit 0.
+    let again = import(&env, "site-a", &[&d1, &d2]);
+    assert_eq!(code(&again), 0);
+    assert!(
+        stdout(&again).contains("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+}
+
+#[test]
+fn bad_disks_are_refused_and_nothing_is_half_imported() {
+    let env = Env::new();
+    let src = seed_source(&env);
+    let (d1, d2) = (env.path("disk1"), env.path("disk2"));
+    assert_eq!(code(&prepare(&env, "a", &[&d1, &d2], "34M", &src)), 0);
+    let pristine = env.path("disk1-copy");
+    copy_tree(&d1, &pristine);
+
+    // A disk from another vault.
+    let other = Env::new();
+    let foreign = import(&other, "a", &[&d1]);
+    assert_eq!(code(&foreign), 13, "{}", stderr(&foreign));
+    assert_one_line_error(&foreign, "belongs to vault");
+
+    // A journal of another job.
+    let src_b = env.path("src-b");
+    write_file(src_b.join("x"), seeded_bytes(3, MIB));
+    let e1 = env.path("disk-b");
+    assert_eq!(code(&prepare(&env, "b", &[&e1], "100M", &src_b)), 0);
+    let wrong_job = import(&env, "a", &[&e1, &d2]);
+    assert_eq!(code(&wrong_job), 13);
+    assert_one_line_error(&wrong_job, "seed job \"b\"");
+    assert_eq!(
+        status(&env, "a")["packs_imported"],
+        0,
+        "a refused disk imported something"
+    );
+
+    // A flipped byte: that pack is refused and named, the rest of the disks import.
+    let victim = disk_packs(&d1)[0].clone();
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&victim, bytes).unwrap();
+    let flipped = import(&env, "a", &[&d1, &d2]);
+    assert_eq!(code(&flipped), 3, "{}", stdout(&flipped));
+    let name = victim.file_stem().unwrap().to_str().unwrap();
+    assert!(stdout(&flipped).contains(name), "{}", stdout(&flipped));
+    let st = status(&env, "a");
+    assert_eq!(st["bad_packs"][0]["pack"], name, "{st}");
+    assert_eq!(st["state"], "importing");
+    assert!(
+        !store_packs(&env)
+            .iter()
+            .any(|p| p.to_str().unwrap().contains(name)),
+        "bad pack entered the store"
+    );
+
+    // The corrected copy of the disk completes the job.
+    let fixed = import(&env, "a", &[&pristine]);
+    assert_eq!(code(&fixed), 0, "{}", stdout(&fixed));
+    let st = status(&env, "a");
+    assert_eq!(st["state"], "imported", "{st}");
+    assert_eq!(st["bad_packs"], serde_json::json!([]));
+
+    // Nothing secret on the disks: no passphrase, no plaintext.
+    for disk in [&d1, &d2] {
+        let journal = fs::read_to_string(disk.join("synvault-journal.json")).unwrap();
+        assert!(!journal.contains("correct horse"));
+        for pack in disk_packs(disk) {
+            let bytes = fs::read(pack).unwrap();
+            let needle = &seeded_bytes(20, 13 * MIB)[..64];
+            assert!(
+                !bytes.windows(64).any(|w| w == needle),
+                "plaintext on the disk"
+            );
+        }
+    }
+}
+
+#[test]
+fn prepare_refuses_too_small_disks_and_stops_cleanly_when_full() {
+    let env = Env::new();
+    let src = seed_source(&env);
+    let tiny = prepare(&env, "t", &[&env.path("tiny")], "1M", &src);
+    assert_eq!(code(&tiny), 14, "{}", stderr(&tiny));
+    assert_one_line_error(&tiny, "too small");
+
+    let small = env.path("small");
+    let full = prepare(&env, "f", &[&small], "16M", &src);
+    assert_eq!(code(&full), 14, "{}", stderr(&full));
+    assert_one_line_error(&full, "more bytes");
+    assert_eq!(
+        env.json(&["points", "--json"]).as_array().unwrap().len(),
+        0,
+        "no point may be committed"
+    );
+    assert_eq!(status(&env, "f")["state"], "incomplete");
+    for p in disk_packs(&small) {
+        assert!(
+            !p.to_string_lossy().ends_with(".tmp"),
+            "partial pack left: {}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn killed_import_resumes_without_duplicates() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..4 {
+        write_file(src.join(format!("f{i}")), seeded_bytes(40 + i, 30 * MIB));
+    }
+    let disk = env.path("disk");
+    assert_eq!(code(&prepare(&env, "k", &[&disk], "1G", &src)), 0);
+    let mut child = env
+        .cmd(&["seed", "import", "--job", "k", s(&disk)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store_packs(&env).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    let resumed = import(&env, "k", &[&disk]);
+    assert_eq!(code(&resumed), 0, "{}", stdout(&resumed));
+    assert_eq!(status(&env, "k")["state"], "imported");
+    let mut in_store: Vec<_> = store_packs(&env)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    let mut on_disk: Vec<_> = disk_packs(&disk)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    in_store.sort();
+    on_disk.sort();
+    assert_eq!(
+        in_store, on_disk,
+        "store holds exactly the job's packs, no temp or partial file"
+    );
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+}
+
+#[test]
+fn repair_remakes_a_lost_pack_from_the_source() {
+    let env = Env::new();
+    let src = seed_source(&env);
+    let (d1, d2) = (env.path("disk1"), env.path("disk2"));
+    assert_eq!(code(&prepare(&env, "r", &[&d1, &d2], "34M", &src)), 0);
+    let lost = disk_packs(&d2)[0].clone();
+    fs::remove_file(&lost).unwrap();
+    let partial = import(&env, "r", &[&d1, &d2]);
+    assert_eq!(code(&partial), 3);
+    assert!(stdout(&partial).contains("missing"), "{}", stdout(&partial));
+    assert_eq!(status(&env, "r")["state"], "importing");
+
+    let repair = env.run(&["seed", "repair", "--job", "r", s(&src)]);
+    assert_eq!(code(&repair), 0, "{}{}", stdout(&repair), stderr(&repair));
+    assert_eq!(status(&env, "r")["state"], "imported");
+    let target = env.path("restored");
+    assert_eq!(
+        code(&env.run(&["restore", "latest", "--target", s(&target)])),
+        0
+    );
+    assert_trees_equal(&src, &target);
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+}
