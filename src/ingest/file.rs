@@ -17,6 +17,13 @@ use crate::store::{BlockCodec, BlockId, StoreError};
 /// Bytes read per segment: several blocks, so their work can run on every core.
 const SEGMENT_BYTES: usize = 16 << 20;
 
+/// Buffer capacity for a file of `len` bytes.
+fn segment_for(len: u64) -> usize {
+    usize::try_from(len.saturating_add(1))
+        .unwrap_or(SEGMENT_BYTES)
+        .min(SEGMENT_BYTES)
+}
+
 /// What went wrong reading a file.
 #[derive(Debug)]
 pub enum FileError {
@@ -39,18 +46,19 @@ impl FileReader<'_> {
     /// Reads `path` and returns its content (blocks stored as a side effect).
     pub fn read(&self, path: &Path) -> Result<Content, FileError> {
         let mut file = File::open(path).map_err(FileError::Source)?;
+        let expected = file.metadata().map_err(FileError::Source)?.len();
         let mut content = Content::default();
-        let mut buf: Vec<u8> = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(segment_for(expected));
+        let mut total_read = 0u64;
         let mut eof = false;
         while !eof || !buf.is_empty() {
             if !eof {
-                eof = self.fill(&mut file, &mut buf)?;
+                let got = self.fill(&mut file, &mut buf, expected.saturating_sub(total_read))?;
+                total_read += got.0;
+                eof = got.1;
             }
-            let cut_until = self.cut(&buf, eof);
-            let blocks = self.store_blocks(
-                &buf[..cut_until.iter().map(|b| b.1).sum::<usize>()],
-                &cut_until,
-            )?;
+            let cuts = self.cut(&buf, eof);
+            let blocks = self.store_blocks(&buf, &cuts)?;
             let consumed: usize = blocks.iter().map(|b| b.1 as usize).sum();
             content.blocks.extend(blocks);
             buf.drain(..consumed);
@@ -59,24 +67,25 @@ impl FileReader<'_> {
         Ok(content)
     }
 
-    /// Tops `buf` up to a segment; returns true at end of file.
-    fn fill(&self, file: &mut File, buf: &mut Vec<u8>) -> Result<bool, FileError> {
-        let want = SEGMENT_BYTES.saturating_sub(buf.len());
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let mut got = 0;
-        while got < want {
-            match file.read(&mut buf[start + got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(FileError::Source(e)),
-            }
-        }
-        buf.truncate(start + got);
-        self.bytes_read.fetch_add(got as u64, Ordering::Relaxed);
-        self.progress.add_bytes(got as u64);
-        Ok(got < want)
+    /// Appends up to a segment to `buf`, never more than the file should still hold (plus one
+    /// byte, to see the end or growth) so small files cost a small buffer. Returns the bytes
+    /// read and whether the end of the file was reached.
+    fn fill(
+        &self,
+        file: &mut File,
+        buf: &mut Vec<u8>,
+        remaining: u64,
+    ) -> Result<(u64, bool), FileError> {
+        let room = SEGMENT_BYTES.saturating_sub(buf.len()).max(1) as u64;
+        let want = room.min(remaining.max(1 << 16) + 1);
+        let got = file
+            .by_ref()
+            .take(want)
+            .read_to_end(buf)
+            .map_err(FileError::Source)? as u64;
+        self.bytes_read.fetch_add(got, Ordering::Relaxed);
+        self.progress.add_bytes(got);
+        Ok((got, got < want))
     }
 
     /// Block boundaries of `buf`; the tail is held back unless at end of file, since a
