@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::catalog::CatalogError;
+use crate::mount::MountError;
 use crate::seed::SeedError;
 use crate::store::StoreError;
 
@@ -33,6 +34,16 @@ pub mod exit {
     pub const SEED_REFUSED: u8 = 13;
     /// Seed disks too small for the source.
     pub const SEED_NO_ROOM: u8 = 14;
+    /// The mount point does not exist.
+    pub const MOUNT_POINT_MISSING: u8 = 20;
+    /// The mount point is not a directory.
+    pub const MOUNT_POINT_NOT_DIR: u8 = 21;
+    /// The mount point is a non-empty directory.
+    pub const MOUNT_POINT_NOT_EMPTY: u8 = 22;
+    /// Something is already mounted on the mount point.
+    pub const ALREADY_MOUNTED: u8 = 23;
+    /// No usable `/dev/fuse` on this machine.
+    pub const NO_FUSE: u8 = 24;
     /// Stopped by SIGINT or SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -78,6 +89,8 @@ pub enum Error {
     #[error(transparent)]
     Seed(#[from] crate::seed::SeedError),
     #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -111,6 +124,14 @@ impl Error {
                 SeedError::UnknownJob { .. }
                 | SeedError::JobExists { .. }
                 | SeedError::NoPoint { .. } => exit::FATAL,
+            },
+            Error::Mount(e) => match e {
+                MountError::MissingMountPoint { .. } => exit::MOUNT_POINT_MISSING,
+                MountError::NotADirectory { .. } => exit::MOUNT_POINT_NOT_DIR,
+                MountError::NotEmpty { .. } => exit::MOUNT_POINT_NOT_EMPTY,
+                MountError::AlreadyMounted { .. } => exit::ALREADY_MOUNTED,
+                MountError::NoFuse { .. } => exit::NO_FUSE,
+                MountError::Mount { .. } => exit::FATAL,
             },
             Error::VaultExists { .. }
             | Error::FormatTooNew { .. }

@@ -2,8 +2,10 @@
 //! Only translation lives here: arguments in, a library call, output out.
 
 mod backup;
+mod bench;
 mod browse;
 mod init;
+mod mount;
 mod output;
 mod restore;
 mod seed;
@@ -51,6 +53,10 @@ enum Command {
     Stats(browse::StatsArgs),
     /// Seed disks: ship the first full backup on disks, import it at the store.
     Seed(seed::SeedArgs),
+    /// Mount a point, or the whole vault by time, as a read-only file system (FUSE).
+    Mount(mount::MountArgs),
+    /// Measure how fast this machine reassembles a point.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs it; returns the exit code.
@@ -66,6 +72,8 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(&cli, args),
         Command::Stats(args) => browse::stats(&cli, args),
         Command::Seed(args) => seed::run(&cli, args),
+        Command::Mount(args) => mount::run(&cli, args),
+        Command::Bench(args) => bench::run(&cli, args),
     }
 }
 

@@ -1,0 +1,78 @@
+//! `synvault mount`: serve a point, or the whole vault by time, as a read-only file system.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use synvault::mount::{self, MountOptions};
+use synvault::{BlockReader, Error, Layout, PointState, ReaderOptions, View};
+
+use super::{interrupt_flag, Cli};
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An empty directory to mount on.
+    mountpoint: PathBuf,
+    /// Mount this point (`latest`, `latest~N` or an id prefix) as the root; without it, the
+    /// whole vault: latest, points/<UTC time>/, sources/<source>/<UTC time>/.
+    #[arg(long, value_name = "POINT")]
+    point: Option<String>,
+    /// Let other users see the files (needs user_allow_other in /etc/fuse.conf unless root).
+    #[arg(long)]
+    allow_other: bool,
+    /// Size of the decoded-block cache (e.g. 256M, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    cache_size: String,
+}
+
+pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
+    // The mount point and FUSE first: those mistakes need no passphrase to report.
+    mount::check_mount_point(&args.mountpoint).map_err(Error::from)?;
+    mount::check_fuse().map_err(Error::from)?;
+    let cache_bytes = synvault::seed::parse_size(&args.cache_size).map_err(Error::from)?;
+    let vault = Arc::new(cli.open_vault()?);
+    let layout = match &args.point {
+        None => Layout::Vault,
+        Some(query) => {
+            let point = vault.resolve_point(query)?;
+            if matches!(point.state, PointState::AwaitingSeed | PointState::Running) {
+                return Err(Error::AwaitingSeed {
+                    point: point.id.short().into(),
+                    job: "its seed job".into(),
+                }
+                .into());
+            }
+            Layout::Point(Box::new(point))
+        }
+    };
+    let options = ReaderOptions {
+        cache_bytes: usize::try_from(cache_bytes).unwrap_or(usize::MAX),
+        ..ReaderOptions::default()
+    };
+    let blocks = Arc::new(BlockReader::with_options(vault, options)?);
+    let view = View::new(blocks, layout).with_damage_hook(Box::new(|err| {
+        let cause = std::error::Error::source(err)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        eprintln!("synvault: warning: {err}{cause}");
+    }));
+    let stop = interrupt_flag();
+    let mountpoint = args.mountpoint.clone();
+    mount::mount(
+        view,
+        &args.mountpoint,
+        &MountOptions {
+            allow_other: args.allow_other,
+            ..MountOptions::default()
+        },
+        &stop,
+        || {
+            eprintln!(
+                "synvault: mounted at {} (read-only); Ctrl-C or umount to stop",
+                mountpoint.display()
+            );
+        },
+    )
+    .map_err(Error::from)?;
+    Ok(synvault::exit::SUCCESS)
+}

@@ -1,0 +1,540 @@
+//! The fuser `Filesystem`: each callback asks the [`View`] and replies exactly once.
+//!
+//! Kernel settings chosen for throughput, all safe because a point never changes:
+//! - long entry and attribute TTLs inside points (1 s for the vault-level directories, which
+//!   gain new points);
+//! - `readdirplus`, so listing a directory also answers the `stat` of every entry;
+//! - no `open`/`flush`/`release` round trips for files: `open` answers ENOSYS, which makes the
+//!   kernel skip opens and keep the page cache of files between opens;
+//! - directory listings of points cached in the kernel (`FOPEN_CACHE_DIR`);
+//! - 1 MiB reads (`max_pages`), the largest read-ahead the kernel allows, and many
+//!   background requests in flight.
+//!
+//! Every write-side call answers EROFS through the one errno mapping.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, WriteFlags,
+};
+
+use super::errno::errno;
+use crate::catalog::EntryKind;
+use crate::reassembly::view::{Attr, NodeId, View, ViewError};
+
+/// How long the kernel may keep what never changes.
+const STABLE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long it may keep the vault-level directories, which gain points.
+const VOLATILE_TTL: Duration = Duration::from_secs(1);
+/// Directory entries computed per step while filling a kernel buffer.
+const DIR_PAGE: usize = 128;
+const BLKSIZE: u32 = 1 << 20;
+
+/// The file system the kernel talks to.
+pub(crate) struct SynvaultFs {
+    view: View<'static>,
+    /// Set in `init` when the kernel can skip opens.
+    no_open: bool,
+}
+
+impl SynvaultFs {
+    pub(crate) fn new(view: View<'static>) -> SynvaultFs {
+        SynvaultFs {
+            view,
+            no_open: false,
+        }
+    }
+}
+
+fn ttl(attr: &Attr) -> Duration {
+    if attr.stable {
+        STABLE_TTL
+    } else {
+        VOLATILE_TTL
+    }
+}
+
+fn time(ns: i64) -> SystemTime {
+    let magnitude = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+fn file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::CharDev => FileType::CharDevice,
+        EntryKind::BlockDev => FileType::BlockDevice,
+        EntryKind::Socket => FileType::Socket,
+    }
+}
+
+/// `st_rdev` in the kernel's 32-bit "new" device encoding that FUSE carries.
+fn kernel_rdev(rdev: u64) -> u32 {
+    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+fn to_file_attr(attr: &Attr) -> FileAttr {
+    let mtime = time(attr.mtime_ns);
+    FileAttr {
+        ino: INodeNo(attr.ino.0),
+        size: attr.size,
+        blocks: attr.blocks,
+        atime: mtime,
+        mtime,
+        ctime: time(attr.ctime_ns),
+        crtime: mtime,
+        kind: file_type(attr.kind),
+        perm: attr.perm,
+        nlink: attr.nlink,
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: kernel_rdev(attr.rdev),
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
+fn node(ino: INodeNo) -> NodeId {
+    NodeId(ino.into())
+}
+
+fn read_only() -> fuser::Errno {
+    errno(&ViewError::ReadOnly)
+}
+
+/// Replies with `data` to an xattr request of `size` bytes (0 asks for the size).
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(errno(&ViewError::BufferTooSmall { needed: data.len() }));
+    } else {
+        reply.data(data);
+    }
+}
+
+impl Filesystem for SynvaultFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_MAX_PAGES;
+        for flag in wanted.iter() {
+            // A kernel without one of these still mounts; it just makes more round trips.
+            let _ = config.add_capabilities(flag);
+        }
+        self.no_open = config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        if let Err(max) = config.set_max_readahead(u32::MAX) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.view.lookup(node(parent), name.as_bytes()) {
+            Ok(attr) => reply.entry(&ttl(&attr), &to_file_attr(&attr), Generation(0)),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.view.attr(node(ino)) {
+            Ok(attr) => reply.attr(&ttl(&attr), &to_file_attr(&attr)),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.view.read_link(node(ino)) {
+            Ok(target) => reply.data(&target),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open {
+            // ENOSYS with FUSE_NO_OPEN_SUPPORT: the kernel stops sending opens (and releases)
+            // and keeps file pages cached across opens.
+            reply.error(fuser::Errno::ENOSYS);
+            return;
+        }
+        match self.view.attr(node(ino)) {
+            Ok(_) => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+            ),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.view.read(node(ino), offset, size as usize) {
+            Ok(data) => reply.data(&data),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // ENOSYS: the kernel stops sending flushes; nothing is ever dirty here.
+        reply.error(fuser::Errno::ENOSYS);
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.view.attr(node(ino)) {
+            Ok(attr) if attr.kind != EntryKind::Dir => {
+                reply.error(errno(&ViewError::NotADirectory { ino: attr.ino }))
+            }
+            Ok(attr) if attr.stable => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let mut offset = offset;
+        loop {
+            let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
+                Ok(page) => page,
+                Err(err) => return reply.error(errno(&err)),
+            };
+            if page.is_empty() {
+                return reply.ok();
+            }
+            for entry in page {
+                let name = OsStr::from_bytes(&entry.name);
+                let kind = file_type(entry.attr.kind);
+                if reply.add(INodeNo(entry.attr.ino.0), entry.next_offset, kind, name) {
+                    return reply.ok();
+                }
+                offset = entry.next_offset;
+            }
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut offset = offset;
+        loop {
+            let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
+                Ok(page) => page,
+                Err(err) => return reply.error(errno(&err)),
+            };
+            if page.is_empty() {
+                return reply.ok();
+            }
+            for entry in page {
+                let attr = &entry.attr;
+                let name = OsStr::from_bytes(&entry.name);
+                let full = reply.add(
+                    INodeNo(attr.ino.0),
+                    entry.next_offset,
+                    name,
+                    &ttl(attr),
+                    &to_file_attr(attr),
+                    Generation(0),
+                );
+                if full {
+                    return reply.ok();
+                }
+                offset = entry.next_offset;
+            }
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let totals = self.view.totals();
+        reply.statfs(
+            totals.bytes.div_ceil(4096),
+            0,
+            0,
+            totals.nodes,
+            0,
+            4096,
+            255,
+            4096,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.view.xattr(node(ino), name.as_bytes()) {
+            Ok(value) => reply_xattr(reply, size, &value),
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.view.xattr_names(node(ino)) {
+            Ok(names) => {
+                let mut list = Vec::new();
+                for name in names {
+                    list.extend_from_slice(&name);
+                    list.push(0);
+                }
+                reply_xattr(reply, size, &list);
+            }
+            Err(err) => reply.error(errno(&err)),
+        }
+    }
+
+    // Everything below changes the file system: a recovery point never changes.
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(read_only());
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(read_only());
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(read_only());
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(read_only());
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: fuser::CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(read_only());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_use_the_kernel_encoding() {
+        let dev = rustix::fs::makedev(1, 3);
+        assert_eq!(kernel_rdev(dev), 0x103);
+        let big = rustix::fs::makedev(259, 70000);
+        let k = kernel_rdev(big);
+        assert_eq!((k >> 8) & 0xfff, 259);
+        assert_eq!((k & 0xff) | ((k >> 12) & !0xff), 70000);
+    }
+
+    #[test]
+    fn times_before_the_epoch() {
+        assert_eq!(
+            time(-1_500_000_000),
+            UNIX_EPOCH - Duration::from_millis(1500)
+        );
+        assert_eq!(time(2_000_000_001), UNIX_EPOCH + Duration::new(2, 1));
+    }
+}

@@ -1,0 +1,293 @@
+//! `synvault bench reassembly`: read every file of a point through the engine and say where
+//! the time went, against the pipeline limit of this machine.
+//!
+//! The engine pass reads each file with a [`FileReader`] (sequential read-ahead on), files in
+//! parallel, into memory only: no disk writes. The limit pass takes the same blocks, reads
+//! their frames, and times decrypt, decompress and verify separately on one thread; the
+//! pipeline limit is the resulting per-core rate times the number of cores.
+//!
+//! To time the three decode stages apart, [`decode_stages`] opens frames itself, following
+//! the frame layout drawn in `store::block` (version 1). A unit test checks it against
+//! `BlockCodec::decode`, so a format change fails a test instead of skewing a benchmark.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::{BlockMap, BlockReader, CacheStats, ReadTimes, ReaderOptions};
+use crate::catalog::{EntryKind, RecoveryPoint, TreeId};
+use crate::crypto::{subkey, NONCE_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::store::block::BadFrame;
+use crate::store::{BlockCodec, BlockId};
+use crate::vault::Vault;
+
+/// `store::block`'s codec byte for a raw payload (frame layout v1).
+const CODEC_RAW: u8 = 0;
+/// `store::block`'s codec byte for a zstd payload (frame layout v1).
+const CODEC_ZSTD: u8 = 1;
+const HEADER_LEN: usize = 1 + NONCE_LEN;
+
+/// Nanoseconds spent in each decode stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StageTimes {
+    pub decrypt_ns: u64,
+    pub decompress_ns: u64,
+    pub verify_ns: u64,
+}
+
+impl StageTimes {
+    fn add(&mut self, other: &StageTimes) {
+        self.decrypt_ns += other.decrypt_ns;
+        self.decompress_ns += other.decompress_ns;
+        self.verify_ns += other.verify_ns;
+    }
+
+    /// All three stages.
+    pub fn total_ns(&self) -> u64 {
+        self.decrypt_ns + self.decompress_ns + self.verify_ns
+    }
+}
+
+/// Decodes one frame like `BlockCodec::decode`, timing each stage.
+pub fn decode_stages(
+    codec: &BlockCodec,
+    id: &BlockId,
+    mut frame: Vec<u8>,
+    raw_len: usize,
+) -> Result<(Vec<u8>, StageTimes), BadFrame> {
+    if frame.len() < HEADER_LEN + TAG_LEN {
+        return Err(BadFrame);
+    }
+    let mut times = StageTimes::default();
+    let t = Instant::now();
+    let kind = frame[0];
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&frame[1..HEADER_LEN]);
+    let mut aad = [0u8; 33];
+    aad[..32].copy_from_slice(&id.0);
+    aad[32] = kind;
+    let key = subkey(&codec.keys().data, &id.0);
+    let len = codec
+        .cipher()
+        .open_in_place(&key, &nonce, &aad, &mut frame[HEADER_LEN..])
+        .map_err(|_| BadFrame)?;
+    times.decrypt_ns = t.elapsed().as_nanos() as u64;
+    let t = Instant::now();
+    let plain = match kind {
+        CODEC_RAW => frame[HEADER_LEN..HEADER_LEN + len].to_vec(),
+        CODEC_ZSTD => zstd::bulk::decompress(&frame[HEADER_LEN..HEADER_LEN + len], raw_len)
+            .map_err(|_| BadFrame)?,
+        _ => return Err(BadFrame),
+    };
+    times.decompress_ns = t.elapsed().as_nanos() as u64;
+    let t = Instant::now();
+    let ok = plain.len() == raw_len && codec.id_of(&plain) == *id;
+    times.verify_ns = t.elapsed().as_nanos() as u64;
+    if !ok {
+        return Err(BadFrame);
+    }
+    Ok((plain, times))
+}
+
+/// What `bench reassembly` found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub point: String,
+    pub files: u64,
+    /// Logical bytes read (holes included).
+    pub bytes: u64,
+    pub secs: f64,
+    pub mb_per_s: f64,
+    /// Blocks decoded per second (cache misses).
+    pub blocks_per_s: f64,
+    pub cache: CacheStats,
+    pub hit_rate: f64,
+    /// The engine's own time split, summed over threads.
+    pub engine: ReadTimes,
+    /// Decode stages measured on one thread over `limit_bytes` of the same blocks.
+    pub stages: StageTimes,
+    pub limit_bytes: u64,
+    /// Time of reading those frames from packs on one thread.
+    pub limit_read_ns: u64,
+    pub cores: usize,
+    /// decrypt + decompress + verify per core, times the cores, MB/s.
+    pub pipeline_limit_mb_per_s: f64,
+    /// `mb_per_s` over `pipeline_limit_mb_per_s`.
+    pub fraction_of_limit: f64,
+}
+
+/// How to run the bench.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    pub reader: ReaderOptions,
+    /// Threads reading files in parallel.
+    pub threads: usize,
+    /// Plaintext bytes of blocks used to measure the pipeline limit (0: all).
+    pub limit_sample_bytes: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        let reader = ReaderOptions::default();
+        BenchOptions {
+            threads: reader.readahead_threads.max(1),
+            reader,
+            limit_sample_bytes: 512 << 20,
+        }
+    }
+}
+
+fn collect_files(reader: &BlockReader<'_>, tree: TreeId, out: &mut Vec<BlockMap>) -> Result<()> {
+    let entries = reader.vault().catalog().tree_entries(&tree)?;
+    for entry in entries {
+        match (entry.kind, entry.content, entry.subtree) {
+            (EntryKind::File, Some(content), _) => {
+                let content = reader.vault().catalog().content(&content)?;
+                out.push(BlockMap::new(&content));
+            }
+            (EntryKind::File, None, _) => out.push(BlockMap::empty()),
+            (EntryKind::Dir, _, Some(sub)) => collect_files(reader, sub, out)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads every file of `point` through the engine, then measures the pipeline limit.
+pub fn bench_point(
+    vault: Arc<Vault>,
+    point: RecoveryPoint,
+    options: BenchOptions,
+) -> Result<BenchReport> {
+    let reader = BlockReader::with_options(vault.clone(), options.reader)?;
+    let mut files = Vec::new();
+    collect_files(&reader, point.root_tree, &mut files)?;
+    let bytes = AtomicU64::new(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads.max(1))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start bench threads: {e}")))?;
+    let started = Instant::now();
+    pool.install(|| {
+        files.par_iter().try_for_each(|map| {
+            let n = read_file(&reader, map)?;
+            bytes.fetch_add(n, Ordering::Relaxed);
+            Ok::<_, Error>(())
+        })
+    })?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let bytes = bytes.into_inner();
+    let engine = reader.read_times();
+    let cache = reader.cache_stats();
+    let (stages, limit_bytes, limit_read_ns) =
+        measure_stages(&reader, &files, options.limit_sample_bytes)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_core = limit_bytes as f64 / (stages.total_ns().max(1) as f64 / 1e9);
+    let limit = per_core * cores as f64 / 1e6;
+    let mb_per_s = bytes as f64 / 1e6 / secs;
+    Ok(BenchReport {
+        point: point.id.0.clone(),
+        files: files.len() as u64,
+        bytes,
+        secs,
+        mb_per_s,
+        blocks_per_s: engine.blocks as f64 / secs,
+        hit_rate: cache.hit_rate(),
+        cache,
+        engine,
+        stages,
+        limit_bytes,
+        limit_read_ns,
+        cores,
+        pipeline_limit_mb_per_s: limit,
+        fraction_of_limit: if limit > 0.0 { mb_per_s / limit } else { 0.0 },
+    })
+}
+
+fn read_file(reader: &BlockReader<'_>, map: &BlockMap) -> Result<u64> {
+    let file = super::FileReader {
+        blocks: reader,
+        map: Arc::new(map.clone()),
+        sequential: super::Sequential::default(),
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0;
+    loop {
+        let n = file.read_at(offset, &mut buf)?;
+        if n == 0 {
+            return Ok(offset);
+        }
+        offset += n as u64;
+    }
+}
+
+/// Times decrypt, decompress and verify over distinct blocks of `files`, on this thread.
+fn measure_stages(
+    reader: &BlockReader<'_>,
+    files: &[BlockMap],
+    sample_bytes: u64,
+) -> Result<(StageTimes, u64, u64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut times = StageTimes::default();
+    let (mut bytes, mut read_ns) = (0u64, 0u64);
+    let blocks = files.iter().flat_map(|m| m.blocks.iter());
+    for &(_, id, _) in blocks {
+        if id == BlockId::ZERO || !seen.insert(id) {
+            continue;
+        }
+        if sample_bytes > 0 && bytes >= sample_bytes {
+            break;
+        }
+        let Some((loc, _)) = reader.locate(&id) else {
+            continue;
+        };
+        let t = Instant::now();
+        let frame = reader.engine.packs.read(&loc)?;
+        read_ns += t.elapsed().as_nanos() as u64;
+        let (_, stage) = decode_stages(reader.vault().codec(), &id, frame, loc.raw_len as usize)
+            .map_err(|_| crate::store::StoreError::CorruptFrame {
+                block: id,
+                pack: loc.pack,
+                offset: loc.offset,
+            })?;
+        times.add(&stage);
+        bytes += u64::from(loc.raw_len);
+    }
+    Ok((times, bytes, read_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Key, Keys, RingCipher};
+
+    #[test]
+    fn stage_decode_agrees_with_the_codec() {
+        let codec = BlockCodec::new(
+            Keys::derive(&Key::from_bytes([5; 32])),
+            Box::new(RingCipher),
+            3,
+        );
+        let text = b"compressible text ".repeat(5000);
+        let noise: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        for plain in [text, noise] {
+            let id = codec.id_of(&plain);
+            let frame = codec.encode(&id, &plain);
+            let (out, _) = decode_stages(&codec, &id, frame.clone(), plain.len()).unwrap();
+            assert_eq!(out, plain);
+            assert_eq!(
+                codec.decode(&id, frame.clone(), plain.len()).unwrap(),
+                plain
+            );
+            let mut bad = frame;
+            let mid = bad.len() / 2;
+            bad[mid] ^= 1;
+            assert!(decode_stages(&codec, &id, bad, plain.len()).is_err());
+        }
+    }
+}

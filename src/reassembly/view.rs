@@ -1,0 +1,1050 @@
+//! The file-system view of a vault: what the mount asks, answered in synvault's own types.
+//!
+//! A [`View`] numbers nodes lazily: a directory's children get node ids the first time it is
+//! listed or looked up in, and keep them for the life of the view, so the kernel sees stable
+//! inode numbers. Names of one hardlinked file (source entries with `nlink > 1` and the same
+//! source inode, inside one point) share one node. Two layouts:
+//!
+//! ```text
+//! Layout::Point            the point's root directory is the root
+//! Layout::Vault            /latest -> points/<newest>
+//!                          /points/2026-11-20T02:00:00Z/...      every complete (or partial) point
+//!                          /sources/<source>/2026-11-20T02:00:00Z/...
+//! ```
+//! Points are named by their UTC start second; a later point of the same second gets
+//! `-<short id>`. Source directories are the source path without its leading `/`, with `%`
+//! and `/` percent-encoded. Points that are running or awaiting their seed are not shown.
+//! The vault-level directories are re-read from the catalog whenever they are listed, so new
+//! points appear without remounting; their attributes are marked volatile (`stable: false`),
+//! everything inside a point never changes.
+//!
+//! Listings are loaded once per tree and block maps once per content, so reads never touch
+//! SQLite; blocks come through the shared [`BlockReader`] cache with read-ahead on sequential
+//! access. A read that touches a damaged block fails with [`ViewError::Damaged`] for that read
+//! only; the damage is reported once per file and pack through the damage hook.
+//!
+//! The view must not know FUSE: `mount/` converts these answers to kernel replies.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+use lru::LruCache;
+
+use super::{fill, root_entry, BlockMap, BlockReader, Sequential};
+use crate::catalog::{
+    CatalogError, ContentId, Entry, EntryKind, PointState, RecoveryPoint, TreeId,
+};
+use crate::store::{BlockId, StoreError};
+
+/// A node of the view; the kernel sees it as the inode number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+/// The root directory.
+pub const ROOT: NodeId = NodeId(1);
+const POINTS: NodeId = NodeId(2);
+const SOURCES: NodeId = NodeId(3);
+const LATEST: NodeId = NodeId(4);
+
+/// Files up to this size get `blocks` from their size; larger ones from their block map, so
+/// holes show. Small files are one block: loading their map for `stat` would cost a catalog
+/// query per file for nothing.
+const EXACT_BLOCKS_FROM: u64 = 256 << 10;
+const LISTING_CACHE: usize = 4096;
+const MAP_CACHE: usize = 16384;
+
+/// Attributes of a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: NodeId,
+    pub kind: EntryKind,
+    /// Permission and special bits (07777).
+    pub perm: u16,
+    pub size: u64,
+    /// 512-byte units holding data.
+    pub blocks: u64,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    /// The device number as `stat` gives it (`st_rdev`).
+    pub rdev: u64,
+    /// True if this never changes (inside a point); false for the vault-level directories.
+    pub stable: bool,
+}
+
+/// One directory entry with its attributes (for listings with attributes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub attr: Attr,
+    /// The offset that continues the listing after this entry.
+    pub next_offset: u64,
+}
+
+/// Totals for `statfs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsTotals {
+    /// Unique plaintext bytes in the vault.
+    pub bytes: u64,
+    /// Nodes numbered so far.
+    pub nodes: u64,
+}
+
+/// What the root of a view is.
+#[derive(Clone, Debug)]
+pub enum Layout {
+    /// One point's tree.
+    Point(Box<RecoveryPoint>),
+    /// Every point, by time and by source.
+    Vault,
+}
+
+/// Everything a view can answer instead of data.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("no node {ino:?}")]
+    UnknownNode { ino: NodeId },
+    #[error("no entry {name:?} in {dir:?}")]
+    NoSuchEntry { dir: NodeId, name: String },
+    #[error("{ino:?} is not a directory")]
+    NotADirectory { ino: NodeId },
+    #[error("{ino:?} is a directory")]
+    IsADirectory { ino: NodeId },
+    #[error("{ino:?} is not a symlink")]
+    NotASymlink { ino: NodeId },
+    #[error("{ino:?} has no extended attribute {name:?}")]
+    NoSuchXattr { ino: NodeId, name: String },
+    #[error("the answer needs {needed} bytes, more than the caller's buffer")]
+    BufferTooSmall { needed: usize },
+    #[error("the view is read-only")]
+    ReadOnly,
+    #[error("damaged data in recovery point {point}, file {path}, pack {pack}")]
+    Damaged {
+        point: String,
+        path: String,
+        pack: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("cannot read the catalog")]
+    Catalog(#[from] CatalogError),
+}
+
+/// Result alias for view answers.
+pub type Result<T, E = ViewError> = std::result::Result<T, E>;
+
+/// A point as the vault layout shows it.
+#[derive(Debug)]
+struct Shown {
+    point: RecoveryPoint,
+    name: String,
+}
+
+#[derive(Debug)]
+enum What {
+    Root,
+    Points,
+    Sources,
+    Latest,
+    Source {
+        source: String,
+    },
+    Entry {
+        point: Arc<Shown>,
+        /// The point root this node is under; hardlink groups are per scope.
+        scope: NodeId,
+        listing: Arc<Vec<Entry>>,
+        index: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Children {
+    /// Sorted by name.
+    listing: Arc<Vec<Entry>>,
+    nodes: Vec<NodeId>,
+}
+
+#[derive(Debug)]
+struct Node {
+    parent: NodeId,
+    what: What,
+    children: Mutex<Option<Arc<Children>>>,
+    map: OnceLock<Arc<BlockMap>>,
+    sequential: Sequential,
+}
+
+impl Node {
+    fn new(parent: NodeId, what: What) -> Node {
+        Node {
+            parent,
+            what,
+            children: Mutex::new(None),
+            map: OnceLock::new(),
+            sequential: Sequential::default(),
+        }
+    }
+
+    fn entry(&self) -> Option<&Entry> {
+        match &self.what {
+            What::Entry { listing, index, .. } => listing.get(*index),
+            _ => None,
+        }
+    }
+}
+
+/// The vault-level state: which points are shown, and the nodes of their roots.
+#[derive(Debug, Default)]
+struct VaultState {
+    shown: Vec<Arc<Shown>>,
+    point_roots: HashMap<String, NodeId>,
+    source_dirs: HashMap<String, NodeId>,
+    source_point_roots: HashMap<(String, String), NodeId>,
+}
+
+/// Called once per damaged (file, pack) with the error a read got.
+pub type DamageHook = Box<dyn Fn(&ViewError) + Send + Sync>;
+
+/// The view. Shareable between threads.
+pub struct View<'v> {
+    blocks: Arc<BlockReader<'v>>,
+    layout: Layout,
+    nodes: RwLock<Vec<Arc<Node>>>,
+    vault: Mutex<VaultState>,
+    listings: Mutex<LruCache<TreeId, Arc<Vec<Entry>>>>,
+    maps: Mutex<LruCache<ContentId, Arc<BlockMap>>>,
+    hardlinks: Mutex<HashMap<(NodeId, u64), NodeId>>,
+    damage_seen: Mutex<HashSet<(NodeId, String)>>,
+    on_damage: DamageHook,
+    owner: (u32, u32),
+    created_ns: i64,
+}
+
+impl std::fmt::Debug for View<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("layout", &self.layout)
+            .field("nodes", &read(&self.nodes).len())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lru<K: std::hash::Hash + Eq, V>(n: usize) -> LruCache<K, V> {
+    LruCache::new(NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN))
+}
+
+/// The directory name of a source under `sources/`.
+pub fn source_dir_name(source: &str) -> String {
+    let trimmed = source.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return "%2F".into();
+    }
+    trimmed.replace('%', "%25").replace('/', "%2F")
+}
+
+/// Names points by their start second; later points of a taken second get `-<short id>`.
+/// `points` must be oldest first.
+pub fn point_names(points: &[RecoveryPoint]) -> Vec<String> {
+    let mut taken = HashSet::new();
+    points
+        .iter()
+        .map(|p| {
+            let base = crate::time::format_utc(p.started_ns);
+            if taken.insert(base.clone()) {
+                base
+            } else {
+                format!("{base}-{}", p.id.short())
+            }
+        })
+        .collect()
+}
+
+/// Whether the vault layout shows a point.
+fn is_shown(point: &RecoveryPoint) -> bool {
+    matches!(point.state, PointState::Complete | PointState::Partial)
+}
+
+impl<'v> View<'v> {
+    /// A view over `blocks`' vault with the given layout.
+    pub fn new(blocks: Arc<BlockReader<'v>>, layout: Layout) -> View<'v> {
+        let root = match &layout {
+            Layout::Point(point) => {
+                let shown = Arc::new(Shown {
+                    name: point.id.short().to_string(),
+                    point: (**point).clone(),
+                });
+                vec![Arc::new(Node::new(
+                    ROOT,
+                    What::Entry {
+                        listing: Arc::new(vec![root_entry(point)]),
+                        point: shown,
+                        scope: ROOT,
+                        index: 0,
+                    },
+                ))]
+            }
+            Layout::Vault => [What::Root, What::Points, What::Sources, What::Latest]
+                .into_iter()
+                .map(|what| Arc::new(Node::new(ROOT, what)))
+                .collect(),
+        };
+        View {
+            blocks,
+            layout,
+            nodes: RwLock::new(root),
+            vault: Mutex::new(VaultState::default()),
+            listings: Mutex::new(lru(LISTING_CACHE)),
+            maps: Mutex::new(lru(MAP_CACHE)),
+            hardlinks: Mutex::new(HashMap::new()),
+            damage_seen: Mutex::new(HashSet::new()),
+            on_damage: Box::new(|_| {}),
+            owner: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
+            created_ns: crate::time::now_ns(),
+        }
+    }
+
+    /// Sets the hook told about damaged data (once per file and pack).
+    pub fn with_damage_hook(mut self, hook: DamageHook) -> View<'v> {
+        self.on_damage = hook;
+        self
+    }
+
+    /// The block reader (cache statistics, timings).
+    pub fn blocks(&self) -> &BlockReader<'v> {
+        &self.blocks
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn node(&self, ino: NodeId) -> Result<Arc<Node>> {
+        let index = ino.0.checked_sub(1).ok_or(ViewError::UnknownNode { ino })?;
+        read(&self.nodes)
+            .get(index as usize)
+            .cloned()
+            .ok_or(ViewError::UnknownNode { ino })
+    }
+
+    fn push_nodes(&self, new: Vec<Node>) -> NodeId {
+        let mut nodes = write(&self.nodes);
+        let first = NodeId(nodes.len() as u64 + 1);
+        nodes.extend(new.into_iter().map(Arc::new));
+        first
+    }
+
+    /// Attributes of a node.
+    pub fn attr(&self, ino: NodeId) -> Result<Attr> {
+        let node = self.node(ino)?;
+        self.attr_of(ino, &node)
+    }
+
+    fn attr_of(&self, ino: NodeId, node: &Node) -> Result<Attr> {
+        match &node.what {
+            What::Entry { scope, .. } => {
+                let Some(entry) = node.entry() else {
+                    return Err(ViewError::UnknownNode { ino });
+                };
+                // A point root in the vault layout is named by the vault listing, which may
+                // change; everything inside a point never does.
+                let stable = matches!(self.layout, Layout::Point(_)) || *scope != ino;
+                self.entry_attr(ino, node, entry, stable)
+            }
+            What::Latest => {
+                let target = self.latest_target();
+                Ok(self.synthetic_attr(ino, EntryKind::Symlink, target.len() as u64))
+            }
+            _ => Ok(self.synthetic_attr(ino, EntryKind::Dir, 0)),
+        }
+    }
+
+    fn entry_attr(&self, ino: NodeId, node: &Node, entry: &Entry, stable: bool) -> Result<Attr> {
+        let size = match entry.kind {
+            EntryKind::Symlink => entry.target.as_ref().map_or(entry.size, |t| t.len() as u64),
+            _ => entry.size,
+        };
+        let data_bytes = match entry.kind {
+            EntryKind::File if size > EXACT_BLOCKS_FROM => self.map_of(node)?.allocated_bytes(),
+            EntryKind::File => size,
+            _ => 0,
+        };
+        Ok(Attr {
+            ino,
+            kind: entry.kind,
+            perm: (entry.mode & 0o7777) as u16,
+            size,
+            blocks: data_bytes.div_ceil(512),
+            nlink: u32::try_from(entry.nlink.max(1)).unwrap_or(u32::MAX),
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime_ns: entry.mtime_ns,
+            ctime_ns: entry.ctime_ns,
+            rdev: entry.rdev,
+            stable,
+        })
+    }
+
+    fn synthetic_attr(&self, ino: NodeId, kind: EntryKind, size: u64) -> Attr {
+        let mtime_ns = lock(&self.vault).shown.last().map_or(self.created_ns, |s| {
+            s.point.finished_ns.max(s.point.started_ns)
+        });
+        Attr {
+            ino,
+            kind,
+            perm: if kind == EntryKind::Symlink {
+                0o777
+            } else {
+                0o555
+            },
+            size,
+            blocks: 0,
+            nlink: if kind == EntryKind::Dir { 2 } else { 1 },
+            uid: self.owner.0,
+            gid: self.owner.1,
+            mtime_ns,
+            ctime_ns: mtime_ns,
+            rdev: 0,
+            stable: false,
+        }
+    }
+
+    /// Looks a name up in a directory.
+    pub fn lookup(&self, parent: NodeId, name: &[u8]) -> Result<Attr> {
+        let node = self.node(parent)?;
+        let found = match &node.what {
+            What::Entry { .. } => {
+                let children = self.children(parent, &node)?;
+                children
+                    .listing
+                    .binary_search_by(|e| e.name.as_slice().cmp(name))
+                    .ok()
+                    .map(|i| children.nodes[i])
+            }
+            What::Latest => return Err(ViewError::NotADirectory { ino: parent }),
+            _ => self.synthetic_lookup(parent, &node, name)?,
+        };
+        match found {
+            Some(ino) => self.attr(ino),
+            None => Err(ViewError::NoSuchEntry {
+                dir: parent,
+                name: String::from_utf8_lossy(name).into_owned(),
+            }),
+        }
+    }
+
+    /// Up to `max` entries of a directory from `offset` (0 starts; each entry says where to
+    /// continue). `.` and `..` come first.
+    pub fn read_dir(&self, ino: NodeId, offset: u64, max: usize) -> Result<Vec<DirEntry>> {
+        let node = self.node(ino)?;
+        let mut out = Vec::new();
+        let mut position = offset;
+        let mut push = |name: &[u8], attr: Attr, position: u64| {
+            out.push(DirEntry {
+                name: name.to_vec(),
+                attr,
+                next_offset: position + 1,
+            });
+        };
+        while position < 2 && out_len_below(position, offset, max) {
+            let (name, target): (&[u8], NodeId) = if position == 0 {
+                (b".", ino)
+            } else {
+                (b"..", node.parent)
+            };
+            push(name, self.attr(target)?, position);
+            position += 1;
+        }
+        let skip = (position - 2) as usize;
+        let room = max.saturating_sub((position - offset) as usize);
+        match &node.what {
+            What::Entry { .. } => {
+                if node.entry().map(|e| e.kind) != Some(EntryKind::Dir) {
+                    return Err(ViewError::NotADirectory { ino });
+                }
+                let children = self.children(ino, &node)?;
+                for (i, child) in children.nodes.iter().enumerate().skip(skip).take(room) {
+                    push(&children.listing[i].name, self.attr(*child)?, i as u64 + 2);
+                }
+            }
+            What::Latest => return Err(ViewError::NotADirectory { ino }),
+            _ => {
+                let listing = self.synthetic_listing(ino, &node, offset == 0)?;
+                for (i, (name, child)) in listing.iter().enumerate().skip(skip).take(room) {
+                    push(name, self.attr(*child)?, i as u64 + 2);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The target of a symlink.
+    pub fn read_link(&self, ino: NodeId) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        match (&node.what, node.entry()) {
+            (What::Latest, _) => {
+                self.refresh()?;
+                Ok(self.latest_target())
+            }
+            (_, Some(entry)) if entry.kind == EntryKind::Symlink => {
+                Ok(entry.target.clone().unwrap_or_default())
+            }
+            _ => Err(ViewError::NotASymlink { ino }),
+        }
+    }
+
+    /// Names of a node's extended attributes.
+    pub fn xattr_names(&self, ino: NodeId) -> Result<Vec<Vec<u8>>> {
+        let node = self.node(ino)?;
+        Ok(node
+            .entry()
+            .map(|e| e.xattrs.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    /// The value of one extended attribute.
+    pub fn xattr(&self, ino: NodeId, name: &[u8]) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        node.entry()
+            .and_then(|e| e.xattrs.iter().find(|(n, _)| n == name))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| ViewError::NoSuchXattr {
+                ino,
+                name: String::from_utf8_lossy(name).into_owned(),
+            })
+    }
+
+    /// Up to `len` bytes of a file at `offset` (fewer only at the end).
+    pub fn read(&self, ino: NodeId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        match node.entry().map(|e| e.kind) {
+            Some(EntryKind::File) => {}
+            Some(EntryKind::Dir) | None => return Err(ViewError::IsADirectory { ino }),
+            Some(_) => return Ok(Vec::new()),
+        }
+        let map = self.map_of(&node)?;
+        let len = (len as u64).min(map.size.saturating_sub(offset)) as usize;
+        let mut buf = vec![0u8; len];
+        if let Some((first, last)) = map.blocks_of(offset, len as u64) {
+            let window = self.blocks.options().readahead_bytes;
+            if let Some(ahead) = node.sequential.observe(&map, first, last, window) {
+                self.blocks.prefetch(&map.blocks[ahead]);
+            }
+        }
+        let result = fill(&map, offset, &mut buf, |id, len| {
+            self.blocks.read_block(id, len).map_err(|e| (*id, e))
+        });
+        match result {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err((block, source)) => Err(self.damaged(ino, &node, &block, source)),
+        }
+    }
+
+    /// Totals for `statfs`.
+    pub fn totals(&self) -> FsTotals {
+        let bytes = self
+            .blocks
+            .vault()
+            .catalog()
+            .store_totals()
+            .map_or(0, |(raw, _)| raw);
+        FsTotals {
+            bytes,
+            nodes: read(&self.nodes).len() as u64,
+        }
+    }
+
+    fn damaged(&self, ino: NodeId, node: &Node, block: &BlockId, source: StoreError) -> ViewError {
+        let pack = self.blocks.locate(block).map_or_else(
+            || format!("(none for block {block})"),
+            |(loc, _)| loc.pack.to_hex(),
+        );
+        let point = match &node.what {
+            What::Entry { point, .. } => format!("{} ({})", point.point.id.short(), point.name),
+            _ => String::new(),
+        };
+        let err = ViewError::Damaged {
+            point,
+            path: self.path_of(ino),
+            pack: pack.clone(),
+            source: Box::new(source),
+        };
+        if lock(&self.damage_seen).insert((ino, pack)) {
+            (self.on_damage)(&err);
+        }
+        err
+    }
+
+    /// The path of a node inside its point, for messages.
+    fn path_of(&self, ino: NodeId) -> String {
+        let mut parts = Vec::new();
+        let mut at = ino;
+        for _ in 0..4096 {
+            let Ok(node) = self.node(at) else { break };
+            match &node.what {
+                What::Entry { scope, .. } if *scope != at => {
+                    if let Some(e) = node.entry() {
+                        parts.push(String::from_utf8_lossy(&e.name).into_owned());
+                    }
+                    at = node.parent;
+                }
+                _ => break,
+            }
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    fn map_of(&self, node: &Node) -> Result<Arc<BlockMap>> {
+        if let Some(map) = node.map.get() {
+            return Ok(map.clone());
+        }
+        let map = match node.entry().and_then(|e| e.content) {
+            None => Arc::new(BlockMap::empty()),
+            Some(content) => {
+                let cached = lock(&self.maps).get(&content).cloned();
+                match cached {
+                    Some(map) => map,
+                    None => {
+                        let loaded = self.blocks.vault().catalog().content(&content)?;
+                        let map = Arc::new(BlockMap::new(&loaded));
+                        lock(&self.maps).put(content, map.clone());
+                        map
+                    }
+                }
+            }
+        };
+        Ok(node.map.get_or_init(|| map).clone())
+    }
+
+    fn listing(&self, tree: &TreeId) -> Result<Arc<Vec<Entry>>> {
+        if let Some(listing) = lock(&self.listings).get(tree) {
+            return Ok(listing.clone());
+        }
+        let mut entries = self.blocks.vault().catalog().tree_entries(tree)?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let listing = Arc::new(entries);
+        lock(&self.listings).put(*tree, listing.clone());
+        Ok(listing)
+    }
+
+    /// The children of a directory inside a point, numbering them on first use.
+    fn children(&self, ino: NodeId, node: &Node) -> Result<Arc<Children>> {
+        let mut slot = lock(&node.children);
+        if let Some(children) = slot.as_ref() {
+            return Ok(children.clone());
+        }
+        let (What::Entry { point, scope, .. }, Some(entry)) = (&node.what, node.entry()) else {
+            return Err(ViewError::NotADirectory { ino });
+        };
+        let Some(tree) = entry.subtree.filter(|_| entry.kind == EntryKind::Dir) else {
+            return Err(ViewError::NotADirectory { ino });
+        };
+        let listing = self.listing(&tree)?;
+        let nodes = self.number_children(ino, point, *scope, &listing);
+        let children = Arc::new(Children { listing, nodes });
+        *slot = Some(children.clone());
+        Ok(children)
+    }
+
+    fn number_children(
+        &self,
+        parent: NodeId,
+        point: &Arc<Shown>,
+        scope: NodeId,
+        listing: &Arc<Vec<Entry>>,
+    ) -> Vec<NodeId> {
+        let mut hardlinks = lock(&self.hardlinks);
+        let mut nodes = write(&self.nodes);
+        let mut ids = Vec::with_capacity(listing.len());
+        for (index, entry) in listing.iter().enumerate() {
+            let linked = entry.kind == EntryKind::File && entry.nlink > 1;
+            if linked {
+                if let Some(ino) = hardlinks.get(&(scope, entry.inode)) {
+                    ids.push(*ino);
+                    continue;
+                }
+            }
+            nodes.push(Arc::new(Node::new(
+                parent,
+                What::Entry {
+                    point: point.clone(),
+                    scope,
+                    listing: listing.clone(),
+                    index,
+                },
+            )));
+            let ino = NodeId(nodes.len() as u64);
+            if linked {
+                hardlinks.insert((scope, entry.inode), ino);
+            }
+            ids.push(ino);
+        }
+        ids
+    }
+
+    /// Re-reads which points the vault layout shows.
+    fn refresh(&self) -> Result<()> {
+        if !matches!(self.layout, Layout::Vault) {
+            return Ok(());
+        }
+        let points: Vec<RecoveryPoint> = self
+            .blocks
+            .vault()
+            .catalog()
+            .points()?
+            .into_iter()
+            .filter(is_shown)
+            .collect();
+        let names = point_names(&points);
+        let shown = points
+            .into_iter()
+            .zip(names)
+            .map(|(point, name)| Arc::new(Shown { point, name }))
+            .collect();
+        lock(&self.vault).shown = shown;
+        Ok(())
+    }
+
+    fn latest_target(&self) -> Vec<u8> {
+        lock(&self.vault)
+            .shown
+            .last()
+            .map(|s| format!("points/{}", s.name).into_bytes())
+            .unwrap_or_default()
+    }
+
+    fn synthetic_lookup(&self, ino: NodeId, node: &Node, name: &[u8]) -> Result<Option<NodeId>> {
+        let find = |listing: Vec<(Vec<u8>, NodeId)>| {
+            listing.into_iter().find(|(n, _)| n == name).map(|(_, i)| i)
+        };
+        if let Some(found) = find(self.synthetic_listing(ino, node, false)?) {
+            return Ok(Some(found));
+        }
+        Ok(find(self.synthetic_listing(ino, node, true)?))
+    }
+
+    /// The entries of a vault-level directory, numbering point roots on first sight.
+    fn synthetic_listing(
+        &self,
+        ino: NodeId,
+        node: &Node,
+        refresh: bool,
+    ) -> Result<Vec<(Vec<u8>, NodeId)>> {
+        if refresh || lock(&self.vault).shown.is_empty() {
+            self.refresh()?;
+        }
+        let mut state = lock(&self.vault);
+        let shown = state.shown.clone();
+        Ok(match &node.what {
+            What::Root => {
+                let mut out = Vec::new();
+                if !shown.is_empty() {
+                    out.push((b"latest".to_vec(), LATEST));
+                }
+                out.push((b"points".to_vec(), POINTS));
+                out.push((b"sources".to_vec(), SOURCES));
+                out
+            }
+            What::Points => shown
+                .iter()
+                .map(|s| {
+                    let root = match state.point_roots.get(&s.point.id.0) {
+                        Some(root) => *root,
+                        None => {
+                            let root = self.new_point_root(POINTS, s);
+                            state.point_roots.insert(s.point.id.0.clone(), root);
+                            root
+                        }
+                    };
+                    (s.name.clone().into_bytes(), root)
+                })
+                .collect(),
+            What::Sources => {
+                let mut sources: Vec<&str> =
+                    shown.iter().map(|s| s.point.source.as_str()).collect();
+                sources.sort_unstable();
+                sources.dedup();
+                sources
+                    .into_iter()
+                    .map(|source| {
+                        let dir = match state.source_dirs.get(source) {
+                            Some(dir) => *dir,
+                            None => {
+                                let dir = self.push_nodes(vec![Node::new(
+                                    SOURCES,
+                                    What::Source {
+                                        source: source.to_string(),
+                                    },
+                                )]);
+                                state.source_dirs.insert(source.to_string(), dir);
+                                dir
+                            }
+                        };
+                        (source_dir_name(source).into_bytes(), dir)
+                    })
+                    .collect()
+            }
+            What::Source { source } => shown
+                .iter()
+                .filter(|s| &s.point.source == source)
+                .map(|s| {
+                    let key = (source.clone(), s.point.id.0.clone());
+                    let root = match state.source_point_roots.get(&key) {
+                        Some(root) => *root,
+                        None => {
+                            let root = self.new_point_root(ino, s);
+                            state.source_point_roots.insert(key, root);
+                            root
+                        }
+                    };
+                    (s.name.clone().into_bytes(), root)
+                })
+                .collect(),
+            What::Latest | What::Entry { .. } => {
+                return Err(ViewError::NotADirectory { ino });
+            }
+        })
+    }
+
+    fn new_point_root(&self, parent: NodeId, shown: &Arc<Shown>) -> NodeId {
+        let mut nodes = write(&self.nodes);
+        let ino = NodeId(nodes.len() as u64 + 1);
+        nodes.push(Arc::new(Node::new(
+            parent,
+            What::Entry {
+                listing: Arc::new(vec![root_entry(&shown.point)]),
+                point: shown.clone(),
+                scope: ino,
+                index: 0,
+            },
+        )));
+        ino
+    }
+}
+
+fn out_len_below(position: u64, offset: u64, max: usize) -> bool {
+    ((position - offset) as usize) < max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::RecoveryPointId;
+    use crate::crypto::KdfParams;
+    use crate::ingest::{backup, BackupOptions};
+    use crate::progress::NoProgress;
+    use crate::vault::{CreateOptions, Vault};
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+
+    const FAST: CreateOptions = CreateOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    };
+
+    /// A vault holding one backup of a small tree: a dir of `wide` files, a hardlink pair,
+    /// a symlink, a file with an xattr-free 3 MiB body.
+    fn vault_with_tree(dir: &Path, wide: usize) -> Vault {
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("wide")).unwrap();
+        for i in 0..wide {
+            std::fs::write(src.join("wide").join(format!("f{i:05}")), i.to_string()).unwrap();
+        }
+        let big: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+            .collect();
+        std::fs::write(src.join("big"), &big).unwrap();
+        std::fs::hard_link(src.join("big"), src.join("big-link")).unwrap();
+        std::os::unix::fs::symlink("big", src.join("sym")).unwrap();
+        let vault = Vault::create(&dir.join("vault"), b"pw", FAST).unwrap();
+        let options = BackupOptions {
+            paths: vec![src],
+            ..BackupOptions::default()
+        };
+        backup(&vault, &options, &NoProgress, &AtomicBool::new(false)).unwrap();
+        vault
+    }
+
+    fn view(vault: &Vault, layout: Layout) -> View<'_> {
+        View::new(Arc::new(BlockReader::new(vault).unwrap()), layout)
+    }
+
+    fn all_entries(view: &View<'_>, dir: NodeId, page: usize) -> Vec<DirEntry> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let got = view.read_dir(dir, offset, page).unwrap();
+            let Some(last) = got.last() else { break };
+            offset = last.next_offset;
+            out.extend(got);
+        }
+        out
+    }
+
+    #[test]
+    fn point_layout_lists_looks_up_and_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault_with_tree(dir.path(), 1000);
+        let point = vault.resolve_point("latest").unwrap();
+        let view = view(&vault, Layout::Point(Box::new(point)));
+        let wide = view.lookup(ROOT, b"wide").unwrap();
+        assert_eq!(wide.kind, EntryKind::Dir);
+        // Listed across many small pages: every entry once, in order, `.` and `..` first.
+        let entries = all_entries(&view, wide.ino, 7);
+        assert_eq!(entries.len(), 1002);
+        assert_eq!(entries[0].name, b".");
+        assert_eq!(entries[1].name, b"..");
+        assert_eq!(entries[1].attr.ino, ROOT);
+        let names: Vec<_> = entries[2..].iter().map(|e| e.name.clone()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        // Stable inode numbers: a lookup finds what the listing said.
+        let f = view.lookup(wide.ino, b"f00042").unwrap();
+        assert_eq!(f.ino, entries[2 + 42].attr.ino);
+        assert_eq!(view.read(f.ino, 0, 100).unwrap(), b"42");
+        assert!(matches!(
+            view.lookup(wide.ino, b"nope"),
+            Err(ViewError::NoSuchEntry { .. })
+        ));
+        // Hardlinks are one node; the symlink reads back.
+        let (big, link) = (
+            view.lookup(ROOT, b"big").unwrap(),
+            view.lookup(ROOT, b"big-link").unwrap(),
+        );
+        assert_eq!(big.ino, link.ino);
+        assert_eq!(big.nlink, 2);
+        let sym = view.lookup(ROOT, b"sym").unwrap();
+        assert_eq!(view.read_link(sym.ino).unwrap(), b"big");
+        // Reads across block boundaries and past the end.
+        let data = view.read(big.ino, (3 << 20) - 10, 100).unwrap();
+        assert_eq!(data.len(), 10);
+        let whole = view.read(big.ino, 0, 4 << 20).unwrap();
+        assert_eq!(whole.len(), 3 << 20);
+        assert_eq!(&whole[(3 << 20) - 10..], &data[..]);
+        assert!(matches!(
+            view.read(wide.ino, 0, 1),
+            Err(ViewError::IsADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn vault_layout_shows_complete_points_by_time_and_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault_with_tree(dir.path(), 3);
+        let first = vault.resolve_point("latest").unwrap();
+        // Two more points in the same second (one complete, one awaiting its seed) and one
+        // still running: only the complete one shows, with a suffix.
+        let mut same_second = first.clone();
+        same_second.id = RecoveryPointId("aaaabbbbccccdddd".into());
+        same_second.started_ns += 1;
+        let mut waiting = first.clone();
+        waiting.id = RecoveryPointId("1111222233334444".into());
+        waiting.state = PointState::AwaitingSeed;
+        let mut running = first.clone();
+        running.id = RecoveryPointId("5555666677778888".into());
+        running.state = PointState::Running;
+        for p in [&same_second, &waiting, &running] {
+            vault
+                .catalog()
+                .commit_backup(&Default::default(), p)
+                .unwrap();
+        }
+        let view = view(&vault, Layout::Vault);
+        let root: Vec<_> = all_entries(&view, ROOT, 100)
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(root, [&b"."[..], b"..", b"latest", b"points", b"sources"]);
+        let points = view.lookup(ROOT, b"points").unwrap();
+        assert!(!points.stable);
+        let names: Vec<_> = all_entries(&view, points.ino, 100)[2..]
+            .iter()
+            .map(|e| String::from_utf8(e.name.clone()).unwrap())
+            .collect();
+        let base = crate::time::format_utc(first.started_ns);
+        assert_eq!(names, [base.clone(), format!("{base}-aaaabbbb")]);
+        let latest = view.lookup(ROOT, b"latest").unwrap();
+        assert_eq!(
+            view.read_link(latest.ino).unwrap(),
+            format!("points/{base}-aaaabbbb").into_bytes()
+        );
+        let sources = view.lookup(ROOT, b"sources").unwrap();
+        let listed = all_entries(&view, sources.ino, 100);
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[2].name, source_dir_name(&first.source).into_bytes());
+        let by_source = all_entries(&view, listed[2].attr.ino, 100);
+        assert_eq!(by_source.len(), 4);
+        // The point's tree under points/ reads like the point itself.
+        let root_of_first = view.lookup(points.ino, base.as_bytes()).unwrap();
+        let big = view.lookup(root_of_first.ino, b"big").unwrap();
+        assert!(big.stable);
+        assert_eq!(view.read(big.ino, 0, 4).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn damage_fails_the_read_and_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault_with_tree(dir.path(), 1);
+        let point = vault.resolve_point("latest").unwrap();
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let view = view(&vault, Layout::Point(Box::new(point)))
+            .with_damage_hook(Box::new(move |err| lock(&sink).push(err.to_string())));
+        let big = view.lookup(ROOT, b"big").unwrap();
+        let small = view.lookup(ROOT, b"sym").unwrap();
+        let map = {
+            let node = view.node(big.ino).unwrap();
+            view.map_of(&node).unwrap()
+        };
+        let (loc, _) = view.blocks().locate(&map.blocks[0].1).unwrap();
+        let packs = crate::store::LocalBackend::new(vault.root().join("packs"));
+        let path = packs.path_of(&loc.pack);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[loc.offset as usize + 20] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                view.read(big.ino, 0, 10),
+                Err(ViewError::Damaged { .. })
+            ));
+        }
+        assert_eq!(view.read_link(small.ino).unwrap(), b"big");
+        let reports = lock(&reports);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(reports[0].contains("/big") && reports[0].contains(&loc.pack.to_hex()));
+    }
+
+    #[test]
+    fn source_names_escape_slashes() {
+        assert_eq!(source_dir_name("/home/a b/x"), "home%2Fa b%2Fx");
+        assert_eq!(source_dir_name("/"), "%2F");
+        assert_eq!(source_dir_name("/50%/y"), "50%25%2Fy");
+    }
+}

@@ -1,0 +1,773 @@
+//! The FUSE mount through the kernel: exact trees, metadata, hardlinks, EROFS, random and
+//! parallel reads, new points while mounted, damage confined to one file, bounded memory,
+//! huge directories, and the mount-point errors with their exit codes.
+//!
+//! Each test mounts with the built binary in the foreground, as a user would, and a guard
+//! unmounts in `Drop` whatever happens. Tests skip only where FUSE is unusable, and never
+//! when `SYNVAULT_REQUIRE_FUSE=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{generate_tree, seeded_bytes, tree_diff_with, write_file, DiffOptions, TreeSpec};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const MIB: usize = 1 << 20;
+const EROFS: i32 = 30;
+const EIO: i32 = 5;
+
+/// A vault in a temporary directory and a way to run the binary against it.
+struct Env {
+    dir: TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("synvault-mount")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Env { dir };
+        let out = env.run(&["init"]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synvault"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SYNVAULT_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("SYNVAULT_PASSWORD", "correct horse")
+            .arg("--vault")
+            .arg(self.path("vault"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn backup(&self, src: &Path) -> Value {
+        let out = self.run(&["backup", "--json", src.to_str().unwrap()]);
+        assert!(out.status.success(), "backup failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn pack_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(self.path("vault/packs")).unwrap() {
+            for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+                out.push(f.unwrap().path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Starts `synvault mount <mnt> <args>` and waits until the kernel lists the mount.
+    fn mount(&self, name: &str, args: &[&str]) -> Mount {
+        let path = self.path(name);
+        fs::create_dir_all(&path).unwrap();
+        let log = self.path(&format!("{name}.log"));
+        let mut cmd = self.cmd(&["mount", path.to_str().unwrap()]);
+        cmd.args(args)
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap());
+        let mut mount = Mount {
+            child: Some(cmd.spawn().unwrap()),
+            path,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&mount.path) {
+            if let Some(status) = mount.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mount exited with {status}: {}", mount.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount never came up: {}",
+                mount.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        mount
+    }
+}
+
+/// A running mount; dropping it unmounts and stops the process whatever happened.
+struct Mount {
+    child: Option<Child>,
+    path: PathBuf,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Stops the mount with `signal` and returns how the process ended.
+    fn stop(mut self, signal: rustix::process::Signal) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        send(&child, signal);
+        let status = wait_timeout(&mut child, Duration::from_secs(20));
+        let status = status.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("mount did not stop on {signal:?}: {}", self.log())
+        });
+        assert!(
+            !is_mounted(&self.path),
+            "still mounted after the process ended"
+        );
+        status
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            send(&child, rustix::process::Signal::TERM);
+            if wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        for cmd in [
+            &["fusermount3", "-u"][..],
+            &["fusermount", "-u"],
+            &["umount", "-l"],
+        ] {
+            if !is_mounted(&self.path) {
+                break;
+            }
+            let _ = Command::new(cmd[0])
+                .args(&cmd[1..])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn send(child: &Child, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True if `/proc/self/mountinfo` lists `path` as a mount point.
+fn is_mounted(path: &Path) -> bool {
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = path.as_os_str().as_bytes();
+    table.lines().any(|line| {
+        let field = line.split(' ').nth(4).unwrap_or("");
+        unescape(field) == want
+    })
+}
+
+fn unescape(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether the mount tests can run here; panics if they must and cannot.
+fn fuse_ready() -> bool {
+    let device = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    let helper = ["fusermount3", "fusermount"].iter().any(|bin| {
+        Command::new(bin)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    let usable = device.is_ok() && (rustix::process::geteuid().is_root() || helper);
+    if usable {
+        return true;
+    }
+    if std::env::var("SYNVAULT_REQUIRE_FUSE").as_deref() == Ok("1") {
+        panic!(
+            "SYNVAULT_REQUIRE_FUSE=1 but FUSE is unusable: /dev/fuse {device:?}, helper {helper}"
+        );
+    }
+    eprintln!("skipping: FUSE is not usable on this machine");
+    false
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn mount_diff() -> DiffOptions {
+    DiffOptions {
+        dir_nlink: false,
+        ..DiffOptions::default()
+    }
+}
+
+#[track_caller]
+fn assert_same_tree(src: &Path, mounted: &Path) {
+    let diffs = tree_diff_with(src, mounted, &mount_diff());
+    assert!(
+        diffs.is_empty(),
+        "{} differences between {} and {}:\n{}",
+        diffs.len(),
+        src.display(),
+        mounted.display(),
+        diffs
+            .iter()
+            .take(100)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The names in a directory, raw.
+fn names(dir: &Path) -> BTreeSet<Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect()
+}
+
+fn errno_of<T>(result: std::io::Result<T>) -> Option<i32> {
+    result.err().and_then(|e| e.raw_os_error())
+}
+
+#[test]
+fn round_trip_tree_reads_back_exactly_through_the_kernel() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let summary = generate_tree(&src, 1, &TreeSpec::default());
+    let report = env.backup(&src);
+    assert_eq!(report["state"], "complete", "{report}");
+    let vault = env.mount("mnt", &[]);
+    let point = env.mount("one", &["--point", "latest"]);
+    // latest -> points/<time>: compare through the link's target (the diff does not follow
+    // symlinks).
+    let latest = vault
+        .path
+        .join(fs::read_link(vault.path.join("latest")).unwrap());
+    assert!(latest.starts_with(vault.path.join("points")));
+
+    // Whole trees: names (non-UTF-8 too), kinds, modes, owners, mtimes, sizes, bytes,
+    // symlink targets, device numbers, FIFOs, xattrs and hardlink groups.
+    assert_same_tree(&src, &latest);
+    assert_same_tree(&src, &point.path);
+
+    // Fields the tree diff leaves out: ctime, and blocks that show the sparse file's hole.
+    for rel in [&summary.large_file, &summary.xattr_file, &summary.fifo] {
+        let (a, b) = (
+            fs::symlink_metadata(src.join(rel)).unwrap(),
+            fs::symlink_metadata(latest.join(rel)).unwrap(),
+        );
+        assert_eq!(
+            (a.ctime(), a.ctime_nsec()),
+            (b.ctime(), b.ctime_nsec()),
+            "{rel:?}"
+        );
+    }
+    let sparse = fs::metadata(latest.join(&summary.sparse_file)).unwrap();
+    assert!(sparse.blocks() * 512 < sparse.len() / 4, "{sparse:?}");
+    assert!(sparse.blocks() * 512 >= 2 * MIB as u64, "{sparse:?}");
+
+    // Hardlinks share one inode; other files do not.
+    let inodes: BTreeSet<u64> = summary
+        .hardlinks
+        .iter()
+        .map(|rel| fs::metadata(latest.join(rel)).unwrap().ino())
+        .collect();
+    assert_eq!(inodes.len(), 1, "{:?}", summary.hardlinks);
+    let dup = &summary.duplicates[0];
+    assert_ne!(
+        fs::metadata(latest.join(&dup[0])).unwrap().ino(),
+        fs::metadata(latest.join(&dup[1])).unwrap().ino()
+    );
+
+    random_reads_match(
+        &src.join(&summary.large_file),
+        &latest.join(&summary.large_file),
+    );
+    parallel_readers_match(&src, &latest);
+    every_write_is_erofs(&latest, &summary.xattr_file, &summary.xattr_dir);
+
+    // SIGTERM and SIGINT both unmount cleanly and end with success.
+    assert!(vault.stop(rustix::process::Signal::TERM).success());
+    assert!(point.stop(rustix::process::Signal::INT).success());
+}
+
+/// 1,000 random (offset, length) reads of the large file equal the source's.
+fn random_reads_match(src: &Path, mounted: &Path) {
+    let (a, b) = (File::open(src).unwrap(), File::open(mounted).unwrap());
+    let size = a.metadata().unwrap().len();
+    assert_eq!(size, b.metadata().unwrap().len());
+    let mut rng = StdRng::seed_from_u64(42);
+    let (mut ba, mut bb) = (vec![0u8; 4 * MIB], vec![0u8; 4 * MIB]);
+    for i in 0..1000 {
+        let len = match i % 3 {
+            0 => rng.random_range(1..=4096),
+            1 => rng.random_range(1..=256 << 10),
+            _ => rng.random_range(1..=4 * MIB),
+        };
+        // Some reads run past the end: both must stop at the same place.
+        let offset = rng.random_range(0..size + 1000);
+        let na = read_at_most(&a, &mut ba[..len], offset);
+        let nb = read_at_most(&b, &mut bb[..len], offset);
+        assert_eq!(na, nb, "read of {len} at {offset}");
+        assert!(
+            ba[..na] == bb[..nb],
+            "bytes differ in read of {len} at {offset}"
+        );
+    }
+}
+
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+    done
+}
+
+/// 8 threads each read different files at once and get the source's bytes.
+fn parallel_readers_match(src: &Path, mounted: &Path) {
+    let mut files = Vec::new();
+    collect_files(src, Path::new(""), &mut files);
+    files.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+    let picked: Vec<PathBuf> = files.into_iter().take(64).map(|(p, _)| p).collect();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let picked = &picked;
+            s.spawn(move || {
+                for rel in picked.iter().skip(t).step_by(8) {
+                    let want = fs::read(src.join(rel)).unwrap();
+                    let mut got = Vec::new();
+                    File::open(mounted.join(rel))
+                        .unwrap()
+                        .read_to_end(&mut got)
+                        .unwrap();
+                    assert!(want == got, "thread {t}: {rel:?} differs");
+                }
+            });
+        }
+    });
+}
+
+fn collect_files(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, u64)>) {
+    for entry in fs::read_dir(root.join(rel)).unwrap() {
+        let entry = entry.unwrap();
+        let child = rel.join(entry.file_name());
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            collect_files(root, &child, out);
+        } else if meta.is_file() {
+            out.push((child, meta.len()));
+        }
+    }
+}
+
+/// Every call that would change the tree answers EROFS.
+fn every_write_is_erofs(root: &Path, file: &Path, dir: &Path) {
+    let (file, dir) = (root.join(file), root.join(dir));
+    let new = root.join("new-entry");
+    let attempts: Vec<(&str, Option<i32>)> = vec![
+        ("create", errno_of(File::create(&new))),
+        (
+            "open for write",
+            errno_of(fs::OpenOptions::new().write(true).open(&file)),
+        ),
+        (
+            "open for append",
+            errno_of(fs::OpenOptions::new().append(true).open(&file)),
+        ),
+        ("unlink", errno_of(fs::remove_file(&file))),
+        ("rename", errno_of(fs::rename(&file, &new))),
+        ("mkdir", errno_of(fs::create_dir(&new))),
+        ("rmdir", errno_of(fs::remove_dir(&dir))),
+        ("symlink", errno_of(std::os::unix::fs::symlink("x", &new))),
+        ("link", errno_of(fs::hard_link(&file, &new))),
+        (
+            "chmod",
+            errno_of(fs::set_permissions(
+                &file,
+                fs::Permissions::from_mode(0o600),
+            )),
+        ),
+        (
+            "chown",
+            errno_of(std::os::unix::fs::chown(&file, Some(1), Some(1))),
+        ),
+        ("truncate", truncate_errno(&file)),
+        (
+            "utimes",
+            errno_of(
+                rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    &file,
+                    &rustix::fs::Timestamps {
+                        last_access: rustix::fs::Timespec {
+                            tv_sec: 1,
+                            tv_nsec: 0,
+                        },
+                        last_modification: rustix::fs::Timespec {
+                            tv_sec: 1,
+                            tv_nsec: 0,
+                        },
+                    },
+                    rustix::fs::AtFlags::empty(),
+                )
+                .map_err(std::io::Error::from),
+            ),
+        ),
+        (
+            "setxattr",
+            errno_of(
+                rustix::fs::setxattr(&file, "user.new", b"v", rustix::fs::XattrFlags::empty())
+                    .map_err(std::io::Error::from),
+            ),
+        ),
+        (
+            "removexattr",
+            errno_of(rustix::fs::removexattr(&file, "user.comment").map_err(std::io::Error::from)),
+        ),
+        (
+            "mknod",
+            errno_of(
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &new,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .map_err(std::io::Error::from),
+            ),
+        ),
+    ];
+    for (what, errno) in attempts {
+        assert_eq!(errno, Some(EROFS), "{what} did not answer EROFS");
+    }
+    assert!(!new.exists());
+}
+
+/// truncate(2) through the coreutils tool (no libc binding here): EROFS if it says so.
+fn truncate_errno(path: &Path) -> Option<i32> {
+    let out = Command::new("truncate")
+        .args(["-s", "0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    (!out.status.success() && text.contains("Read-only file system")).then_some(EROFS)
+}
+
+#[test]
+fn new_points_appear_while_mounted_and_names_are_raw_bytes() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.txt"), b"first");
+    write_file(src.join(OsStr::from_bytes(b"caf\xe9")), b"latin-1 name");
+    env.backup(&src);
+    let mount = env.mount("mnt", &[]);
+    let points = mount.path.join("points");
+    let first = names(&points);
+    assert_eq!(first.len(), 1);
+    assert!(names(&mount.path.join("latest")).contains(b"caf\xe9".as_slice()));
+
+    // Past the second of the first point, so the new one gets a plain name.
+    std::thread::sleep(Duration::from_millis(1100));
+    write_file(src.join("a.txt"), b"second version");
+    let second = env.backup(&src);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&points).len() < 2 {
+        assert!(Instant::now() < deadline, "the new point never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = names(&points);
+    let new_name = now.difference(&first).next().unwrap().clone();
+    let new_dir = points.join(OsStr::from_bytes(&new_name));
+    assert_eq!(fs::read(new_dir.join("a.txt")).unwrap(), b"second version");
+    let old_dir = points.join(OsStr::from_bytes(first.iter().next().unwrap()));
+    assert_eq!(fs::read(old_dir.join("a.txt")).unwrap(), b"first");
+    // latest follows the newest point; sources/ holds both points of the source.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_link(mount.path.join("latest")).unwrap()
+        != Path::new("points").join(OsStr::from_bytes(&new_name))
+    {
+        assert!(Instant::now() < deadline, "latest never moved");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sources = names(&mount.path.join("sources"));
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    let source_dir = mount
+        .path
+        .join("sources")
+        .join(OsStr::from_bytes(sources.iter().next().unwrap()));
+    assert_eq!(names(&source_dir), now);
+    assert!(second["point"].is_string());
+    assert!(mount.stop(rustix::process::Signal::INT).success());
+}
+
+#[test]
+fn damaged_pack_fails_one_file_with_eio_and_is_logged_once() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("victim.bin"), seeded_bytes(6, 3 * MIB));
+    env.backup(&src);
+    let victim_pack = env.pack_files()[0].clone();
+    write_file(src.join("other.bin"), seeded_bytes(7, 2 * MIB));
+    env.backup(&src);
+    let mut bytes = fs::read(&victim_pack).unwrap();
+    bytes[4000] ^= 0x01;
+    fs::write(&victim_pack, bytes).unwrap();
+
+    let mount = env.mount("mnt", &["--point", "latest"]);
+    for _ in 0..3 {
+        let err = fs::read(mount.path.join("victim.bin")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(EIO), "{err}");
+    }
+    assert_eq!(
+        fs::read(mount.path.join("other.bin")).unwrap(),
+        seeded_bytes(7, 2 * MIB)
+    );
+    // Ranges of the victim outside the damaged block still read.
+    let victim = File::open(mount.path.join("victim.bin")).unwrap();
+    let size = victim.metadata().unwrap().len();
+    let mut tail = vec![0u8; 4096];
+    let n = read_or_eio(&victim, &mut tail, size - 4096);
+    let source = seeded_bytes(6, 3 * MIB);
+    if let Some(n) = n {
+        assert_eq!(&tail[..n], &source[source.len() - 4096..]);
+    }
+    let pack = victim_pack
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let log = mount.log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("damaged")).collect();
+    assert_eq!(warnings.len(), 1, "want one damage line: {log}");
+    assert!(warnings[0].contains("victim.bin"), "{log}");
+    assert!(warnings[0].contains(&pack), "{log}");
+    assert!(warnings[0].contains("recovery point"), "{log}");
+}
+
+/// The bytes read, or `None` on EIO (the range sits in the damaged block).
+fn read_or_eio(file: &File, buf: &mut [u8], offset: u64) -> Option<usize> {
+    match file.read_at(buf, offset) {
+        Ok(n) => Some(n),
+        Err(e) if e.raw_os_error() == Some(EIO) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn huge_directory_lists_completely() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let dir = src.join("many");
+    fs::create_dir_all(&dir).unwrap();
+    let want: BTreeSet<Vec<u8>> = (0..100_000)
+        .map(|i| format!("entry-{i:06}-{}", "x".repeat(i % 40)).into_bytes())
+        .collect();
+    for name in &want {
+        File::create(dir.join(OsStr::from_bytes(name))).unwrap();
+    }
+    env.backup(&src);
+    let mount = env.mount("mnt", &["--point", "latest"]);
+    let listed: Vec<Vec<u8>> = fs::read_dir(mount.path.join("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        want.len(),
+        "duplicates or gaps in the listing"
+    );
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), want);
+    // ls -f style again, now from the kernel's cache, and a stat of a few entries.
+    assert_eq!(names(&mount.path.join("many")).len(), 100_000);
+    for name in want.iter().step_by(9973) {
+        let meta = fs::metadata(mount.path.join("many").join(OsStr::from_bytes(name))).unwrap();
+        assert!(meta.is_file() && meta.len() == 0);
+    }
+    drop(mount);
+}
+
+#[test]
+fn memory_stays_within_the_cache_bound() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let data = seeded_bytes(11, 384 * MIB);
+    write_file(src.join("big.bin"), &data);
+    env.backup(&src);
+    let cache_mib = 32;
+    let mount = env.mount("mnt", &["--point", "latest", "--cache-size", "32M"]);
+    for _ in 0..2 {
+        let mut file = File::open(mount.path.join("big.bin")).unwrap();
+        let mut buf = vec![0u8; MIB];
+        let mut offset = 0;
+        loop {
+            let n = file.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf[..n] == data[offset..offset + n], "differs at {offset}");
+            offset += n;
+        }
+        assert_eq!(offset, data.len());
+        // Drop the kernel's copy so the second pass goes through the mount again.
+        let _ = fs::write("/proc/sys/vm/drop_caches", "1");
+    }
+    let status = fs::read_to_string(format!("/proc/{}/status", mount.pid())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        hwm_kib < (cache_mib + 128) * 1024,
+        "peak RSS {hwm_kib} KiB with a {cache_mib} MiB cache"
+    );
+}
+
+#[test]
+fn bad_mount_points_and_missing_fuse_have_their_own_exit_codes() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("f"), b"x");
+    env.backup(&src);
+    let check = |target: &Path, code: i32, needle: &str| {
+        let out = env.run(&["mount", target.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("synvault:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(needle), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    check(&env.path("missing"), 20, "does not exist");
+    write_file(env.path("a-file"), b"x");
+    check(&env.path("a-file"), 21, "not a directory");
+    write_file(env.path("full/x"), b"x");
+    check(&env.path("full"), 22, "not empty");
+    let mount = env.mount("mnt", &[]);
+    check(&mount.path, 23, "already a mount point");
+    drop(mount);
+
+    // A machine without a usable /dev/fuse: hide it in a private mount namespace.
+    if rustix::process::geteuid().is_root()
+        && Command::new("unshare").arg("--version").output().is_ok()
+    {
+        let fake = env.path("not-a-device");
+        write_file(&fake, b"");
+        fs::create_dir_all(env.path("mnt2")).unwrap();
+        let script = format!(
+            "mount --bind {} /dev/fuse && exec \"$0\" \"$@\"",
+            fake.display()
+        );
+        let cmd = env.cmd(&["mount", env.path("mnt2").to_str().unwrap()]);
+        let program = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let envs: Vec<_> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+            .collect();
+        let mut wrapped = Command::new("unshare");
+        wrapped.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+        wrapped.arg(program).args(args).stdin(Stdio::null());
+        for (k, v) in envs {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        let out = wrapped.output().unwrap();
+        assert_eq!(out.status.code(), Some(24), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("FUSE is not usable"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!is_mounted(&env.path("mnt2")));
+    }
+}
