@@ -21,7 +21,6 @@ CREATE TABLE blocks (
     stored_len INTEGER NOT NULL,
     raw_len    INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX blocks_by_pack ON blocks(pack);
 
 -- One file version. block_list: n × (BlockId [32] | length u32 LE); the all-zero id marks
 -- a block of zeros (a hole). Offsets are the running sum of lengths.
@@ -32,12 +31,13 @@ CREATE TABLE contents (
 ) WITHOUT ROWID;
 
 CREATE TABLE trees (
-    id          BLOB PRIMARY KEY,              -- keyed blake3 of the canonical entry encoding
+    rowid       INTEGER PRIMARY KEY,           -- compact key for tree_entries
+    id          BLOB NOT NULL UNIQUE,          -- keyed blake3 of the canonical entry encoding
     entry_count INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 
 CREATE TABLE tree_entries (
-    tree     BLOB NOT NULL REFERENCES trees(id),
+    tree     INTEGER NOT NULL REFERENCES trees(rowid),
     name     BLOB NOT NULL,
     kind     TEXT NOT NULL CHECK (kind IN ('file', 'dir', 'symlink', 'fifo', 'chardev', 'blockdev', 'socket')),
     mode     INTEGER NOT NULL,                 -- permission and special bits (07777)
@@ -55,7 +55,6 @@ CREATE TABLE tree_entries (
     xattrs   BLOB,                             -- n × (name_len u16 | name | value_len u32 | value)
     PRIMARY KEY (tree, name)
 ) WITHOUT ROWID;
-CREATE INDEX tree_entries_by_content ON tree_entries(content) WHERE content IS NOT NULL;
 
 CREATE TABLE points (
     id            TEXT PRIMARY KEY,            -- 16 hex digits

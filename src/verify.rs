@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::catalog::{ContentId, EntryKind, PackState, TreeId};
+use crate::catalog::{BlockLocation, ContentId, EntryKind, PackState};
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::store::{BlockId, PackId};
@@ -86,13 +86,19 @@ pub fn verify(
     } else {
         0
     });
+    let mut by_pack: HashMap<PackId, Vec<(BlockId, BlockLocation)>> = HashMap::new();
+    for (id, (loc, _)) in vault.catalog().block_locations()? {
+        by_pack.entry(loc.pack).or_default().push((id, loc));
+    }
     let checks: Vec<PackCheck> = stored
         .par_iter()
         .map(|&(pack, size)| {
+            let blocks = by_pack.get(&pack).map_or(&[][..], Vec::as_slice);
             check_pack(
                 vault,
                 pack,
                 size,
+                blocks,
                 on_disk.get(&pack).copied(),
                 options,
                 progress,
@@ -140,11 +146,11 @@ fn check_pack(
     vault: &Vault,
     pack: PackId,
     size: u64,
+    blocks: &[(BlockId, BlockLocation)],
     found: Option<u64>,
     options: VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<PackCheck> {
-    let blocks = vault.catalog().blocks_of_pack(&pack)?;
     let mut check = PackCheck {
         pack,
         problem: None,
@@ -181,7 +187,7 @@ fn check_pack(
             "pack {pack} does not match its name (its bytes changed)"
         ));
     }
-    for (id, loc) in &blocks {
+    for (id, loc) in blocks {
         let frame = bytes
             .get(loc.offset as usize..loc.offset as usize + loc.stored_len as usize)
             .map(<[u8]>::to_vec);
@@ -196,16 +202,10 @@ fn check_pack(
 /// Every (point, path) whose file uses one of `contents`.
 fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<AffectedFile>> {
     let catalog = vault.catalog();
-    let holders: HashSet<TreeId> = catalog
-        .entries_with_content(contents)?
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
     let mut out = Vec::new();
     for point in catalog.points()? {
         let mut stack = vec![(point.root_tree, PathBuf::new())];
         while let Some((tree, path)) = stack.pop() {
-            let holds = holders.contains(&tree);
             for entry in catalog.tree_entries(&tree)? {
                 let child: PathBuf = Path::new(&path).join(OsStr::from_bytes(&entry.name));
                 match entry.kind {
@@ -214,9 +214,7 @@ fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<Af
                             stack.push((sub, child));
                         }
                     }
-                    EntryKind::File
-                        if holds && entry.content.is_some_and(|c| contents.contains(&c)) =>
-                    {
+                    EntryKind::File if entry.content.is_some_and(|c| contents.contains(&c)) => {
                         out.push(AffectedFile {
                             point: point.id.0.clone(),
                             path: child.display().to_string(),

@@ -303,11 +303,12 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The blocks the catalog says a pack holds.
+    /// The blocks the catalog says a pack holds. Scans the block table (there is no index by
+    /// pack, to keep the catalog small): for many packs, group [`Catalog::block_locations`].
     pub fn blocks_of_pack(&self, pack: &PackId) -> Result<Vec<(BlockId, BlockLocation)>> {
         let mut stmt = self.conn.prepare(
             "SELECT b.id, b.offset, b.stored_len, b.raw_len
-             FROM blocks b JOIN packs p ON p.id = b.pack WHERE p.name = ?1 ORDER BY b.offset",
+             FROM blocks b WHERE b.pack = (SELECT id FROM packs WHERE name = ?1) ORDER BY b.offset",
         )?;
         let rows = stmt.query_map([&pack.0[..]], |r| {
             Ok((
@@ -326,7 +327,8 @@ impl Catalog {
     /// The entries of one directory, sorted by name.
     pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM tree_entries WHERE tree = ?1 ORDER BY name"
+            "SELECT {ENTRY_COLUMNS} FROM tree_entries
+             WHERE tree = (SELECT rowid FROM trees WHERE id = ?1) ORDER BY name"
         ))?;
         let rows = stmt.query_map([&tree.0[..]], entry_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -407,7 +409,9 @@ impl Catalog {
             let mut stmt = tx.prepare(
                 "INSERT OR IGNORE INTO contents (id, size, block_list) VALUES (?1, ?2, ?3)",
             )?;
-            for (id, content) in &commit.contents {
+            let mut contents: Vec<_> = commit.contents.iter().collect();
+            contents.sort_unstable_by_key(|(id, _)| *id);
+            for (id, content) in contents {
                 stmt.execute(params![
                     &id.0[..],
                     content.size as i64,
@@ -415,30 +419,14 @@ impl Catalog {
                 ])?;
             }
         }
-        insert_trees(&tx, &commit.trees)?;
+        let mut trees: Vec<_> = commit.trees.iter().collect();
+        trees.sort_unstable_by_key(|(id, _)| *id);
+        insert_trees(&tx, &trees)?;
         insert_point(&tx, point)?;
         if let Some(seed) = &commit.seed {
             seed::insert_job(&tx, seed, &point.id)?;
         }
         Ok(tx.commit()?)
-    }
-
-    /// Point ids that use any of the given contents, with the paths (verify's damage report).
-    pub fn entries_with_content(
-        &self,
-        contents: &HashSet<ContentId>,
-    ) -> Result<Vec<(TreeId, Vec<u8>)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT tree, name FROM tree_entries WHERE content = ?1")?;
-        let mut out = Vec::new();
-        for c in contents {
-            let rows = stmt.query_map([&c.0[..]], |r| Ok((TreeId(blob32(r, 0)?), r.get(1)?)))?;
-            for row in rows {
-                out.push(row?);
-            }
-        }
-        Ok(out)
     }
 
     /// Sums for `stats`: (unique plaintext bytes of blocks, bytes of packs).
@@ -461,6 +449,7 @@ fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()>
     let mut block_stmt = tx.prepare(
         "INSERT OR IGNORE INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    let mut blocks = Vec::new();
     for pack in packs {
         pack_stmt.execute(params![
             &pack.id.0[..],
@@ -469,20 +458,23 @@ fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()>
             pack.seed_job
         ])?;
         let rowid = tx.last_insert_rowid();
-        for e in &pack.entries {
-            block_stmt.execute(params![
-                &e.id.0[..],
-                rowid,
-                e.offset as i64,
-                e.stored_len,
-                e.raw_len
-            ])?;
-        }
+        blocks.extend(pack.entries.iter().map(|e| (rowid, e)));
+    }
+    // Inserting in key order fills B-tree pages densely: a smaller catalog.
+    blocks.sort_unstable_by_key(|(_, e)| e.id);
+    for (rowid, e) in blocks {
+        block_stmt.execute(params![
+            &e.id.0[..],
+            rowid,
+            e.offset as i64,
+            e.stored_len,
+            e.raw_len
+        ])?;
     }
     Ok(())
 }
 
-fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[(TreeId, Vec<Entry>)]) -> Result<()> {
+fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[&(TreeId, Vec<Entry>)]) -> Result<()> {
     let mut tree_stmt =
         tx.prepare("INSERT OR IGNORE INTO trees (id, entry_count) VALUES (?1, ?2)")?;
     let mut entry_stmt = tx.prepare(&format!(
@@ -493,9 +485,10 @@ fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[(TreeId, Vec<Entry>)]) 
         if tree_stmt.execute(params![&id.0[..], entries.len() as i64])? == 0 {
             continue; // already there: Merkle sharing with an earlier point
         }
+        let rowid = tx.last_insert_rowid();
         for e in entries {
             entry_stmt.execute(params![
-                &id.0[..],
+                rowid,
                 &e.name,
                 e.kind.as_str(),
                 e.mode,

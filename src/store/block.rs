@@ -108,9 +108,7 @@ impl BlockCodec {
 
     /// Compresses (when that is smaller) and seals one block.
     pub fn encode(&self, id: &BlockId, plain: &[u8]) -> Vec<u8> {
-        let compressed = zstd::bulk::compress(plain, self.zstd_level)
-            .ok()
-            .filter(|c| c.len() < plain.len());
+        let compressed = compress(plain, self.zstd_level).filter(|c| c.len() < plain.len());
         let (codec, payload) = match &compressed {
             Some(c) => (CODEC_ZSTD, c.as_slice()),
             None => (CODEC_RAW, plain),
@@ -153,7 +151,7 @@ impl BlockCodec {
                 frame.drain(..HEADER_LEN);
                 frame
             }
-            CODEC_ZSTD => zstd::bulk::decompress(payload, raw_len).map_err(|_| BadFrame)?,
+            CODEC_ZSTD => decompress(payload, raw_len).ok_or(BadFrame)?,
             _ => return Err(BadFrame),
         };
         if plain.len() != raw_len || self.id_of(&plain) != *id {
@@ -161,6 +159,37 @@ impl BlockCodec {
         }
         Ok(plain)
     }
+}
+
+// zstd contexts are expensive to create (about 10% of ingest time when made per block), so
+// each thread keeps one of each. They are scratch space, not shared state: nothing in them
+// outlives a call's result.
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, compressor) = slot.as_mut()?;
+        compressor.compress(plain).ok()
+    })
+}
+
+fn decompress(payload: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().ok()?);
+        }
+        slot.as_mut()?.decompress(payload, raw_len).ok()
+    })
 }
 
 #[cfg(test)]

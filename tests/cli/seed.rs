@@ -16,7 +16,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// A source of ~40 MiB of incompressible data plus a small tree of every kind of entry:
-/// two packs, so a 34 MiB disk holds only the first.
+/// two packs, so a 40 MiB disk holds only the first (packs close at 32..36 MiB).
 fn seed_source(env: &Env) -> PathBuf {
     let src = env.path("src");
     generate_tree(&src.join("tree"), 11, &TreeSpec::small());
@@ -89,7 +89,7 @@ fn seed_spans_disks_imports_in_any_order_and_incrementals_wait_for_it() {
     let original = env.path("original");
     copy_tree(&src, &original);
     let (d1, d2) = (env.path("disk1"), env.path("disk2"));
-    let out = prepare(&env, "site-a", &[&d1, &d2], "34M", &src);
+    let out = prepare(&env, "site-a", &[&d1, &d2], "40M", &src);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(d1.join("synvault-journal.json").exists() && d2.join("synvault-journal.json").exists());
     assert!(
@@ -172,7 +172,7 @@ fn bad_disks_are_refused_and_nothing_is_half_imported() {
     let env = Env::new();
     let src = seed_source(&env);
     let (d1, d2) = (env.path("disk1"), env.path("disk2"));
-    assert_eq!(code(&prepare(&env, "a", &[&d1, &d2], "34M", &src)), 0);
+    assert_eq!(code(&prepare(&env, "a", &[&d1, &d2], "40M", &src)), 0);
     let pristine = env.path("disk1-copy");
     copy_tree(&d1, &pristine);
 
@@ -310,7 +310,7 @@ fn repair_remakes_a_lost_pack_from_the_source() {
     let env = Env::new();
     let src = seed_source(&env);
     let (d1, d2) = (env.path("disk1"), env.path("disk2"));
-    assert_eq!(code(&prepare(&env, "r", &[&d1, &d2], "34M", &src)), 0);
+    assert_eq!(code(&prepare(&env, "r", &[&d1, &d2], "40M", &src)), 0);
     let lost = disk_packs(&d2)[0].clone();
     fs::remove_file(&lost).unwrap();
     let partial = import(&env, "r", &[&d1, &d2]);
