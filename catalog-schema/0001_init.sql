@@ -23,38 +23,23 @@ CREATE TABLE blocks (
 ) WITHOUT ROWID;
 
 -- One file version. block_list: n × (BlockId [32] | length u32 LE); the all-zero id marks
--- a block of zeros (a hole). Offsets are the running sum of lengths.
+-- a block of zeros (a hole). Offsets are the running sum of lengths. A file of one non-zero
+-- block is stored with an empty block_list and that block's id as its own id.
 CREATE TABLE contents (
     id         BLOB PRIMARY KEY,               -- keyed blake3 of block_list
     size       INTEGER NOT NULL,
     block_list BLOB NOT NULL
 ) WITHOUT ROWID;
 
+-- One directory listing per row: its entries (name as raw bytes, kind, mode, uid, gid,
+-- mtime/ctime in ns, size, inode, nlink, content or subtree, symlink target, rdev, xattrs)
+-- encoded and zstd-compressed as one blob (see src/catalog/tree_codec.rs).
 CREATE TABLE trees (
-    rowid       INTEGER PRIMARY KEY,           -- compact key for tree_entries
+    rowid       INTEGER PRIMARY KEY,
     id          BLOB NOT NULL UNIQUE,          -- keyed blake3 of the canonical entry encoding
-    entry_count INTEGER NOT NULL
+    entry_count INTEGER NOT NULL,
+    entries     BLOB NOT NULL
 );
-
-CREATE TABLE tree_entries (
-    tree     INTEGER NOT NULL REFERENCES trees(rowid),
-    name     BLOB NOT NULL,
-    kind     TEXT NOT NULL CHECK (kind IN ('file', 'dir', 'symlink', 'fifo', 'chardev', 'blockdev', 'socket')),
-    mode     INTEGER NOT NULL,                 -- permission and special bits (07777)
-    uid      INTEGER NOT NULL,
-    gid      INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    size     INTEGER NOT NULL,
-    inode    INTEGER NOT NULL,
-    nlink    INTEGER NOT NULL,
-    content  BLOB,                             -- kind = 'file'
-    subtree  BLOB,                             -- kind = 'dir'
-    target   BLOB,                             -- kind = 'symlink'
-    rdev     INTEGER NOT NULL DEFAULT 0,
-    xattrs   BLOB,                             -- n × (name_len u16 | name | value_len u32 | value)
-    PRIMARY KEY (tree, name)
-) WITHOUT ROWID;
 
 CREATE TABLE points (
     id            TEXT PRIMARY KEY,            -- 16 hex digits

@@ -58,7 +58,7 @@ mod tests {
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute_batch(
-            "INSERT INTO trees (rowid, id, entry_count) VALUES (1, x'00', 0);
+            "INSERT INTO trees (rowid, id, entry_count, entries) VALUES (1, x'00', 0, x'');
              INSERT INTO points (id, root_tree, source, host, kind, state, started_ns, finished_ns,
                  files, dirs, bytes, files_changed, bytes_read, bytes_new, bytes_stored,
                  root_mode, root_uid, root_gid, root_mtime_ns)

@@ -7,6 +7,7 @@
 mod migrate;
 pub mod model;
 pub mod seed;
+pub mod tree_codec;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -75,20 +76,6 @@ fn blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<[u8; 32]> {
     })
 }
 
-fn opt_blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<[u8; 32]>> {
-    let v: Option<Vec<u8>> = row.get(idx)?;
-    match v {
-        None => Ok(None),
-        Some(v) => v.try_into().map(Some).map_err(|_| {
-            rusqlite::Error::FromSqlConversionFailure(
-                idx,
-                rusqlite::types::Type::Blob,
-                "not 32 bytes".into(),
-            )
-        }),
-    }
-}
-
 /// Encodes xattrs as `n × (name_len u16 | name | value_len u32 | value)`.
 pub fn encode_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)]) -> Option<Vec<u8>> {
     if xattrs.is_empty() {
@@ -116,41 +103,6 @@ fn decode_xattrs(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         out.push((name, value));
     }
     Some(out)
-}
-
-const ENTRY_COLUMNS: &str =
-    "name, kind, mode, uid, gid, mtime_ns, ctime_ns, size, inode, nlink, content, subtree, target, rdev, xattrs";
-
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
-    let kind: String = row.get(1)?;
-    let xattrs: Option<Vec<u8>> = row.get(14)?;
-    let bad = |i, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            what.to_string().into(),
-        )
-    };
-    Ok(Entry {
-        name: row.get(0)?,
-        kind: EntryKind::parse(&kind).ok_or_else(|| bad(1, "unknown kind"))?,
-        mode: row.get(2)?,
-        uid: row.get(3)?,
-        gid: row.get(4)?,
-        mtime_ns: row.get(5)?,
-        ctime_ns: row.get(6)?,
-        size: row.get::<_, i64>(7)? as u64,
-        inode: row.get::<_, i64>(8)? as u64,
-        nlink: row.get::<_, i64>(9)? as u64,
-        content: opt_blob32(row, 10)?.map(ContentId),
-        subtree: opt_blob32(row, 11)?.map(TreeId),
-        target: row.get(12)?,
-        rdev: row.get::<_, i64>(13)? as u64,
-        xattrs: match xattrs {
-            None => Vec::new(),
-            Some(b) => decode_xattrs(&b).ok_or_else(|| bad(14, "bad xattrs"))?,
-        },
-    })
 }
 
 const POINT_COLUMNS: &str =
@@ -326,12 +278,11 @@ impl Catalog {
 
     /// The entries of one directory, sorted by name.
     pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM tree_entries
-             WHERE tree = (SELECT rowid FROM trees WHERE id = ?1) ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([&tree.0[..]], entry_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT entries FROM trees WHERE id = ?1")?;
+        let blob: Vec<u8> = stmt.query_row([&tree.0[..]], |r| r.get(0))?;
+        tree_codec::decode(&blob).ok_or(CatalogError::Corrupt("tree entries"))
     }
 
     /// True if the tree is already recorded.
@@ -349,7 +300,7 @@ impl Catalog {
             .prepare_cached("SELECT size, block_list FROM contents WHERE id = ?1")?;
         let (size, list): (i64, Vec<u8>) =
             stmt.query_row([&id.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Content::decode_blocks(size as u64, &list).ok_or(CatalogError::Corrupt("block list"))
+        Content::from_row(id, size as u64, &list).ok_or(CatalogError::Corrupt("block list"))
     }
 
     /// Every file version with its block list (verify).
@@ -369,7 +320,7 @@ impl Catalog {
             let (id, size, list) = row?;
             out.push((
                 id,
-                Content::decode_blocks(size, &list).ok_or(CatalogError::Corrupt("block list"))?,
+                Content::from_row(&id, size, &list).ok_or(CatalogError::Corrupt("block list"))?,
             ));
         }
         Ok(out)
@@ -415,7 +366,7 @@ impl Catalog {
                 stmt.execute(params![
                     &id.0[..],
                     content.size as i64,
-                    content.encode_blocks()
+                    content.row_blocks(id)
                 ])?;
             }
         }
@@ -475,37 +426,15 @@ fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()>
 }
 
 fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[&(TreeId, Vec<Entry>)]) -> Result<()> {
-    let mut tree_stmt =
-        tx.prepare("INSERT OR IGNORE INTO trees (id, entry_count) VALUES (?1, ?2)")?;
-    let mut entry_stmt = tx.prepare(&format!(
-        "INSERT INTO tree_entries (tree, {ENTRY_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-    ))?;
+    let mut stmt =
+        tx.prepare("INSERT OR IGNORE INTO trees (id, entry_count, entries) VALUES (?1, ?2, ?3)")?;
     for (id, entries) in trees {
-        if tree_stmt.execute(params![&id.0[..], entries.len() as i64])? == 0 {
-            continue; // already there: Merkle sharing with an earlier point
-        }
-        let rowid = tx.last_insert_rowid();
-        for e in entries {
-            entry_stmt.execute(params![
-                rowid,
-                &e.name,
-                e.kind.as_str(),
-                e.mode,
-                e.uid,
-                e.gid,
-                e.mtime_ns,
-                e.ctime_ns,
-                e.size as i64,
-                e.inode as i64,
-                e.nlink as i64,
-                e.content.map(|c| c.0.to_vec()),
-                e.subtree.map(|t| t.0.to_vec()),
-                e.target,
-                e.rdev as i64,
-                encode_xattrs(&e.xattrs),
-            ])?;
-        }
+        // OR IGNORE: an unchanged directory is shared with an earlier point (Merkle).
+        stmt.execute(params![
+            &id.0[..],
+            entries.len() as i64,
+            tree_codec::encode(entries)
+        ])?;
     }
     Ok(())
 }

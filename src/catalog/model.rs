@@ -136,6 +136,27 @@ impl Content {
         out
     }
 
+    /// The `block_list` column for this content stored under `id`: empty when the content is
+    /// one non-zero block whose id is `id` (most small files), to keep the catalog small.
+    pub fn row_blocks(&self, id: &ContentId) -> Vec<u8> {
+        match self.blocks.as_slice() {
+            [(block, _)] if block.0 == id.0 && *block != BlockId::ZERO => Vec::new(),
+            _ => self.encode_blocks(),
+        }
+    }
+
+    /// Reads a `contents` row back (see [`Content::row_blocks`]).
+    pub fn from_row(id: &ContentId, size: u64, list: &[u8]) -> Option<Content> {
+        if list.is_empty() && size > 0 {
+            let len = u32::try_from(size).ok()?;
+            return Some(Content {
+                size,
+                blocks: vec![(BlockId(id.0), len)],
+            });
+        }
+        Content::decode_blocks(size, list)
+    }
+
     /// Parses `contents.block_list`.
     pub fn decode_blocks(size: u64, list: &[u8]) -> Option<Content> {
         if list.len() % 36 != 0 {
