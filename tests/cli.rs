@@ -496,5 +496,41 @@ fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
     );
 }
 
+#[test]
+fn sigint_stops_a_backup_without_a_point() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.bin"), seeded_bytes(9, 2 * MIB));
+    let sparse = fs::File::create(src.join("sparse.img")).unwrap();
+    sparse.set_len(64 << 30).unwrap();
+    drop(sparse);
+    let child = env
+        .cmd(&["backup", src.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::read_to_string(env.vault().join("lock"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "backup never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_one_line_error(&out, "interrupted");
+    assert_eq!(env.json(&["points", "--json"]).as_array().unwrap().len(), 0);
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+}
+
 #[path = "cli/seed.rs"]
 mod seed;

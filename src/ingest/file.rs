@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -31,6 +31,8 @@ pub enum FileError {
     Source(std::io::Error),
     /// The store failed: the backup fails.
     Store(StoreError),
+    /// SIGINT or SIGTERM: stop at once.
+    Interrupted,
 }
 
 /// Shared state for reading files.
@@ -40,6 +42,8 @@ pub struct FileReader<'a> {
     pub sink: &'a BlockSink<'a>,
     pub bytes_read: &'a AtomicU64,
     pub progress: &'a dyn Progress,
+    /// Checked between segments, so a large file stops promptly too.
+    pub interrupted: &'a AtomicBool,
 }
 
 impl FileReader<'_> {
@@ -52,6 +56,9 @@ impl FileReader<'_> {
         let mut total_read = 0u64;
         let mut eof = false;
         while !eof || !buf.is_empty() {
+            if self.interrupted.load(Ordering::Relaxed) {
+                return Err(FileError::Interrupted);
+            }
             if !eof {
                 let got = self.fill(&mut file, &mut buf, expected.saturating_sub(total_read))?;
                 total_read += got.0;

@@ -171,6 +171,7 @@ pub fn backup_to(
         sink: &sink,
         bytes_read: &bytes_read,
         progress,
+        interrupted,
     };
 
     let to_store = sink::ToStore(vault.backend());
@@ -345,12 +346,7 @@ fn read_files(
         .par_iter()
         .map(|&i| {
             if interrupted.load(Ordering::Relaxed) {
-                return (
-                    i,
-                    Err(FileError::Source(std::io::Error::from(
-                        std::io::ErrorKind::Interrupted,
-                    ))),
-                );
+                return (i, Err(FileError::Interrupted));
             }
             let result = reader.read(&nodes[i].path);
             reader.progress.add_file();
@@ -377,6 +373,7 @@ fn read_files(
                 walk.nodes[i].entry.content = None;
             }
             Err(FileError::Store(e)) => return Err(e.into()),
+            Err(FileError::Interrupted) => return Err(Error::Interrupted),
         }
     }
     for (alias, first) in aliases {

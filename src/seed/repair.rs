@@ -135,6 +135,7 @@ pub fn repair(
         sink: &sink,
         bytes_read: &bytes_read,
         progress,
+        interrupted,
     };
     let (outcomes, written) = std::thread::scope(|scope| {
         let writer = scope
@@ -190,5 +191,6 @@ fn remake(
             Ok(Some(format!("cannot read {}: {e}", path.display())))
         }
         Err(crate::ingest::file::FileError::Store(e)) => Err(e.into()),
+        Err(crate::ingest::file::FileError::Interrupted) => Err(Error::Interrupted),
     }
 }
