@@ -23,6 +23,9 @@ pub struct MountArgs {
     /// Size of the decoded-block cache (e.g. 256M, 1G).
     #[arg(long, value_name = "SIZE", default_value = "256M")]
     cache_size: String,
+    /// Threads serving kernel requests (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {

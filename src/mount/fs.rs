@@ -15,6 +15,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -35,12 +36,16 @@ const VOLATILE_TTL: Duration = Duration::from_secs(1);
 /// Directory entries computed per step while filling a kernel buffer.
 const DIR_PAGE: usize = 128;
 const BLKSIZE: u32 = 1 << 20;
+/// Read buffers kept for reuse (one per thread is enough; a few more for bursts).
+const MAX_BUFFERS: usize = 8;
 
 /// The file system the kernel talks to.
 pub(crate) struct SynvaultFs {
     view: View<'static>,
     /// Set in `init` when the kernel can skip opens.
     no_open: bool,
+    /// Read buffers, reused: a fresh 1 MiB buffer per request costs page faults.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl SynvaultFs {
@@ -48,6 +53,27 @@ impl SynvaultFs {
         SynvaultFs {
             view,
             no_open: false,
+            buffers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take_buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = self
+            .buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf
+    }
+
+    fn give_buffer(&self, buf: Vec<u8>) {
+        let mut pool = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_BUFFERS {
+            pool.push(buf);
         }
     }
 }
@@ -196,10 +222,15 @@ impl Filesystem for SynvaultFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.view.read(node(ino), offset, size as usize) {
-            Ok(data) => reply.data(&data),
+        let mut buf = self.take_buffer(size as usize);
+        match self
+            .view
+            .read_into(node(ino), offset, &mut buf[..size as usize])
+        {
+            Ok(n) => reply.data(&buf[..n]),
             Err(err) => reply.error(errno(&err)),
         }
+        self.give_buffer(buf);
     }
 
     fn flush(

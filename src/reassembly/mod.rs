@@ -22,9 +22,8 @@ pub mod view;
 use std::collections::HashMap;
 use std::fs::File;
 use std::ops::{Deref, Range};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Instant;
 
 pub use cache::{Block, BlockCache, CacheStats};
@@ -177,20 +176,32 @@ impl PackFiles {
 
     fn read(&self, loc: &BlockLocation) -> Result<Vec<u8>, StoreError> {
         let file = self.file(&loc.pack)?;
-        let mut frame = vec![0u8; loc.stored_len as usize];
-        match file.read_exact_at(&mut frame, loc.offset) {
-            Ok(()) => Ok(frame),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::ShortPack {
-                pack: loc.pack,
-                offset: loc.offset,
-                len: loc.stored_len as usize,
-            }),
-            Err(source) => Err(StoreError::Io {
-                what: "read pack",
-                path: self.layout.path_of(&loc.pack),
-                source,
-            }),
+        let len = loc.stored_len as usize;
+        let mut frame = Vec::with_capacity(len);
+        // Into the spare capacity: no zeroing of a buffer the read overwrites anyway.
+        while frame.len() < len {
+            let at = loc.offset + frame.len() as u64;
+            match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut frame), at) {
+                Ok(0) => {
+                    return Err(StoreError::ShortPack {
+                        pack: loc.pack,
+                        offset: loc.offset,
+                        len,
+                    })
+                }
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        what: "read pack",
+                        path: self.layout.path_of(&loc.pack),
+                        source: e.into(),
+                    })
+                }
+            }
         }
+        // The capacity may exceed the frame; a read may have filled past its end.
+        frame.truncate(len);
+        Ok(frame)
     }
 }
 
@@ -274,11 +285,48 @@ impl Engine {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Read-ahead threads. Idle threads block on the queue: a spinning pool (rayon's) would take
+/// CPU from the readers it is meant to help, on a machine with few cores.
+struct Workers {
+    queue: mpsc::Sender<Job>,
+    threads: usize,
+}
+
+impl Workers {
+    fn start(threads: usize) -> Option<Workers> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..threads {
+            let jobs = jobs.clone();
+            let worker = move || loop {
+                let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                match next {
+                    Ok(job) => job(),
+                    Err(_) => return, // the reader is gone
+                }
+            };
+            std::thread::Builder::new()
+                .name(format!("synvault-ra-{i}"))
+                .spawn(worker)
+                .ok()?;
+        }
+        Some(Workers { queue, threads })
+    }
+
+    fn spawn(&self, job: Job) {
+        // Fails only once every worker has exited, which happens only after the reader is
+        // dropped; then nobody waits for read-ahead.
+        let _ = self.queue.send(job);
+    }
+}
+
 /// Reads and decodes blocks of one vault, through the cache.
 pub struct BlockReader<'v> {
     vault: VaultRef<'v>,
     engine: Arc<Engine>,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Workers>,
     options: ReaderOptions,
 }
 
@@ -310,11 +358,7 @@ impl<'v> BlockReader<'v> {
         let vault = vault.into();
         let locator = vault.catalog().block_locations()?;
         let pool = match (&vault, options.readahead_threads) {
-            (VaultRef::Shared(_), n) if n > 0 => rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| format!("synvault-readahead-{i}"))
-                .build()
-                .ok(),
+            (VaultRef::Shared(_), n) if n > 0 => Workers::start(n),
             _ => None,
         };
         Ok(BlockReader {
@@ -376,6 +420,19 @@ impl<'v> BlockReader<'v> {
         self.engine.counters.snapshot()
     }
 
+    /// Runs `job` on the read-ahead pool; false (and nothing runs) without a pool.
+    pub fn spawn(&self, job: impl FnOnce(&Loader) + Send + 'static) -> bool {
+        let (Some(pool), VaultRef::Shared(vault)) = (&self.pool, &self.vault) else {
+            return false;
+        };
+        let loader = Loader {
+            vault: vault.clone(),
+            engine: self.engine.clone(),
+        };
+        pool.spawn(Box::new(move || job(&loader)));
+        true
+    }
+
     /// Starts decoding `blocks` on the read-ahead pool, skipping those cached or under way.
     /// Without a pool (borrowed vault, or no threads) this does nothing.
     pub fn prefetch(&self, blocks: &[(u64, BlockId, u32)]) {
@@ -383,7 +440,7 @@ impl<'v> BlockReader<'v> {
             return;
         };
         // Bound the queue: a reader far ahead of the decoders gains nothing from more.
-        let max_queued = 2 * pool.current_num_threads() + 2;
+        let max_queued = 2 * pool.threads + 2;
         for &(_, id, _) in blocks {
             if id == BlockId::ZERO || self.engine.cache.contains_or_loading(&id) {
                 continue;
@@ -393,11 +450,44 @@ impl<'v> BlockReader<'v> {
                 return;
             }
             let (engine, vault) = (self.engine.clone(), vault.clone());
-            pool.spawn(move || {
+            pool.spawn(Box::new(move || {
                 // A failure here is seen again, and reported, by the read that needs the block.
                 let _ = engine.block(&vault, &id);
                 engine.queued.fetch_sub(1, Ordering::AcqRel);
-            });
+            }));
+        }
+    }
+}
+
+/// A handle for background work (read-ahead jobs): reaches the vault and loads blocks into
+/// the shared cache, and outlives any borrow.
+pub struct Loader {
+    vault: Arc<Vault>,
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader").finish_non_exhaustive()
+    }
+}
+
+impl Loader {
+    /// The vault (its catalog, for block maps).
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Where a block is, as of the last locator load.
+    pub fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
+        self.engine.locate(id)
+    }
+
+    /// Loads a block into the cache unless it is there or under way; errors are left for the
+    /// read that needs the block to see and report.
+    pub fn warm(&self, id: &BlockId) {
+        if *id != BlockId::ZERO && !self.engine.cache.contains_or_loading(id) {
+            let _ = self.engine.block(&self.vault, id);
         }
     }
 }

@@ -27,15 +27,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use lru::LruCache;
 
 use super::{fill, root_entry, BlockMap, BlockReader, Sequential};
 use crate::catalog::{
-    CatalogError, ContentId, Entry, EntryKind, PointState, RecoveryPoint, TreeId,
+    BlockLocation, CatalogError, ContentId, Entry, EntryKind, PackState, PointState, RecoveryPoint,
+    TreeId,
 };
 use crate::store::{BlockId, StoreError};
+use crate::vault::Vault;
 
 /// A node of the view; the kernel sees it as the inode number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +56,11 @@ const LATEST: NodeId = NodeId(4);
 const EXACT_BLOCKS_FROM: u64 = 256 << 10;
 const LISTING_CACHE: usize = 4096;
 const MAP_CACHE: usize = 16384;
+/// Directory read-ahead: how many files past the one being read, how many bytes in all, and
+/// how much of each file.
+const DIR_AHEAD_FILES: usize = 64;
+const DIR_AHEAD_BYTES: u64 = 16 << 20;
+const DIR_AHEAD_FILE_BYTES: u64 = 1 << 20;
 
 /// Attributes of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +183,8 @@ struct Node {
     children: Mutex<Option<Arc<Children>>>,
     map: OnceLock<Arc<BlockMap>>,
     sequential: Sequential,
+    /// Directories: the first child index not yet handed to directory read-ahead.
+    dir_ahead: AtomicUsize,
 }
 
 impl Node {
@@ -185,6 +195,7 @@ impl Node {
             children: Mutex::new(None),
             map: OnceLock::new(),
             sequential: Sequential::default(),
+            dir_ahead: AtomicUsize::new(0),
         }
     }
 
@@ -205,6 +216,57 @@ struct VaultState {
     source_point_roots: HashMap<(String, String), NodeId>,
 }
 
+/// Block maps by content, shared with read-ahead jobs.
+type Maps = Mutex<LruCache<ContentId, Arc<BlockMap>>>;
+
+/// The block map of a file of one block, without asking the catalog: the catalog names such
+/// a content by its block (`Content::row_blocks`), and a content id equal to a block id of
+/// the file's length can be nothing else (ids are 256-bit keyed hashes).
+fn single_block_map(
+    locate: impl Fn(&BlockId) -> Option<(BlockLocation, PackState)>,
+    content: &ContentId,
+    size: u64,
+) -> Option<BlockMap> {
+    let block = BlockId(content.0);
+    let (loc, _) = locate(&block)?;
+    (size > 0 && u64::from(loc.raw_len) == size).then(|| BlockMap {
+        blocks: vec![(0, block, loc.raw_len)],
+        size,
+    })
+}
+
+/// The block map of a file node: from the node, the shared maps, the locator (one-block
+/// files), or the catalog.
+fn load_map(
+    maps: &Maps,
+    vault: &Vault,
+    locate: impl Fn(&BlockId) -> Option<(BlockLocation, PackState)>,
+    node: &Node,
+) -> Result<Arc<BlockMap>> {
+    if let Some(map) = node.map.get() {
+        return Ok(map.clone());
+    }
+    let map = match node.entry().and_then(|e| e.content.map(|c| (c, e.size))) {
+        None => Arc::new(BlockMap::empty()),
+        Some((content, size)) => match single_block_map(&locate, &content, size) {
+            Some(map) => Arc::new(map),
+            None => {
+                let cached = lock(maps).get(&content).cloned();
+                match cached {
+                    Some(map) => map,
+                    None => {
+                        let loaded = vault.catalog().content(&content)?;
+                        let map = Arc::new(BlockMap::new(&loaded));
+                        lock(maps).put(content, map.clone());
+                        map
+                    }
+                }
+            }
+        },
+    };
+    Ok(node.map.get_or_init(|| map).clone())
+}
+
 /// Called once per damaged (file, pack) with the error a read got.
 pub type DamageHook = Box<dyn Fn(&ViewError) + Send + Sync>;
 
@@ -215,7 +277,7 @@ pub struct View<'v> {
     nodes: RwLock<Vec<Arc<Node>>>,
     vault: Mutex<VaultState>,
     listings: Mutex<LruCache<TreeId, Arc<Vec<Entry>>>>,
-    maps: Mutex<LruCache<ContentId, Arc<BlockMap>>>,
+    maps: Arc<Maps>,
     hardlinks: Mutex<HashMap<(NodeId, u64), NodeId>>,
     damage_seen: Mutex<HashSet<(NodeId, String)>>,
     on_damage: DamageHook,
@@ -309,7 +371,7 @@ impl<'v> View<'v> {
             nodes: RwLock::new(root),
             vault: Mutex::new(VaultState::default()),
             listings: Mutex::new(lru(LISTING_CACHE)),
-            maps: Mutex::new(lru(MAP_CACHE)),
+            maps: Arc::new(Mutex::new(lru(MAP_CACHE))),
             hardlinks: Mutex::new(HashMap::new()),
             damage_seen: Mutex::new(HashSet::new()),
             on_damage: Box::new(|_| {}),
@@ -534,31 +596,36 @@ impl<'v> View<'v> {
 
     /// Up to `len` bytes of a file at `offset` (fewer only at the end).
     pub fn read(&self, ino: NodeId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let n = self.read_into(ino, offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Fills `buf` from a file at `offset`; returns the bytes filled (fewer only at the end).
+    /// The caller keeps the buffer, so a server can reuse one per thread.
+    pub fn read_into(&self, ino: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let node = self.node(ino)?;
         match node.entry().map(|e| e.kind) {
             Some(EntryKind::File) => {}
             Some(EntryKind::Dir) | None => return Err(ViewError::IsADirectory { ino }),
-            Some(_) => return Ok(Vec::new()),
+            Some(_) => return Ok(0),
+        }
+        if offset == 0 {
+            self.read_ahead_dir(&node);
         }
         let map = self.map_of(&node)?;
-        let len = (len as u64).min(map.size.saturating_sub(offset)) as usize;
-        let mut buf = vec![0u8; len];
+        let len = (buf.len() as u64).min(map.size.saturating_sub(offset)) as usize;
         if let Some((first, last)) = map.blocks_of(offset, len as u64) {
             let window = self.blocks.options().readahead_bytes;
             if let Some(ahead) = node.sequential.observe(&map, first, last, window) {
                 self.blocks.prefetch(&map.blocks[ahead]);
             }
         }
-        let result = fill(&map, offset, &mut buf, |id, len| {
+        fill(&map, offset, &mut buf[..len], |id, len| {
             self.blocks.read_block(id, len).map_err(|e| (*id, e))
-        });
-        match result {
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Err((block, source)) => Err(self.damaged(ino, &node, &block, source)),
-        }
+        })
+        .map_err(|(block, source)| self.damaged(ino, &node, &block, source))
     }
 
     /// Totals for `statfs`.
@@ -617,25 +684,59 @@ impl<'v> View<'v> {
     }
 
     fn map_of(&self, node: &Node) -> Result<Arc<BlockMap>> {
-        if let Some(map) = node.map.get() {
-            return Ok(map.clone());
+        load_map(
+            &self.maps,
+            self.blocks.vault(),
+            |id| self.blocks.locate(id),
+            node,
+        )
+    }
+
+    /// Directory read-ahead: the first read of a file starts decoding the beginnings of the
+    /// files listed after it, on the read-ahead pool, for readers that go through a
+    /// directory in order (tar, cp -r, rsync). A listing alone (ls, find) decodes nothing.
+    fn read_ahead_dir(&self, node: &Node) {
+        let What::Entry { index, .. } = &node.what else {
+            return;
+        };
+        let Ok(parent) = self.node(node.parent) else {
+            return;
+        };
+        let Some(children) = lock(&parent.children).clone() else {
+            return;
+        };
+        let start = (*index + 1).max(parent.dir_ahead.load(Ordering::Acquire));
+        let (mut end, mut bytes) = (start, 0);
+        while end < children.nodes.len() && end - start < DIR_AHEAD_FILES && bytes < DIR_AHEAD_BYTES
+        {
+            let entry = &children.listing[end];
+            if entry.kind == EntryKind::File {
+                bytes += entry.size.min(DIR_AHEAD_FILE_BYTES);
+            }
+            end += 1;
         }
-        let map = match node.entry().and_then(|e| e.content) {
-            None => Arc::new(BlockMap::empty()),
-            Some(content) => {
-                let cached = lock(&self.maps).get(&content).cloned();
-                match cached {
-                    Some(map) => map,
-                    None => {
-                        let loaded = self.blocks.vault().catalog().content(&content)?;
-                        let map = Arc::new(BlockMap::new(&loaded));
-                        lock(&self.maps).put(content, map.clone());
-                        map
+        let from = start.max(parent.dir_ahead.fetch_max(end, Ordering::AcqRel));
+        for i in from..end {
+            let entry = &children.listing[i];
+            if entry.kind != EntryKind::File || entry.content.is_none() {
+                continue;
+            }
+            let Ok(child) = self.node(children.nodes[i]) else {
+                continue;
+            };
+            let maps = self.maps.clone();
+            let spawned = self.blocks.spawn(move |loader| {
+                if let Ok(map) = load_map(&maps, loader.vault(), |id| loader.locate(id), &child) {
+                    let head = map.blocks.iter().take_while(|b| b.0 < DIR_AHEAD_FILE_BYTES);
+                    for (_, id, _) in head {
+                        loader.warm(id);
                     }
                 }
+            });
+            if !spawned {
+                return;
             }
-        };
-        Ok(node.map.get_or_init(|| map).clone())
+        }
     }
 
     fn listing(&self, tree: &TreeId) -> Result<Arc<Vec<Entry>>> {
