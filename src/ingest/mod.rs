@@ -105,6 +105,9 @@ pub fn canonical_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 pub trait SeedDestination: sink::PackDestination {
     /// The job's name.
     fn job(&self) -> &str;
+    /// Told the source's size after the walk, before any data is read: refuses up front
+    /// when the destination is clearly too small.
+    fn accept_source(&self, bytes: u64) -> Result<(), crate::error::Error>;
     /// What the catalog records of the job once the packs are written.
     /// Writes the journals and says what the catalog records of the job, once every pack is
     /// written and before the point is committed.
@@ -159,7 +162,11 @@ pub fn backup_to(
     };
 
     let (mut walk, roots) = walk_sources(vault, &sources, parent.as_ref(), &walk_options)?;
-    progress.set_total(walk.to_read.iter().map(|&i| walk.nodes[i].entry.size).sum());
+    let to_read: u64 = walk.to_read.iter().map(|&i| walk.nodes[i].entry.size).sum();
+    if let Target::Seed(dest) = target {
+        dest.accept_source(to_read)?;
+    }
+    progress.set_total(to_read);
 
     let known = vault.catalog().block_ids()?;
     let chunker = vault.chunker(options.chunker);

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::check::{read_checked, BadPack};
 use super::journal::Journal;
 use super::SeedError;
@@ -132,6 +134,13 @@ pub fn import(
     Ok(report)
 }
 
+/// What became of one pack of a disk.
+enum PackOutcome {
+    Imported(PackId, u64),
+    AlreadyThere,
+    Bad(BadPack),
+}
+
 fn import_disk(
     backend: &LocalBackend,
     plan: &DiskPlan,
@@ -140,47 +149,69 @@ fn import_disk(
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<Vec<PackId>> {
-    let mut stored = Vec::new();
-    for entry in &plan.journal.packs {
-        if interrupted.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        let bad = |reason: &str| BadPack {
-            pack: entry.name.clone(),
-            disk: plan.disk.clone(),
-            reason: reason.into(),
-        };
-        let Some(want) = PackId::from_hex(&entry.name).and_then(|id| expected.get(&id)) else {
-            report
-                .bad
-                .push(bad("is not a pack of this job in the catalog"));
-            continue;
-        };
-        if want.state == PackState::Stored {
-            report.packs_already_there += 1;
-            progress.add_bytes(entry.size);
-            continue;
-        }
-        if want.size != entry.size {
-            report.bad.push(bad(&format!(
-                "journal says {} bytes, the catalog {}",
-                entry.size, want.size
-            )));
-            continue;
-        }
-        match read_checked(&plan.disk, entry) {
-            Ok(bytes) => {
-                copy_in(backend, &want.pack, &bytes)?;
-                stored.push(want.pack);
-                report.packs_imported += 1;
-                report.bytes_imported += entry.size;
+    // Packs are checked and copied on every core: hashing, not the disk, is the bound when
+    // the data is cached.
+    let outcomes: Vec<PackOutcome> = plan
+        .journal
+        .packs
+        .par_iter()
+        .map(|entry| {
+            if interrupted.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
             }
-            Err(reason) => report.bad.push(bad(&reason)),
+            let outcome = import_pack(backend, plan, entry, expected);
+            progress.add_bytes(entry.size);
+            outcome
+        })
+        .collect::<Result<_>>()?;
+    let mut stored = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            PackOutcome::Imported(id, size) => {
+                stored.push(id);
+                report.packs_imported += 1;
+                report.bytes_imported += size;
+            }
+            PackOutcome::AlreadyThere => report.packs_already_there += 1,
+            PackOutcome::Bad(bad) => report.bad.push(bad),
         }
-        progress.add_bytes(entry.size);
     }
     sync_store(backend)?;
     Ok(stored)
+}
+
+fn import_pack(
+    backend: &LocalBackend,
+    plan: &DiskPlan,
+    entry: &super::journal::JournalPack,
+    expected: &HashMap<PackId, SeedPack>,
+) -> Result<PackOutcome> {
+    let bad = |reason: &str| {
+        PackOutcome::Bad(BadPack {
+            pack: entry.name.clone(),
+            disk: plan.disk.clone(),
+            reason: reason.into(),
+        })
+    };
+    let Some(want) = PackId::from_hex(&entry.name).and_then(|id| expected.get(&id)) else {
+        return Ok(bad("is not a pack of this job in the catalog"));
+    };
+    if want.state == PackState::Stored {
+        return Ok(PackOutcome::AlreadyThere);
+    }
+    if want.size != entry.size {
+        return Ok(bad(&format!(
+            "journal says {} bytes, the catalog {}",
+            entry.size, want.size
+        )));
+    }
+    match read_checked(&plan.disk, entry) {
+        Ok(bytes) => {
+            copy_in(backend, &want.pack, &bytes)?;
+            Ok(PackOutcome::Imported(want.pack, entry.size))
+        }
+        Err(reason) => Ok(bad(&reason)),
+    }
 }
 
 /// Copies a checked pack in under a temporary name and renames it; durability comes from the

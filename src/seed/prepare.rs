@@ -36,25 +36,6 @@ pub fn free_space(path: &Path) -> Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Logical bytes of regular files under `paths` (an upper bound of what a backup stores).
-pub fn source_bytes(paths: &[PathBuf]) -> u64 {
-    let mut total = 0;
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = p.symlink_metadata() else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
-            }
-        } else if meta.is_file() {
-            total += meta.len();
-        }
-    }
-    total
-}
-
 struct Placement {
     current: usize,
     used: Vec<u64>,
@@ -67,19 +48,19 @@ pub struct DiskSet {
     job: String,
     vault_id: String,
     disks: Vec<SeedDisk>,
-    source_bytes: u64,
+    source_bytes: std::sync::atomic::AtomicU64,
     placement: Mutex<Placement>,
 }
 
 impl DiskSet {
     /// A destination over `disks`, in order.
-    pub fn new(job: &str, vault_id: &str, disks: Vec<SeedDisk>, source_bytes: u64) -> DiskSet {
+    pub fn new(job: &str, vault_id: &str, disks: Vec<SeedDisk>) -> DiskSet {
         let n = disks.len();
         DiskSet {
             job: job.to_string(),
             vault_id: vault_id.to_string(),
             disks,
-            source_bytes,
+            source_bytes: std::sync::atomic::AtomicU64::new(0),
             placement: Mutex::new(Placement {
                 current: 0,
                 used: vec![0; n],
@@ -139,7 +120,11 @@ impl PackDestination for DiskSet {
             at.current += 1;
         }
         Err(StoreError::SeedDisksFull {
-            needed: len.max(self.source_bytes.saturating_sub(at.written_bytes)),
+            needed: len.max(
+                self.source_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .saturating_sub(at.written_bytes),
+            ),
         })
     }
 }
@@ -147,6 +132,20 @@ impl PackDestination for DiskSet {
 impl SeedDestination for DiskSet {
     fn job(&self) -> &str {
         &self.job
+    }
+
+    fn accept_source(&self, bytes: u64) -> Result<()> {
+        self.source_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        let capacity: u64 = self.disks.iter().map(|d| d.capacity).sum();
+        if capacity.saturating_mul(BEST_CASE_SHRINK) < bytes {
+            return Err(SeedError::TooSmall {
+                capacity,
+                needed: bytes,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     fn record(&self, source: &str, packs: &[NewPack]) -> Result<SeedJobRecord, StoreError> {
@@ -207,12 +206,7 @@ pub fn prepare(
             capacity,
         });
     }
-    let needed = source_bytes(&options.backup.paths);
-    let capacity: u64 = disks.iter().map(|d| d.capacity).sum();
-    if capacity.saturating_mul(BEST_CASE_SHRINK) < needed {
-        return Err(SeedError::TooSmall { capacity, needed }.into());
-    }
-    let set = DiskSet::new(&options.job, &vault.config().vault_id, disks, needed);
+    let set = DiskSet::new(&options.job, &vault.config().vault_id, disks);
     match backup_to(
         vault,
         &options.backup,
