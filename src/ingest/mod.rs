@@ -171,34 +171,27 @@ pub fn backup_to(
     let known = vault.catalog().block_ids()?;
     let chunker = vault.chunker(options.chunker);
     let bytes_read = AtomicU64::new(0);
-    let (sink, packs_rx) = BlockSink::new(vault.codec(), known);
-    let reader = FileReader {
-        codec: vault.codec(),
-        chunker: &chunker,
-        sink: &sink,
-        bytes_read: &bytes_read,
-        progress,
-        interrupted,
-    };
-
     let to_store = sink::ToStore(vault.backend());
     let destination: &dyn sink::PackDestination = match target {
         Target::Store => &to_store,
         Target::Seed(seed) => seed,
     };
-    let (read_result, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| sink::run_writer(vault.codec(), packs_rx, destination));
-        let result = read_files(&reader, &mut walk, interrupted);
-        let totals = result.and_then(|contents| Ok((contents, sink.finish()?)));
-        sink.close();
-        let written = writer
-            .join()
-            .unwrap_or(Err(crate::store::StoreError::WriterStopped));
-        (totals, written)
-    });
-    // A failed writer is the cause of any failure the readers saw: report it first.
-    let packs = written?;
-    let (contents, totals) = read_result?;
+    let (contents, totals, packs) = sink::with_sink(
+        BlockSink::new(vault.codec(), known),
+        vault.codec(),
+        destination,
+        |sink| {
+            let reader = FileReader {
+                codec: vault.codec(),
+                chunker: &chunker,
+                sink,
+                bytes_read: &bytes_read,
+                progress,
+                interrupted,
+            };
+            read_files(&reader, &mut walk, interrupted)
+        },
+    )?;
 
     let seed = match target {
         Target::Seed(dest) => Some(dest.record(&source, &packs)?),

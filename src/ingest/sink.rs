@@ -179,3 +179,27 @@ pub fn run_writer(
     }
     Ok(written)
 }
+
+/// Runs `work` with a sink whose packs a writer thread finishes and writes to `destination`.
+/// Returns what `work` returned, the sink's totals and the packs written. A failed writer's
+/// error is returned first: it is the cause of any failure `work` saw.
+pub fn with_sink<T>(
+    sink: (BlockSink<'_>, Receiver<PackWriter>),
+    codec: &BlockCodec,
+    destination: &dyn PackDestination,
+    work: impl FnOnce(&BlockSink<'_>) -> crate::error::Result<T>,
+) -> crate::error::Result<(T, SinkTotals, Vec<NewPack>)> {
+    let (sink, packs) = sink;
+    let (done, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| run_writer(codec, packs, destination));
+        let done = work(&sink).and_then(|value| Ok((value, sink.finish()?)));
+        sink.close();
+        (
+            done,
+            writer.join().unwrap_or(Err(StoreError::WriterStopped)),
+        )
+    });
+    let packs = written?;
+    let (value, totals) = done?;
+    Ok((value, totals, packs))
+}

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ingest::file::FileReader;
 use crate::ingest::sink::{self, BlockSink};
 use crate::progress::Progress;
-use crate::store::{BlockId, PackId, StoreError};
+use crate::store::{BlockId, PackId};
 use crate::vault::Vault;
 
 /// What a repair did.
@@ -128,34 +128,25 @@ pub fn repair(
 
     let chunker = vault.chunker(chunker);
     let bytes_read = AtomicU64::new(0);
-    let (sink, packs_rx) = BlockSink::only(vault.codec(), lost);
-    let reader = FileReader {
-        codec: vault.codec(),
-        chunker: &chunker,
-        sink: &sink,
-        bytes_read: &bytes_read,
-        progress,
-        interrupted,
-    };
-    let (outcomes, written) = std::thread::scope(|scope| {
-        let writer = scope
-            .spawn(|| sink::run_writer(vault.codec(), packs_rx, &sink::ToStore(vault.backend())));
-        let outcomes: Vec<Result<Option<String>>> = damaged
-            .par_iter()
-            .map(|d| remake(&reader, &sources, d, interrupted))
-            .collect();
-        let totals = sink.finish();
-        sink.close();
-        (
-            outcomes
-                .into_iter()
+    let (outcomes, totals, new_packs) = sink::with_sink(
+        BlockSink::only(vault.codec(), lost),
+        vault.codec(),
+        &sink::ToStore(vault.backend()),
+        |sink| {
+            let reader = FileReader {
+                codec: vault.codec(),
+                chunker: &chunker,
+                sink,
+                bytes_read: &bytes_read,
+                progress,
+                interrupted,
+            };
+            damaged
+                .par_iter()
+                .map(|d| remake(&reader, &sources, d, interrupted))
                 .collect::<Result<Vec<_>>>()
-                .and_then(|o| Ok((o, totals?))),
-            writer.join().unwrap_or(Err(StoreError::WriterStopped)),
-        )
-    });
-    let new_packs = written?;
-    let (outcomes, totals) = outcomes?;
+        },
+    )?;
     for (d, outcome) in damaged.iter().zip(outcomes) {
         match outcome {
             None => report.files_repaired.push(d.rel.display().to_string()),
