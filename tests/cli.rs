@@ -532,5 +532,67 @@ fn sigint_stops_a_backup_without_a_point() {
     assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
 }
 
+#[test]
+fn excludes_at_backup_and_includes_at_restore() {
+    let env = Env::new();
+    let src = env.path("src");
+    for p in [
+        "keep/a.txt",
+        "keep/b.tmp",
+        "cache/x.bin",
+        "docs/r.pdf",
+        "docs/deep/s.pdf",
+        "docs/n.txt",
+    ] {
+        write_file(src.join(p), p.as_bytes());
+    }
+    let patterns = env.path("excludes");
+    fs::write(&patterns, "# comment\n\ncache\n").unwrap();
+    let out = env.run(&[
+        "backup",
+        "--exclude",
+        "*.tmp",
+        "--exclude-file",
+        patterns.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listed = stdout(&env.run(&["ls", "-r", "latest"]));
+    assert!(
+        listed.contains("/keep/a.txt") && listed.contains("/docs/deep/s.pdf"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("b.tmp") && !listed.contains("cache"),
+        "{listed}"
+    );
+
+    let target = env.path("pdfs");
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "*.pdf",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(target.join("docs/r.pdf").exists() && target.join("docs/deep/s.pdf").exists());
+    assert!(!target.join("docs/n.txt").exists() && !target.join("keep").exists());
+
+    let sub = env.path("sub");
+    let out = env.run(&[
+        "restore",
+        "latest:docs",
+        "--target",
+        sub.to_str().unwrap(),
+        "--exclude",
+        "deep",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read(sub.join("n.txt")).unwrap(), b"docs/n.txt");
+    assert!(!sub.join("deep").exists());
+}
+
 #[path = "cli/seed.rs"]
 mod seed;
