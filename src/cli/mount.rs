@@ -1,5 +1,6 @@
 //! `synvault mount`: serve a point, or the whole vault by time, as a read-only file system.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,7 +29,31 @@ pub struct MountArgs {
     threads: Option<usize>,
 }
 
+/// glibc gives each busy thread its own malloc arena, and memory freed into one arena is not
+/// reused by another: with blocks decoded on several threads and evicted by others, the
+/// arenas together held up to twice the cache (measured: 490 MB peak RSS for a 256 MiB
+/// cache, 272 MB with one arena, which was also faster). glibc reads `MALLOC_ARENA_MAX` only
+/// at start, so the mount re-executes itself once with it set, before anything else happens.
+/// If that fails, the mount simply runs as it is.
+fn exec_with_one_malloc_arena() {
+    const VAR: &str = "MALLOC_ARENA_MAX";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(VAR, "1")
+        .exec();
+    eprintln!(
+        "synvault: note: cannot re-execute with {VAR}=1 ({err}); memory may exceed the cache bound"
+    );
+}
+
 pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
+    exec_with_one_malloc_arena();
     // The mount point and FUSE first: those mistakes need no passphrase to report.
     mount::check_mount_point(&args.mountpoint).map_err(Error::from)?;
     mount::check_fuse().map_err(Error::from)?;
