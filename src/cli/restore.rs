@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use synvault::{BlockReader, PointReader, RestoreOptions};
+use synvault::{BlockReader, PointReader, ReaderOptions, RestoreOptions};
+
+const RESTORE_CACHE_BYTES: usize = 32 << 20;
 
 use super::output::{bytes, Bar};
 use super::{code_for, interrupt_flag, split_point_path, Cli};
@@ -31,7 +33,16 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let (query, path) = split_point_path(&args.point);
     let point = vault.resolve_point(query)?;
-    let blocks = Arc::new(BlockReader::new(&vault)?);
+    // Restore reads each block about once: a small cache (for blocks shared between files)
+    // keeps memory low; the work is spread over files and blocks, not read ahead.
+    let blocks = Arc::new(BlockReader::with_options(
+        &vault,
+        ReaderOptions {
+            cache_bytes: RESTORE_CACHE_BYTES,
+            readahead_threads: 0,
+            ..ReaderOptions::default()
+        },
+    )?);
     let reader = PointReader::new(&vault, point, blocks);
     let options = RestoreOptions {
         target: args.target.clone(),
