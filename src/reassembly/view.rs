@@ -61,6 +61,8 @@ const MAP_CACHE: usize = 16384;
 const DIR_AHEAD_FILES: usize = 64;
 const DIR_AHEAD_BYTES: u64 = 16 << 20;
 const DIR_AHEAD_FILE_BYTES: u64 = 1 << 20;
+/// Files per read-ahead job.
+const DIR_AHEAD_BATCH: usize = 16;
 
 /// Attributes of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -705,9 +707,10 @@ impl<'v> View<'v> {
         let Some(children) = lock(&parent.children).clone() else {
             return;
         };
-        let start = (*index + 1).max(parent.dir_ahead.load(Ordering::Acquire));
-        let (mut end, mut bytes) = (start, 0);
-        while end < children.nodes.len() && end - start < DIR_AHEAD_FILES && bytes < DIR_AHEAD_BYTES
+        // The window runs from the file being read; only what is past `dir_ahead` is new.
+        let first = *index + 1;
+        let (mut end, mut bytes) = (first, 0);
+        while end < children.nodes.len() && end - first < DIR_AHEAD_FILES && bytes < DIR_AHEAD_BYTES
         {
             let entry = &children.listing[end];
             if entry.kind == EntryKind::File {
@@ -715,21 +718,30 @@ impl<'v> View<'v> {
             }
             end += 1;
         }
-        let from = start.max(parent.dir_ahead.fetch_max(end, Ordering::AcqRel));
-        for i in from..end {
-            let entry = &children.listing[i];
-            if entry.kind != EntryKind::File || entry.content.is_none() {
-                continue;
-            }
-            let Ok(child) = self.node(children.nodes[i]) else {
-                continue;
-            };
-            let maps = self.maps.clone();
+        let from = first.max(parent.dir_ahead.load(Ordering::Acquire));
+        // Hand out whole batches: every job wakes a worker, and a wake-up per small file
+        // costs about what decoding it does.
+        if from >= end || (end - from < DIR_AHEAD_BATCH && end < children.nodes.len()) {
+            return;
+        }
+        let from = from.max(parent.dir_ahead.fetch_max(end, Ordering::AcqRel));
+        let files: Vec<Arc<Node>> = (from..end)
+            .filter(|&i| {
+                let entry = &children.listing[i];
+                entry.kind == EntryKind::File && entry.content.is_some()
+            })
+            .filter_map(|i| self.node(children.nodes[i]).ok())
+            .collect();
+        for batch in files.chunks(DIR_AHEAD_BATCH) {
+            let (maps, batch) = (self.maps.clone(), batch.to_vec());
             let spawned = self.blocks.spawn(move |loader| {
-                if let Ok(map) = load_map(&maps, loader.vault(), |id| loader.locate(id), &child) {
-                    let head = map.blocks.iter().take_while(|b| b.0 < DIR_AHEAD_FILE_BYTES);
-                    for (_, id, _) in head {
-                        loader.warm(id);
+                for child in batch {
+                    let locate = |id: &BlockId| loader.locate(id);
+                    if let Ok(map) = load_map(&maps, loader.vault(), locate, &child) {
+                        let head = map.blocks.iter().take_while(|b| b.0 < DIR_AHEAD_FILE_BYTES);
+                        for (_, id, _) in head {
+                            loader.warm(id);
+                        }
                     }
                 }
             });
