@@ -79,9 +79,15 @@ struct Inner {
     inflight: HashMap<BlockId, Arc<Inflight>>,
 }
 
+/// Evicted buffers kept for the next frame read. A fresh buffer costs a page fault per 4 KiB
+/// as the read fills it, which was the largest single cost of a cache miss; a recycled one
+/// is already mapped. Few are kept, so they add little to memory beyond the cache.
+const RECYCLED_MAX: usize = 8;
+
 /// The cache. Shared by every reader of a vault (restore threads, mount threads, read-ahead).
 pub struct BlockCache {
     inner: Mutex<Inner>,
+    recycled: Mutex<Vec<Vec<u8>>>,
     capacity_bytes: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -120,6 +126,7 @@ impl BlockCache {
                 bytes: 0,
                 inflight: HashMap::new(),
             }),
+            recycled: Mutex::new(Vec::new()),
             capacity_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -190,32 +197,63 @@ impl BlockCache {
         load: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Block, E> {
         let result = load().map(Arc::new);
+        let mut evicted = Vec::new();
         {
             let mut inner = lock(&self.inner);
             inner.inflight.remove(id);
             if let Ok(block) = &result {
-                self.insert_locked(&mut inner, *id, block.clone());
+                self.insert_locked(&mut inner, *id, block.clone(), &mut evicted);
             }
         }
         inflight.finish(result.as_ref().ok().cloned());
+        self.recycle(evicted);
         result
     }
 
-    fn insert_locked(&self, inner: &mut Inner, id: BlockId, block: Block) {
+    fn insert_locked(
+        &self,
+        inner: &mut Inner,
+        id: BlockId,
+        block: Block,
+        evicted: &mut Vec<Block>,
+    ) {
         let size = cost(&block);
         if size > self.capacity_bytes {
             return;
         }
         if let Some(old) = inner.lru.put(id, block) {
             inner.bytes -= cost(&old);
+            evicted.push(old);
         }
         inner.bytes += size;
         while inner.bytes > self.capacity_bytes {
             match inner.lru.pop_lru() {
-                Some((_, old)) => inner.bytes -= cost(&old),
+                Some((_, old)) => {
+                    inner.bytes -= cost(&old);
+                    evicted.push(old);
+                }
                 None => break,
             }
         }
+    }
+
+    /// Keeps evicted buffers nobody else holds for [`BlockCache::take_buffer`].
+    fn recycle(&self, evicted: Vec<Block>) {
+        for block in evicted {
+            if let Ok(buf) = Arc::try_unwrap(block) {
+                let mut pool = lock(&self.recycled);
+                if pool.len() < RECYCLED_MAX {
+                    pool.push(buf);
+                }
+            }
+        }
+    }
+
+    /// An empty buffer for the next load, recycled from an evicted block when one is free.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        let mut buf = lock(&self.recycled).pop().unwrap_or_default();
+        buf.clear();
+        buf
     }
 
     /// Counts so far and what is held.

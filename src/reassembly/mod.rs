@@ -174,10 +174,12 @@ impl PackFiles {
         Ok(file)
     }
 
-    fn read(&self, loc: &BlockLocation) -> Result<Vec<u8>, StoreError> {
+    /// Reads a frame into `frame` (emptied first; its capacity is reused).
+    fn read(&self, loc: &BlockLocation, mut frame: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let file = self.file(&loc.pack)?;
         let len = loc.stored_len as usize;
-        let mut frame = Vec::with_capacity(len);
+        frame.clear();
+        frame.reserve_exact(len);
         // Into the spare capacity: no zeroing of a buffer the read overwrites anyway.
         while frame.len() < len {
             let at = loc.offset + frame.len() as u64;
@@ -257,7 +259,7 @@ impl Engine {
             return Err(StoreError::MissingPack { pack: loc.pack });
         }
         let t = Instant::now();
-        let frame = self.packs.read(&loc)?;
+        let frame = self.packs.read(&loc, self.cache.take_buffer())?;
         self.counters
             .read_ns
             .fetch_add(elapsed_ns(t), Ordering::Relaxed);
