@@ -27,33 +27,47 @@ pub struct DiskCheck {
     pub bad: Vec<BadPack>,
 }
 
-/// Reads one pack from a disk and checks it against its journal line: present, the right
-/// size, hashing to its name. Returns the bytes when good.
-pub fn read_checked(disk: &Path, entry: &JournalPack) -> Result<Vec<u8>, String> {
+/// Streams a file through blake3: its length and hash, without holding it in memory.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, PackId)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            return Ok((len, PackId(*hasher.finalize().as_bytes())));
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+}
+
+/// Checks a pack file against its journal line: the right size, hashing to its name.
+pub fn check_pack_file(path: &Path, entry: &JournalPack) -> Result<(), String> {
     let Some(id) = PackId::from_hex(&entry.name) else {
         return Err("journal names no valid pack".into());
     };
     if entry.blake3 != entry.name {
         return Err("journal's blake3 differs from the pack name".into());
     }
-    let bytes = match std::fs::read(pack_path(disk, &entry.name)) {
-        Ok(b) => b,
+    let (len, hash) = match hash_file(path) {
+        Ok(found) => found,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err("missing from the disk".into())
         }
         Err(e) => return Err(format!("unreadable: {e}")),
     };
-    if bytes.len() as u64 != entry.size {
+    if len != entry.size {
         return Err(format!(
-            "has {} bytes, the journal says {} (truncated or tampered)",
-            bytes.len(),
+            "has {len} bytes, the journal says {} (truncated or tampered)",
             entry.size
         ));
     }
-    if PackId::of(&bytes) != id {
+    if hash != id {
         return Err("does not match its blake3 (damaged or tampered)".into());
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Checks one disk.
@@ -69,7 +83,7 @@ pub fn check(disk: &Path) -> Result<DiskCheck, SeedError> {
         bad: Vec::new(),
     };
     for entry in &journal.packs {
-        if let Err(reason) = read_checked(disk, entry) {
+        if let Err(reason) = check_pack_file(&pack_path(disk, &entry.name), entry) {
             report.bad.push(BadPack {
                 pack: entry.name.clone(),
                 disk: disk.to_path_buf(),

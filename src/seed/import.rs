@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::check::{read_checked, BadPack};
-use super::journal::Journal;
+use super::check::{check_pack_file, BadPack};
+use super::journal::{pack_path, Journal, JournalPack};
 use super::SeedError;
 use crate::catalog::seed::SeedPack;
 use crate::catalog::{Catalog, PackState};
@@ -183,7 +183,7 @@ fn import_disk(
 fn import_pack(
     backend: &LocalBackend,
     plan: &DiskPlan,
-    entry: &super::journal::JournalPack,
+    entry: &JournalPack,
     expected: &HashMap<PackId, SeedPack>,
 ) -> Result<PackOutcome> {
     let bad = |reason: &str| {
@@ -205,25 +205,55 @@ fn import_pack(
             entry.size, want.size
         )));
     }
-    match read_checked(&plan.disk, entry) {
-        Ok(bytes) => {
-            copy_in(backend, &want.pack, &bytes)?;
-            Ok(PackOutcome::Imported(want.pack, entry.size))
-        }
+    match copy_in(
+        backend,
+        &want.pack,
+        &pack_path(&plan.disk, &entry.name),
+        entry,
+    )? {
+        Ok(()) => Ok(PackOutcome::Imported(want.pack, entry.size)),
         Err(reason) => Ok(bad(&reason)),
     }
 }
 
-/// Copies a checked pack in under a temporary name and renames it; durability comes from the
-/// one `syncfs` per disk in [`sync_store`], before the catalog names the pack.
-fn copy_in(backend: &LocalBackend, id: &PackId, bytes: &[u8]) -> Result<()> {
+/// Copies a pack in under a temporary name (in the kernel: `std::io::copy` uses
+/// copy_file_range), checks the copy — the bytes that will be in the store — against the
+/// journal and its name, and renames it into place; a bad copy is removed. Durability comes
+/// from the one `syncfs` per disk in [`sync_store`], before the catalog names the pack.
+/// The outer error is the store's; the inner one says why the pack is refused.
+fn copy_in(
+    backend: &LocalBackend,
+    id: &PackId,
+    from: &Path,
+    entry: &JournalPack,
+) -> Result<std::result::Result<(), String>> {
     let path = backend.path_of(id);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(Error::io("cannot create", dir))?;
+    let mut source = match std::fs::File::open(from) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err("missing from the disk".into()))
+        }
+        Err(e) => return Ok(Err(format!("unreadable: {e}"))),
+    };
     let tmp = dir.join(format!(".{}.{}.import", id.to_hex(), std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(Error::io("cannot copy pack into", &path))
+    let copied = std::fs::File::create(&tmp)
+        .map_err(Error::io("cannot create", &tmp))
+        .and_then(|mut out| {
+            std::io::copy(&mut source, &mut out).map_err(Error::io("cannot copy pack into", &tmp))
+        });
+    let verdict = copied.map(|_| check_pack_file(&tmp, entry));
+    match verdict {
+        Ok(Ok(())) => {
+            std::fs::rename(&tmp, &path).map_err(Error::io("cannot copy pack into", &path))?;
+            Ok(Ok(()))
+        }
+        other => {
+            let _ = std::fs::remove_file(&tmp);
+            other
+        }
+    }
 }
 
 fn sync_store(backend: &LocalBackend) -> Result<()> {
