@@ -336,6 +336,29 @@ mod tests {
     }
 
     #[test]
+    fn evicted_buffers_are_recycled_unless_still_held() {
+        let cache = BlockCache::new(2000);
+        let held = cache
+            .get_or_load(&id(1), || Ok::<_, ()>(vec![1; 1000]))
+            .unwrap();
+        cache
+            .get_or_load(&id(2), || Ok::<_, ()>(vec![2; 1000]))
+            .unwrap();
+        // Evicts id(1), which a reader still holds: not recycled.
+        cache
+            .get_or_load(&id(3), || Ok::<_, ()>(vec![3; 1000]))
+            .unwrap();
+        assert_eq!(cache.take_buffer().capacity(), 0);
+        drop(held);
+        // Evicts id(2), held by nobody: its buffer comes back empty, capacity kept.
+        cache
+            .get_or_load(&id(4), || Ok::<_, ()>(vec![4; 1000]))
+            .unwrap();
+        let buf = cache.take_buffer();
+        assert!(buf.is_empty() && buf.capacity() >= 1000);
+    }
+
+    #[test]
     fn concurrent_readers_load_once() {
         let cache = Arc::new(BlockCache::new(1 << 20));
         let loads = Arc::new(AtomicUsize::new(0));
