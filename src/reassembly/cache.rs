@@ -249,9 +249,14 @@ impl BlockCache {
         }
     }
 
-    /// An empty buffer for the next load, recycled from an evicted block when one is free.
-    pub fn take_buffer(&self) -> Vec<u8> {
-        let mut buf = lock(&self.recycled).pop().unwrap_or_default();
+    /// An empty buffer for a load of `len` bytes: a recycled one whose capacity fits (at
+    /// most twice `len`, so a small block does not pin a large buffer in the cache), or new.
+    pub fn take_buffer(&self, len: usize) -> Vec<u8> {
+        let mut pool = lock(&self.recycled);
+        let fits = pool
+            .iter()
+            .position(|b| b.capacity() >= len && b.capacity() <= len.saturating_mul(2));
+        let mut buf = fits.map(|i| pool.swap_remove(i)).unwrap_or_default();
         buf.clear();
         buf
     }
@@ -348,13 +353,15 @@ mod tests {
         cache
             .get_or_load(&id(3), || Ok::<_, ()>(vec![3; 1000]))
             .unwrap();
-        assert_eq!(cache.take_buffer().capacity(), 0);
+        assert_eq!(cache.take_buffer(1000).capacity(), 0);
         drop(held);
-        // Evicts id(2), held by nobody: its buffer comes back empty, capacity kept.
+        // Evicts id(2), held by nobody: its buffer comes back empty, capacity kept, for a
+        // load it fits only.
         cache
             .get_or_load(&id(4), || Ok::<_, ()>(vec![4; 1000]))
             .unwrap();
-        let buf = cache.take_buffer();
+        assert_eq!(cache.take_buffer(100).capacity(), 0);
+        let buf = cache.take_buffer(900);
         assert!(buf.is_empty() && buf.capacity() >= 1000);
     }
 

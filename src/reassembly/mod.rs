@@ -259,7 +259,9 @@ impl Engine {
             return Err(StoreError::MissingPack { pack: loc.pack });
         }
         let t = Instant::now();
-        let frame = self.packs.read(&loc, self.cache.take_buffer())?;
+        let frame = self
+            .packs
+            .read(&loc, self.cache.take_buffer(loc.stored_len as usize))?;
         self.counters
             .read_ns
             .fetch_add(elapsed_ns(t), Ordering::Relaxed);

@@ -125,7 +125,8 @@ pub struct BenchOptions {
     pub reader: ReaderOptions,
     /// Threads reading files in parallel.
     pub threads: usize,
-    /// Plaintext bytes of blocks used to measure the pipeline limit (0: all).
+    /// About this many plaintext bytes of blocks, spread evenly over the point, measure the
+    /// pipeline limit (0: every block).
     pub limit_sample_bytes: u64,
 }
 
@@ -235,16 +236,22 @@ fn measure_stages(
     sample_bytes: u64,
 ) -> Result<(StageTimes, u64, u64)> {
     let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<(BlockId, u32)> = files
+        .iter()
+        .flat_map(|m| m.blocks.iter())
+        .filter(|(_, id, _)| *id != BlockId::ZERO && seen.insert(*id))
+        .map(|&(_, id, len)| (id, len))
+        .collect();
+    // Every n-th block, so the sample has the point's mix of data, not its first files'.
+    let total: u64 = distinct.iter().map(|(_, len)| u64::from(*len)).sum();
+    let stride = if sample_bytes == 0 {
+        1
+    } else {
+        usize::try_from(total / sample_bytes.max(1)).map_or(1, |n| n.max(1))
+    };
     let mut times = StageTimes::default();
     let (mut bytes, mut read_ns) = (0u64, 0u64);
-    let blocks = files.iter().flat_map(|m| m.blocks.iter());
-    for &(_, id, _) in blocks {
-        if id == BlockId::ZERO || !seen.insert(id) {
-            continue;
-        }
-        if sample_bytes > 0 && bytes >= sample_bytes {
-            break;
-        }
+    for &(id, _) in distinct.iter().step_by(stride) {
         let Some((loc, _)) = reader.locate(&id) else {
             continue;
         };
