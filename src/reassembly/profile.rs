@@ -51,9 +51,12 @@ impl StageTimes {
     }
 }
 
-/// Decodes one frame like `BlockCodec::decode`, timing each stage.
+/// Decodes one frame like `BlockCodec::decode`, timing each stage. `zstd` is reused across
+/// calls, as the codec reuses one per thread (making a context costs more than decoding a
+/// small block).
 pub fn decode_stages(
     codec: &BlockCodec,
+    zstd: &mut zstd::bulk::Decompressor<'_>,
     id: &BlockId,
     mut frame: Vec<u8>,
     raw_len: usize,
@@ -78,7 +81,8 @@ pub fn decode_stages(
     let t = Instant::now();
     let plain = match kind {
         CODEC_RAW => frame[HEADER_LEN..HEADER_LEN + len].to_vec(),
-        CODEC_ZSTD => zstd::bulk::decompress(&frame[HEADER_LEN..HEADER_LEN + len], raw_len)
+        CODEC_ZSTD => zstd
+            .decompress(&frame[HEADER_LEN..HEADER_LEN + len], raw_len)
             .map_err(|_| BadFrame)?,
         _ => return Err(BadFrame),
     };
@@ -251,6 +255,8 @@ fn measure_stages(
     };
     let mut times = StageTimes::default();
     let (mut bytes, mut read_ns) = (0u64, 0u64);
+    let mut zstd = zstd::bulk::Decompressor::new()
+        .map_err(|e| Error::InvalidArgument(format!("cannot make a zstd context: {e}")))?;
     for &(id, _) in distinct.iter().step_by(stride) {
         let Some((loc, _)) = reader.locate(&id) else {
             continue;
@@ -258,12 +264,18 @@ fn measure_stages(
         let t = Instant::now();
         let frame = reader.engine.packs.read(&loc, Vec::new())?;
         read_ns += t.elapsed().as_nanos() as u64;
-        let (_, stage) = decode_stages(reader.vault().codec(), &id, frame, loc.raw_len as usize)
-            .map_err(|_| crate::store::StoreError::CorruptFrame {
-                block: id,
-                pack: loc.pack,
-                offset: loc.offset,
-            })?;
+        let (_, stage) = decode_stages(
+            reader.vault().codec(),
+            &mut zstd,
+            &id,
+            frame,
+            loc.raw_len as usize,
+        )
+        .map_err(|_| crate::store::StoreError::CorruptFrame {
+            block: id,
+            pack: loc.pack,
+            offset: loc.offset,
+        })?;
         times.add(&stage);
         bytes += u64::from(loc.raw_len);
     }
@@ -286,10 +298,12 @@ mod tests {
         let noise: Vec<u8> = (0..70_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
             .collect();
+        let mut zstd = zstd::bulk::Decompressor::new().unwrap();
         for plain in [text, noise] {
             let id = codec.id_of(&plain);
             let frame = codec.encode(&id, &plain);
-            let (out, _) = decode_stages(&codec, &id, frame.clone(), plain.len()).unwrap();
+            let (out, _) =
+                decode_stages(&codec, &mut zstd, &id, frame.clone(), plain.len()).unwrap();
             assert_eq!(out, plain);
             assert_eq!(
                 codec.decode(&id, frame.clone(), plain.len()).unwrap(),
@@ -298,7 +312,7 @@ mod tests {
             let mut bad = frame;
             let mid = bad.len() / 2;
             bad[mid] ^= 1;
-            assert!(decode_stages(&codec, &id, bad, plain.len()).is_err());
+            assert!(decode_stages(&codec, &mut zstd, &id, bad, plain.len()).is_err());
         }
     }
 }
