@@ -89,15 +89,13 @@ impl Walk {
             }
         };
         let index = self.nodes.len();
-        match entry.kind {
-            EntryKind::File => match parent {
+        if entry.kind == EntryKind::File {
+            match parent {
                 Some(before) if !options.force && unchanged(&entry, before) => {
                     entry.content = before.content;
                 }
                 _ => self.to_read.push(index),
-            },
-            EntryKind::Dir => {}
-            _ => {}
+            }
         }
         let is_dir = entry.kind == EntryKind::Dir;
         self.nodes.push(Node {
