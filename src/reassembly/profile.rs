@@ -262,7 +262,7 @@ fn measure_stages(
             continue;
         };
         let t = Instant::now();
-        let frame = reader.engine.packs.read(&loc, Vec::new())?;
+        let frame = reader.read_frame(&loc)?;
         read_ns += t.elapsed().as_nanos() as u64;
         let (_, stage) = decode_stages(
             reader.vault().codec(),
