@@ -18,6 +18,8 @@ use super::model::{ContentId, Entry, EntryKind, TreeId};
 /// Version byte of the encoding written by this build.
 pub const TREE_CODEC_V1: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
+/// A damaged size field must not make us allocate without bound.
+const MAX_BODY_BYTES: u64 = 1 << 30;
 
 const KINDS: [EntryKind; 7] = [
     EntryKind::File,
@@ -199,7 +201,12 @@ pub fn decode(blob: &[u8]) -> Option<Vec<Entry>> {
     if version != TREE_CODEC_V1 {
         return None;
     }
-    let body = zstd::stream::decode_all(z).ok()?;
+    // bulk::compress records the body's size in the frame; decoding with the thread's reused
+    // context avoids making a zstd context per directory.
+    let len = zstd::zstd_safe::get_frame_content_size(z)
+        .ok()??
+        .min(MAX_BODY_BYTES);
+    let body = crate::store::block::decompress(z, usize::try_from(len).ok()?)?;
     let mut r = Reader { buf: &body };
     let count = r.varint()?;
     let mut entries = Vec::with_capacity(usize::try_from(count).ok()?.min(1 << 20));

@@ -182,7 +182,8 @@ fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
-fn decompress(payload: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+/// Decompresses a zstd frame of at most `raw_len` bytes with this thread's context.
+pub(crate) fn decompress(payload: &[u8], raw_len: usize) -> Option<Vec<u8>> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
