@@ -258,17 +258,21 @@ impl Vault {
     }
 }
 
+/// A cheap key derivation for unit tests only: a vault made with it is easy to brute-force.
+#[cfg(test)]
+pub(crate) const TEST_OPTIONS: CreateOptions = CreateOptions {
+    kdf: KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FAST: CreateOptions = CreateOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-    };
+    const FAST: CreateOptions = TEST_OPTIONS;
 
     #[test]
     fn create_open_and_wrong_passphrase() {

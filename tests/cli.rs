@@ -441,20 +441,16 @@ fn flipped_byte_is_found_and_other_files_still_restore() {
     );
 }
 
-#[test]
-fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
-    let env = Env::new();
-    let src = env.path("src");
-    write_file(src.join("a.bin"), seeded_bytes(8, 40 * MIB));
-    // A large sparse file keeps the first backup busy long enough.
+/// Starts a backup of `src` made long by a 64 GiB sparse file (all holes, read as zeros) and
+/// returns once it holds the writer lock.
+fn start_long_backup(env: &Env, src: &Path, stderr: Stdio) -> std::process::Child {
     let sparse = fs::File::create(src.join("sparse.img")).unwrap();
-    sparse.set_len(48 << 30).unwrap();
+    sparse.set_len(64 << 30).unwrap();
     drop(sparse);
-
-    let mut first = env
+    let child = env
         .cmd(&["backup", src.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -462,12 +458,19 @@ fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
         .unwrap_or_default()
         .is_empty()
     {
-        assert!(
-            Instant::now() < deadline,
-            "first backup never took the lock"
-        );
+        assert!(Instant::now() < deadline, "backup never took the lock");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+#[test]
+fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.bin"), seeded_bytes(8, 40 * MIB));
+    let mut first = start_long_backup(&env, &src, Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(60);
     let second = env.run(&["backup", src.to_str().unwrap()]);
     assert_eq!(code(&second), 11, "{}", stderr(&second));
     assert_one_line_error(&second, &format!("pid {}", first.id()));
@@ -501,23 +504,7 @@ fn sigint_stops_a_backup_without_a_point() {
     let env = Env::new();
     let src = env.path("src");
     write_file(src.join("a.bin"), seeded_bytes(9, 2 * MIB));
-    let sparse = fs::File::create(src.join("sparse.img")).unwrap();
-    sparse.set_len(64 << 30).unwrap();
-    drop(sparse);
-    let child = env
-        .cmd(&["backup", src.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while fs::read_to_string(env.vault().join("lock"))
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "backup never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = start_long_backup(&env, &src, Stdio::piped());
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id().to_string();
     assert!(Command::new("kill")

@@ -965,20 +965,13 @@ fn out_len_below(position: u64, offset: u64, max: usize) -> bool {
 mod tests {
     use super::*;
     use crate::catalog::RecoveryPointId;
-    use crate::crypto::KdfParams;
     use crate::ingest::{backup, BackupOptions};
     use crate::progress::NoProgress;
     use crate::vault::{CreateOptions, Vault};
     use std::path::Path;
     use std::sync::atomic::AtomicBool;
 
-    const FAST: CreateOptions = CreateOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-    };
+    const FAST: CreateOptions = crate::vault::TEST_OPTIONS;
 
     /// A vault holding one backup of a small tree: a dir of `wide` files, a hardlink pair,
     /// a symlink, a file with an xattr-free 3 MiB body.
