@@ -6,119 +6,17 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::env::{assert_one_line_error, code, stderr, stdout, u, Env};
 use common::{
     allocated_bytes, assert_trees_equal, generate_tree, seeded_bytes, write_file, TreeSpec,
 };
 use serde_json::Value;
-use tempfile::TempDir;
 
 const MIB: usize = 1 << 20;
-
-/// A vault in a temporary directory and a way to run the binary against it.
-struct Env {
-    dir: TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("synvault-test")
-            .tempdir()
-            .unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let env = Env { dir };
-        let out = env.run(&["init"]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn vault(&self) -> PathBuf {
-        self.path("vault")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synvault"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SYNVAULT_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("SYNVAULT_PASSWORD", "correct horse")
-            .arg("--vault")
-            .arg(self.vault())
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed and returns its stdout parsed as JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn backup(&self, src: &Path) -> Value {
-        self.json(&["backup", "--json", src.to_str().unwrap()])
-    }
-
-    fn pack_files(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for dir in fs::read_dir(self.vault().join("packs")).unwrap() {
-            for f in fs::read_dir(dir.unwrap().path()).unwrap() {
-                out.push(f.unwrap().path());
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-/// The error is one line starting with `synvault:`, no panic, no backtrace.
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("synvault:")).collect();
-    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
-    assert!(
-        lines[0].contains(needle),
-        "error {:?} lacks {needle:?}",
-        lines[0]
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
 
 #[test]
 fn round_trip_restores_every_kind_of_entry_exactly() {

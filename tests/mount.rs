@@ -16,77 +16,24 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::env::{stderr, Env};
 use common::{generate_tree, seeded_bytes, tree_diff_with, write_file, DiffOptions, TreeSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
-use tempfile::TempDir;
 
 const MIB: usize = 1 << 20;
 const EROFS: i32 = 30;
 const EIO: i32 = 5;
 
-/// A vault in a temporary directory and a way to run the binary against it.
-struct Env {
-    dir: TempDir,
+/// Mounting, for the tests' vault.
+trait MountExt {
+    fn mount(&self, name: &str, args: &[&str]) -> Mount;
 }
 
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("synvault-mount")
-            .tempdir()
-            .unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let env = Env { dir };
-        let out = env.run(&["init"]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synvault"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SYNVAULT_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("SYNVAULT_PASSWORD", "correct horse")
-            .arg("--vault")
-            .arg(self.path("vault"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn backup(&self, src: &Path) -> Value {
-        let out = self.run(&["backup", "--json", src.to_str().unwrap()]);
-        assert!(out.status.success(), "backup failed: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn pack_files(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for dir in fs::read_dir(self.path("vault/packs")).unwrap() {
-            for f in fs::read_dir(dir.unwrap().path()).unwrap() {
-                out.push(f.unwrap().path());
-            }
-        }
-        out.sort();
-        out
-    }
-
+impl MountExt for Env {
     /// Starts `synvault mount <mnt> <args>` and waits until the kernel lists the mount.
     fn mount(&self, name: &str, args: &[&str]) -> Mount {
         let path = self.path(name);
@@ -246,10 +193,6 @@ fn fuse_ready() -> bool {
     }
     eprintln!("skipping: FUSE is not usable on this machine");
     false
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn mount_diff() -> DiffOptions {

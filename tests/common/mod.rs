@@ -8,6 +8,8 @@
 //! instead of returning errors: a broken fixture is a failed test.
 #![allow(dead_code)]
 
+pub mod env;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;

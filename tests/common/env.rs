@@ -1,0 +1,114 @@
+//! A vault in a temporary directory and the built binary run against it, with the output
+//! checks every CLI-level test uses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A vault in a temporary directory and a way to run the binary against it.
+pub struct Env {
+    pub dir: TempDir,
+}
+
+impl Env {
+    /// A new vault (`init` run) in its own temporary directory.
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("synvault-test")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Env { dir };
+        let out = env.run(&["init"]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn vault(&self) -> PathBuf {
+        self.path("vault")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synvault"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SYNVAULT_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("SYNVAULT_PASSWORD", "correct horse")
+            .arg("--vault")
+            .arg(self.vault())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed and returns its stdout parsed as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn backup(&self, src: &Path) -> Value {
+        self.json(&["backup", "--json", src.to_str().unwrap()])
+    }
+
+    pub fn pack_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(self.vault().join("packs")).unwrap() {
+            for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+                out.push(f.unwrap().path());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// The error is one line starting with `synvault:`, no panic, no backtrace.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("synvault:")).collect();
+    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
+    assert!(
+        lines[0].contains(needle),
+        "error {:?} lacks {needle:?}",
+        lines[0]
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+pub fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
