@@ -1,8 +1,12 @@
 //! Chunking: where one block ends and the next begins. Pure: bytes in, boundaries out.
 //!
-//! Files are cut content-defined with FastCDC (normalized chunking, level 2): a gear rolling
-//! hash over the bytes, a stricter mask before the average size and a looser one after, so
-//! block sizes cluster around the average and an insertion moves only nearby boundaries.
+//! Files are cut content-defined with FastCDC: a gear rolling hash over the bytes, a mask of
+//! the average's bits before the average size and one bit looser after it. The normalization
+//! is deliberately mild: with FastCDC's usual ±2 bits, a cut depends so much on where its
+//! block started that after an in-place change the cut chain took several blocks to fall back
+//! onto the old one (1 MiB overwritten stored more than 8 MiB for about 3% of keys); with
+//! these masks it falls back within a block or two (at most 5 MiB in 300 keys tried), and
+//! blocks still average about 1.1 MiB.
 //! The gear table is derived from the vault's chunker key, so block sizes are no fingerprint
 //! of known files. Disk images use fixed-size blocks instead.
 
@@ -65,8 +69,8 @@ impl Chunker {
         Chunker {
             kind,
             gear,
-            mask_small: high_bits(avg_bits + 2),
-            mask_large: high_bits(avg_bits - 2),
+            mask_small: high_bits(avg_bits),
+            mask_large: high_bits(avg_bits - 1),
         }
     }
 
