@@ -9,7 +9,6 @@ pub mod model;
 pub mod seed;
 pub mod tree_codec;
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -17,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
 
-use crate::store::{BlockId, PackEntry, PackId};
+use crate::store::{BlockId, IdMap, IdSet, PackEntry, PackId};
 
 /// Result alias for catalog operations.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -203,14 +202,14 @@ impl Catalog {
     }
 
     /// Every block id the vault holds or awaits.
-    pub fn block_ids(&self) -> Result<HashSet<BlockId>> {
+    pub fn block_ids(&self) -> Result<IdSet> {
         let mut stmt = self.conn.prepare("SELECT id FROM blocks")?;
         let rows = stmt.query_map([], |r| blob32(r, 0).map(BlockId))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Where every block is, with its pack's state.
-    pub fn block_locations(&self) -> Result<HashMap<BlockId, (BlockLocation, PackState)>> {
+    pub fn block_locations(&self) -> Result<IdMap<(BlockLocation, PackState)>> {
         let mut stmt = self.conn.prepare(
             "SELECT b.id, p.name, b.offset, b.stored_len, b.raw_len, p.state
              FROM blocks b JOIN packs p ON p.id = b.pack",

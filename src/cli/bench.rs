@@ -78,6 +78,12 @@ fn print_report(r: &BenchReport) {
     println!("read              {} in {:.2} s", bytes(r.bytes), r.secs);
     println!("throughput        {:.0} MB/s", r.mb_per_s);
     println!(
+        "cpu               {:.2} s ({:.2} of {} cores busy)",
+        r.cpu_secs,
+        r.cpu_secs / r.secs,
+        r.cores
+    );
+    println!(
         "blocks decoded    {} ({:.0} blocks/s)",
         r.engine.blocks, r.blocks_per_s
     );
@@ -86,6 +92,13 @@ fn print_report(r: &BenchReport) {
         100.0 * r.hit_rate,
         r.cache.hits,
         r.cache.misses
+    );
+    let b = &r.buffers;
+    println!(
+        "buffers           {:.1}% reused ({} reused, {} allocated)",
+        pct(b.reused, b.reused + b.allocated),
+        b.reused,
+        b.allocated
     );
     // The engine times decode as one step; the stage pass splits it in its own proportions.
     let e = &r.engine;

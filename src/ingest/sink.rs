@@ -5,14 +5,13 @@
 //! fsync stalls do not stop hashing and compression, and memory stays bounded. Where packs go
 //! is a [`PackDestination`]: the store, or (seed disks) removable disk directories.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use crate::catalog::{NewPack, PackState};
 use crate::store::pack::FinishedPack;
-use crate::store::{BlockCodec, BlockId, PackWriter, StoreError};
+use crate::store::{BlockCodec, BlockId, IdSet, PackWriter, StoreError};
 
 /// Target pack size.
 pub const PACK_TARGET_BYTES: usize = 32 << 20;
@@ -36,9 +35,9 @@ impl PackDestination for ToStore<'_> {
 /// Deduplicates, encodes and packs blocks.
 pub struct BlockSink<'a> {
     codec: &'a BlockCodec,
-    known: Mutex<HashSet<BlockId>>,
+    known: Mutex<IdSet>,
     /// If set, only these blocks are stored (repair re-makes lost blocks only).
-    wanted: Option<HashSet<BlockId>>,
+    wanted: Option<IdSet>,
     current: Mutex<PackWriter>,
     to_writer: Mutex<Option<SyncSender<PackWriter>>>,
     blocks_new: AtomicU64,
@@ -56,10 +55,7 @@ pub struct SinkTotals {
 
 impl<'a> BlockSink<'a> {
     /// A sink that skips `known` blocks. Returns the receiving end for [`run_writer`].
-    pub fn new(
-        codec: &'a BlockCodec,
-        known: HashSet<BlockId>,
-    ) -> (BlockSink<'a>, Receiver<PackWriter>) {
+    pub fn new(codec: &'a BlockCodec, known: IdSet) -> (BlockSink<'a>, Receiver<PackWriter>) {
         let (tx, rx) = sync_channel(1);
         let sink = BlockSink {
             codec,
@@ -75,11 +71,8 @@ impl<'a> BlockSink<'a> {
     }
 
     /// A sink that stores only the `wanted` blocks (each once).
-    pub fn only(
-        codec: &'a BlockCodec,
-        wanted: HashSet<BlockId>,
-    ) -> (BlockSink<'a>, Receiver<PackWriter>) {
-        let (mut sink, rx) = BlockSink::new(codec, HashSet::new());
+    pub fn only(codec: &'a BlockCodec, wanted: IdSet) -> (BlockSink<'a>, Receiver<PackWriter>) {
+        let (mut sink, rx) = BlockSink::new(codec, IdSet::default());
         sink.wanted = Some(wanted);
         (sink, rx)
     }

@@ -12,13 +12,15 @@
 //!
 //! The cache knows nothing of packs or frames: the caller passes the loader.
 
-use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use lru::LruCache;
 
-use crate::store::BlockId;
+use super::buffers::BufferPool;
+use crate::store::block::IdHasher;
+use crate::store::{BlockId, IdMap};
 
 /// A decoded block, shared between the cache and its readers.
 pub type Block = Arc<Vec<u8>>;
@@ -48,46 +50,61 @@ impl CacheStats {
     }
 }
 
-/// A load in progress; waiters sleep on the condvar until `done` is set.
+/// A load in progress; waiters sleep on the condvar until it is done.
 #[derive(Default)]
 struct Inflight {
-    done: Mutex<Option<Option<Block>>>,
+    state: Mutex<LoadState>,
     ready: Condvar,
+}
+
+#[derive(Default)]
+struct LoadState {
+    /// `Some` once the load ended: the block, or `None` if it failed.
+    done: Option<Option<Block>>,
+    /// Someone sleeps on `ready`. Most loads have no waiter, and waking nobody would still
+    /// cost a system call per block.
+    waited_on: bool,
 }
 
 impl Inflight {
     fn finish(&self, result: Option<Block>) {
-        *lock(&self.done) = Some(result);
-        self.ready.notify_all();
+        let mut state = lock(&self.state);
+        state.done = Some(result);
+        if state.waited_on {
+            drop(state);
+            self.ready.notify_all();
+        }
     }
 
     /// The loaded block, or `None` if the load failed.
     fn wait(&self) -> Option<Block> {
-        let mut done = lock(&self.done);
+        let mut state = lock(&self.state);
         loop {
-            if let Some(result) = done.as_ref() {
+            if let Some(result) = state.done.as_ref() {
                 return result.clone();
             }
-            done = self.ready.wait(done).unwrap_or_else(|e| e.into_inner());
+            state.waited_on = true;
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
 struct Inner {
-    lru: LruCache<BlockId, Block>,
+    lru: LruCache<BlockId, Block, BuildHasherDefault<IdHasher>>,
     bytes: usize,
-    inflight: HashMap<BlockId, Arc<Inflight>>,
+    inflight: IdMap<Arc<Inflight>>,
 }
 
-/// Evicted buffers kept for the next frame read. A fresh buffer costs a page fault per 4 KiB
-/// as the read fills it, which was the largest single cost of a cache miss; a recycled one
-/// is already mapped. Few are kept, so they add little to memory beyond the cache.
-const RECYCLED_MAX: usize = 8;
+/// Spare buffers kept for loads, as a fraction of the cache (see [`BufferPool`]).
+const SPARE_FRACTION: usize = 8;
+const SPARE_MIN: usize = 4 << 20;
+const SPARE_MAX: usize = 32 << 20;
 
 /// The cache. Shared by every reader of a vault (restore threads, mount threads, read-ahead).
 pub struct BlockCache {
     inner: Mutex<Inner>,
-    recycled: Mutex<Vec<Vec<u8>>>,
+    /// Evicted blocks' buffers, and the frames loads are done with, for the next loads.
+    buffers: BufferPool,
     capacity_bytes: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -122,11 +139,11 @@ impl BlockCache {
     pub fn new(capacity_bytes: usize) -> BlockCache {
         BlockCache {
             inner: Mutex::new(Inner {
-                lru: LruCache::unbounded(),
+                lru: LruCache::unbounded_with_hasher(BuildHasherDefault::default()),
                 bytes: 0,
-                inflight: HashMap::new(),
+                inflight: IdMap::default(),
             }),
-            recycled: Mutex::new(Vec::new()),
+            buffers: BufferPool::new((capacity_bytes / SPARE_FRACTION).clamp(SPARE_MIN, SPARE_MAX)),
             capacity_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -237,28 +254,18 @@ impl BlockCache {
         }
     }
 
-    /// Keeps evicted buffers nobody else holds for [`BlockCache::take_buffer`].
+    /// Gives evicted buffers nobody else holds to the pool.
     fn recycle(&self, evicted: Vec<Block>) {
         for block in evicted {
             if let Ok(buf) = Arc::try_unwrap(block) {
-                let mut pool = lock(&self.recycled);
-                if pool.len() < RECYCLED_MAX {
-                    pool.push(buf);
-                }
+                self.buffers.give(buf);
             }
         }
     }
 
-    /// An empty buffer for a load of `len` bytes: a recycled one whose capacity fits (at
-    /// most twice `len`, so a small block does not pin a large buffer in the cache), or new.
-    pub fn take_buffer(&self, len: usize) -> Vec<u8> {
-        let mut pool = lock(&self.recycled);
-        let fits = pool
-            .iter()
-            .position(|b| b.capacity() >= len && b.capacity() <= len.saturating_mul(2));
-        let mut buf = fits.map(|i| pool.swap_remove(i)).unwrap_or_default();
-        buf.clear();
-        buf
+    /// Buffers for loads: frames and decoded blocks. What a load is done with goes back here.
+    pub fn buffers(&self) -> &BufferPool {
+        &self.buffers
     }
 
     /// Counts so far and what is held.
@@ -342,27 +349,21 @@ mod tests {
 
     #[test]
     fn evicted_buffers_are_recycled_unless_still_held() {
-        let cache = BlockCache::new(2000);
-        let held = cache
-            .get_or_load(&id(1), || Ok::<_, ()>(vec![1; 1000]))
-            .unwrap();
-        cache
-            .get_or_load(&id(2), || Ok::<_, ()>(vec![2; 1000]))
-            .unwrap();
+        const LEN: usize = 1 << 20;
+        let cache = BlockCache::new(2 * LEN);
+        let block = |n: u8| Ok::<_, ()>(vec![n; LEN]);
+        let held = cache.get_or_load(&id(1), || block(1)).unwrap();
+        cache.get_or_load(&id(2), || block(2)).unwrap();
         // Evicts id(1), which a reader still holds: not recycled.
-        cache
-            .get_or_load(&id(3), || Ok::<_, ()>(vec![3; 1000]))
-            .unwrap();
-        assert_eq!(cache.take_buffer(1000).capacity(), 0);
+        cache.get_or_load(&id(3), || block(3)).unwrap();
+        assert_eq!(cache.buffers().bytes(), 0);
         drop(held);
-        // Evicts id(2), held by nobody: its buffer comes back empty, capacity kept, for a
-        // load it fits only.
-        cache
-            .get_or_load(&id(4), || Ok::<_, ()>(vec![4; 1000]))
-            .unwrap();
-        assert_eq!(cache.take_buffer(100).capacity(), 0);
-        let buf = cache.take_buffer(900);
-        assert!(buf.is_empty() && buf.capacity() >= 1000);
+        // Evicts id(2), held by nobody: its buffer goes to the pool, for a load it fits.
+        cache.get_or_load(&id(4), || block(4)).unwrap();
+        assert_eq!(cache.buffers().bytes(), LEN);
+        let buf = cache.buffers().take(LEN - 1000);
+        assert!(buf.is_empty() && buf.capacity() == LEN);
+        assert_eq!(cache.buffers().bytes(), 0);
     }
 
     #[test]

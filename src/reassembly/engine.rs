@@ -6,7 +6,6 @@
 //! committed after the reader started becomes readable; read-ahead never reports errors (the
 //! read that needs the block does). It knows nothing of files, paths or points.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +15,7 @@ use std::time::Instant;
 use super::cache::{Block, BlockCache, CacheStats};
 use crate::catalog::{BlockLocation, PackState};
 use crate::error::Result;
-use crate::store::{BlockId, LocalBackend, PackId, StoreError};
+use crate::store::{BlockId, IdMap, LocalBackend, PackId, StoreError};
 use crate::vault::Vault;
 /// Default size of the block cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
@@ -159,16 +158,22 @@ impl PackFiles {
         Ok(file)
     }
 
-    /// Reads a frame into `frame` (emptied first; its capacity is reused).
-    fn read(&self, loc: &BlockLocation, mut frame: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    /// Reads a frame into the start of `buf`, which grows (zeroed, once) to hold it and is
+    /// never shrunk, so a buffer used again costs neither allocation nor initialization.
+    fn read<'b>(
+        &self,
+        loc: &BlockLocation,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<&'b mut [u8], StoreError> {
         let file = self.file(&loc.pack)?;
         let len = loc.stored_len as usize;
-        frame.clear();
-        frame.reserve_exact(len);
-        // Into the spare capacity: no zeroing of a buffer the read overwrites anyway.
-        while frame.len() < len {
-            let at = loc.offset + frame.len() as u64;
-            match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut frame), at) {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let frame = &mut buf[..len];
+        let mut done = 0;
+        while done < len {
+            match rustix::io::pread(&*file, &mut frame[done..], loc.offset + done as u64) {
                 Ok(0) => {
                     return Err(StoreError::ShortPack {
                         pack: loc.pack,
@@ -176,7 +181,8 @@ impl PackFiles {
                         len,
                     })
                 }
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
                     return Err(StoreError::Io {
                         what: "read pack",
@@ -186,10 +192,15 @@ impl PackFiles {
                 }
             }
         }
-        // The capacity may exceed the frame; a read may have filled past its end.
-        frame.truncate(len);
         Ok(frame)
     }
+}
+
+thread_local! {
+    /// This thread's frame buffer: frames are read into it and decrypted in place. One buffer
+    /// used over and over stays in the CPU's cache; a fresh or recycled one per block made
+    /// reading a frame several times slower. It grows to the largest frame the thread read.
+    static FRAME: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// What a block read needs, shared with read-ahead threads.
@@ -205,7 +216,7 @@ struct Engine {
     queued: AtomicUsize,
 }
 
-type Locator = HashMap<BlockId, (BlockLocation, PackState)>;
+type Locator = IdMap<(BlockLocation, PackState)>;
 
 impl Engine {
     fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
@@ -244,21 +255,32 @@ impl Engine {
             return Err(StoreError::MissingPack { pack: loc.pack });
         }
         let t = Instant::now();
-        let frame = self
-            .packs
-            .read(&loc, self.cache.take_buffer(loc.stored_len as usize))?;
+        let mut scratch = FRAME.take();
+        let frame = match self.packs.read(&loc, &mut scratch) {
+            Ok(frame) => frame,
+            Err(e) => {
+                FRAME.set(scratch);
+                return Err(e);
+            }
+        };
         self.counters
             .read_ns
             .fetch_add(elapsed_ns(t), Ordering::Relaxed);
         let t = Instant::now();
-        let plain = vault
+        let buffers = self.cache.buffers();
+        let mut plain = buffers.take(loc.raw_len as usize);
+        let decoded = vault
             .codec()
-            .decode(id, frame, loc.raw_len as usize)
-            .map_err(|_| StoreError::CorruptFrame {
+            .decode_into(id, frame, loc.raw_len as usize, &mut plain);
+        FRAME.set(scratch);
+        if decoded.is_err() {
+            buffers.give(plain);
+            return Err(StoreError::CorruptFrame {
                 block: *id,
                 pack: loc.pack,
                 offset: loc.offset,
-            })?;
+            });
+        }
         let c = &self.counters;
         c.decode_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
         c.blocks.fetch_add(1, Ordering::Relaxed);
@@ -396,12 +418,19 @@ impl<'v> BlockReader<'v> {
 
     /// The frame of a block as stored, read from its pack (the bench times decoding apart).
     pub(crate) fn read_frame(&self, loc: &BlockLocation) -> Result<Vec<u8>, StoreError> {
-        self.engine.packs.read(loc, Vec::new())
+        let mut frame = Vec::new();
+        self.engine.packs.read(loc, &mut frame)?;
+        Ok(frame)
     }
 
     /// Hit and miss counts of the cache.
     pub fn cache_stats(&self) -> CacheStats {
         self.engine.cache.stats()
+    }
+
+    /// How often loads reused a spare buffer.
+    pub fn buffer_stats(&self) -> super::buffers::PoolStats {
+        self.engine.cache.buffers().stats()
     }
 
     /// Drops every cached block.
@@ -427,21 +456,23 @@ impl<'v> BlockReader<'v> {
         true
     }
 
-    /// Starts decoding `blocks` on the read-ahead pool, skipping those cached or under way.
-    /// Without a pool (borrowed vault, or no threads) this does nothing.
-    pub fn prefetch(&self, blocks: &[(u64, BlockId, u32)]) {
+    /// Starts decoding `blocks` on the read-ahead pool, in order, skipping those cached or
+    /// under way, until the pool's queue is full. Returns how many of `blocks` were dealt with
+    /// (queued or skipped); the rest are for a later call. Without a pool (borrowed vault, or
+    /// no threads) this does nothing and returns 0.
+    pub fn prefetch(&self, blocks: &[(u64, BlockId, u32)]) -> usize {
         let (Some(pool), VaultRef::Shared(vault)) = (&self.pool, &self.vault) else {
-            return;
+            return 0;
         };
         // Bound the queue: a reader far ahead of the decoders gains nothing from more.
         let max_queued = 2 * pool.threads + 2;
-        for &(_, id, _) in blocks {
+        for (taken, &(_, id, _)) in blocks.iter().enumerate() {
             if id == BlockId::ZERO || self.engine.cache.contains_or_loading(&id) {
                 continue;
             }
             if self.engine.queued.fetch_add(1, Ordering::AcqRel) >= max_queued {
                 self.engine.queued.fetch_sub(1, Ordering::AcqRel);
-                return;
+                return taken;
             }
             let (engine, vault) = (self.engine.clone(), vault.clone());
             pool.spawn(Box::new(move || {
@@ -450,6 +481,7 @@ impl<'v> BlockReader<'v> {
                 engine.queued.fetch_sub(1, Ordering::AcqRel);
             }));
         }
+        blocks.len()
     }
 }
 

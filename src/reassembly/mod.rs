@@ -14,6 +14,7 @@
 //! count towards the reader's resident memory, and the mount promises a peak RSS bounded by
 //! the cache size.
 
+pub mod buffers;
 pub mod cache;
 mod engine;
 pub mod profile;
@@ -46,8 +47,9 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// Records a read of blocks `first..=last`; returns the block range to read ahead, if the
-    /// access continues the previous one.
+    /// Records a read of blocks `first..=last`; returns the blocks to read ahead, if the access
+    /// continues the previous one. Blocks count as handed over only once [`Self::queued`]
+    /// says so, so blocks the pool had no room for are offered again on the next read.
     pub fn observe(
         &self,
         map: &BlockMap,
@@ -69,9 +71,25 @@ impl Sequential {
                 .iter()
                 .take_while(|b| b.0 < limit)
                 .count();
-        let done = self.ahead.fetch_max(end as u64, Ordering::AcqRel) as usize;
-        let from = start.max(done);
+        let from = start.max(self.ahead.load(Ordering::Acquire) as usize);
         (from < end).then_some(from..end)
+    }
+
+    /// Records that blocks before `end` are cached or queued for read-ahead.
+    pub fn queued(&self, end: usize) {
+        self.ahead.fetch_max(end as u64, Ordering::AcqRel);
+    }
+
+    /// Observes a read of `len` bytes at `offset` and queues read-ahead on `blocks`' pool.
+    pub fn read_ahead(&self, blocks: &BlockReader<'_>, map: &BlockMap, offset: u64, len: u64) {
+        let Some((first, last)) = map.blocks_of(offset, len) else {
+            return;
+        };
+        let window = blocks.options().readahead_bytes;
+        if let Some(ahead) = self.observe(map, first, last, window) {
+            let taken = blocks.prefetch(&map.blocks[ahead.clone()]);
+            self.queued(ahead.start + taken);
+        }
     }
 }
 
@@ -317,12 +335,8 @@ impl FileReader<'_, '_> {
     /// sequential; returns how many were read (0 at the end).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         let blocks = self.blocks;
-        if let Some((first, last)) = self.map.blocks_of(offset, buf.len() as u64) {
-            let window = blocks.options().readahead_bytes;
-            if let Some(ahead) = self.sequential.observe(&self.map, first, last, window) {
-                blocks.prefetch(&self.map.blocks[ahead]);
-            }
-        }
+        self.sequential
+            .read_ahead(blocks, &self.map, offset, buf.len() as u64);
         fill(&self.map, offset, buf, |id, len| blocks.read_block(id, len))
     }
 }
@@ -377,11 +391,15 @@ mod tests {
         let map = BlockMap::new(&content);
         let seq = Sequential::default();
         assert_eq!(seq.observe(&map, 0, 0, 3 << 20), Some(1..4));
-        assert_eq!(seq.observe(&map, 1, 1, 3 << 20), Some(4..5));
+        // The pool took only two: the third is offered again.
+        seq.queued(3);
+        assert_eq!(seq.observe(&map, 1, 1, 3 << 20), Some(3..5));
+        seq.queued(5);
         assert_eq!(seq.observe(&map, 1, 1, 3 << 20), None, "all queued already");
         // A jump is not sequential; continuing from there is.
         assert_eq!(seq.observe(&map, 7, 7, 3 << 20), None);
         assert_eq!(seq.observe(&map, 8, 8, 3 << 20), Some(9..10));
+        seq.queued(10);
         assert_eq!(seq.observe(&map, 9, 9, 3 << 20), None, "end of file");
     }
 }

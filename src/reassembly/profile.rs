@@ -10,12 +10,11 @@
 //! the frame layout drawn in `store::block` (version 1). A unit test checks it against
 //! `BlockCodec::decode`, so a format change fails a test instead of skewing a benchmark.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
-
+use super::buffers::PoolStats;
 use super::{BlockMap, BlockReader, CacheStats, ReadTimes, ReaderOptions};
 use crate::catalog::{EntryKind, RecoveryPoint, TreeId};
 use crate::crypto::{subkey, NONCE_LEN, TAG_LEN};
@@ -104,11 +103,15 @@ pub struct BenchReport {
     /// Logical bytes read (holes included).
     pub bytes: u64,
     pub secs: f64,
+    /// CPU time of the whole process during the pass (every thread, user and system).
+    pub cpu_secs: f64,
     pub mb_per_s: f64,
     /// Blocks decoded per second (cache misses).
     pub blocks_per_s: f64,
     pub cache: CacheStats,
     pub hit_rate: f64,
+    /// How often loads found a spare buffer instead of allocating one.
+    pub buffers: PoolStats,
     /// The engine's own time split, summed over threads.
     pub engine: ReadTimes,
     /// Decode stages measured on one thread over `limit_bytes` of the same blocks.
@@ -170,24 +173,11 @@ pub fn bench_point(
     let reader = BlockReader::with_options(vault.clone(), options.reader)?;
     let mut files = Vec::new();
     collect_files(&reader, point.root_tree, &mut files)?;
-    let bytes = AtomicU64::new(0);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads.max(1))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start bench threads: {e}")))?;
+    let cpu_before = process_cpu_secs();
     let started = Instant::now();
-    pool.install(|| {
-        files.par_iter().try_for_each_init(
-            || vec![0u8; 1 << 20],
-            |buf, map| {
-                let n = read_file(&reader, map, buf)?;
-                bytes.fetch_add(n, Ordering::Relaxed);
-                Ok::<_, Error>(())
-            },
-        )
-    })?;
+    let bytes = read_all(&reader, &files, options.threads.max(1))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let bytes = bytes.into_inner();
+    let cpu_secs = process_cpu_secs() - cpu_before;
     let engine = reader.read_times();
     let cache = reader.cache_stats();
     let (stages, limit_bytes, limit_read_ns) =
@@ -201,9 +191,11 @@ pub fn bench_point(
         files: files.len() as u64,
         bytes,
         secs,
+        cpu_secs,
         mb_per_s,
         blocks_per_s: engine.blocks as f64 / secs,
         hit_rate: cache.hit_rate(),
+        buffers: reader.buffer_stats(),
         cache,
         engine,
         stages,
@@ -213,6 +205,50 @@ pub fn bench_point(
         pipeline_limit_mb_per_s: limit,
         fraction_of_limit: if limit > 0.0 { mb_per_s / limit } else { 0.0 },
     })
+}
+
+fn process_cpu_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Files a reading thread takes at a time.
+const FILES_PER_TAKE: usize = 16;
+
+/// Reads every file on `threads` threads, which take the next few files in tree order from a
+/// shared cursor (as a restore walks a tree). Splitting the list into halves instead would
+/// have the threads walk identical subtrees in step, one waiting on every block the other
+/// is decoding. Returns the bytes read.
+fn read_all(reader: &BlockReader<'_>, files: &[BlockMap], threads: usize) -> Result<u64> {
+    let cursor = AtomicUsize::new(0);
+    let bytes = AtomicU64::new(0);
+    let read_some = || -> Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let start = cursor.fetch_add(FILES_PER_TAKE, Ordering::Relaxed);
+            let Some(take) = files.get(start..files.len().min(start + FILES_PER_TAKE)) else {
+                return Ok(());
+            };
+            for map in take {
+                bytes.fetch_add(read_file(reader, map, &mut buf)?, Ordering::Relaxed);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                std::thread::Builder::new()
+                    .name(format!("synvault-bench-{i}"))
+                    .spawn_scoped(scope, read_some)
+                    .map_err(|e| Error::InvalidArgument(format!("cannot start bench threads: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(Error::InvalidArgument("a bench thread panicked".into())))
+        })
+    })?;
+    Ok(bytes.into_inner())
 }
 
 /// Reads one file into `buf` (reused across files: the copy out is part of a read, a fresh

@@ -2,7 +2,6 @@
 //! exactly the blocks those packs held, into the store. A file whose data changed since
 //! prepare cannot give its old blocks back: it is listed as not repairable.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::ingest::file::FileReader;
 use crate::ingest::sink::{self, BlockSink};
 use crate::progress::Progress;
-use crate::store::{BlockId, PackId};
+use crate::store::{IdSet, PackId};
 use crate::vault::Vault;
 
 /// What a repair did.
@@ -43,7 +42,7 @@ fn collect_damaged(
     vault: &Vault,
     tree: TreeId,
     rel: &Path,
-    lost: &HashSet<BlockId>,
+    lost: &IdSet,
     out: &mut Vec<Damaged>,
 ) -> Result<()> {
     let entries = vault.catalog().tree_entries(&tree)?;
@@ -111,7 +110,7 @@ pub fn repair(
         report.job_complete = true;
         return Ok(report);
     }
-    let mut lost = HashSet::new();
+    let mut lost = IdSet::default();
     for pack in &lost_packs {
         lost.extend(
             vault

@@ -11,13 +11,52 @@
 //! grows, and lets a frame move between packs without being re-encrypted. Decoding checks
 //! the tag, decompresses, and checks that the plaintext hashes to the id.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::crypto::{random_array, subkey, FrameCipher, Key, Keys, NONCE_LEN, TAG_LEN};
 
 /// A block's id: keyed blake3 of its plaintext.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BlockId(pub [u8; 32]);
+
+/// Hashes as its first eight bytes: see [`IdHasher`].
+impl Hash for BlockId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+/// A hasher for maps keyed by [`BlockId`]: the id's first eight bytes are the hash. Ids are
+/// keyed hashes, uniform and unpredictable without the vault key, so they need no mixing and
+/// no flood-resistant hasher; SipHash over every lookup was a visible cost of reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    /// Only for keys other than a bare id: folds the bytes in (correct, not fast).
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by block id, hashed with [`IdHasher`].
+pub type IdMap<V> = HashMap<BlockId, V, BuildHasherDefault<IdHasher>>;
+/// A set of block ids, hashed with [`IdHasher`].
+pub type IdSet = HashSet<BlockId, BuildHasherDefault<IdHasher>>;
 
 impl BlockId {
     /// The marker for an all-zero block: stored as a hole, never as data. No real keyed
@@ -133,6 +172,39 @@ impl BlockCodec {
         mut frame: Vec<u8>,
         raw_len: usize,
     ) -> Result<Vec<u8>, BadFrame> {
+        let mut plain = Vec::with_capacity(raw_len);
+        self.decode_into(id, &mut frame, raw_len, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// [`Self::decode`] into `plain` (emptied first; its capacity is used, and must hold
+    /// `raw_len`). The frame is decrypted in place and left as scratch: a reader keeps one
+    /// frame buffer per thread, which stays in the CPU's cache from block to block.
+    pub fn decode_into(
+        &self,
+        id: &BlockId,
+        frame: &mut [u8],
+        raw_len: usize,
+        plain: &mut Vec<u8>,
+    ) -> Result<(), BadFrame> {
+        plain.clear();
+        let (codec, len) = self.open_frame(id, frame)?;
+        let payload = &frame[HEADER_LEN..HEADER_LEN + len];
+        match codec {
+            CODEC_RAW if payload.len() == raw_len => plain.extend_from_slice(payload),
+            CODEC_ZSTD if plain.capacity() >= raw_len => {
+                decompress_into(payload, plain).ok_or(BadFrame)?
+            }
+            _ => return Err(BadFrame),
+        }
+        if plain.len() != raw_len || self.id_of(plain) != *id {
+            return Err(BadFrame);
+        }
+        Ok(())
+    }
+
+    /// Checks and decrypts a frame in place; returns its codec and payload length.
+    fn open_frame(&self, id: &BlockId, frame: &mut [u8]) -> Result<(u8, usize), BadFrame> {
         if frame.len() < FRAME_OVERHEAD {
             return Err(BadFrame);
         }
@@ -144,20 +216,7 @@ impl BlockCodec {
             .cipher
             .open_in_place(&key, &nonce, &aad(id, codec), &mut frame[HEADER_LEN..])
             .map_err(|_| BadFrame)?;
-        let payload = &frame[HEADER_LEN..HEADER_LEN + len];
-        let plain = match codec {
-            CODEC_RAW => {
-                frame.truncate(HEADER_LEN + len);
-                frame.drain(..HEADER_LEN);
-                frame
-            }
-            CODEC_ZSTD => decompress(payload, raw_len).ok_or(BadFrame)?,
-            _ => return Err(BadFrame),
-        };
-        if plain.len() != raw_len || self.id_of(&plain) != *id {
-            return Err(BadFrame);
-        }
-        Ok(plain)
+        Ok((codec, len))
     }
 }
 
@@ -184,12 +243,25 @@ fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
 
 /// Decompresses a zstd frame of at most `raw_len` bytes with this thread's context.
 pub(crate) fn decompress(payload: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+    with_decompressor(|z| z.decompress(payload, raw_len).ok())
+}
+
+/// Decompresses `payload` into `out`'s capacity (which bounds the output); `out` is emptied
+/// first.
+pub(crate) fn decompress_into(payload: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
+    with_decompressor(|z| z.decompress_to_buffer(payload, out).ok().map(drop))
+}
+
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> Option<T>,
+) -> Option<T> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new().ok()?);
         }
-        slot.as_mut()?.decompress(payload, raw_len).ok()
+        f(slot.as_mut()?)
     })
 }
 

@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use backend::{Backend, LocalBackend, MemBackend};
-pub use block::{BlockCodec, BlockId};
+pub use block::{BlockCodec, BlockId, IdMap, IdSet};
 pub use pack::{PackEntry, PackWriter};
 
 /// Result alias for store operations.

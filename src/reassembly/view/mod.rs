@@ -587,12 +587,8 @@ impl<'v> View<'v> {
         }
         let map = self.map_of(&node)?;
         let len = (buf.len() as u64).min(map.size.saturating_sub(offset)) as usize;
-        if let Some((first, last)) = map.blocks_of(offset, len as u64) {
-            let window = self.blocks.options().readahead_bytes;
-            if let Some(ahead) = node.sequential.observe(&map, first, last, window) {
-                self.blocks.prefetch(&map.blocks[ahead]);
-            }
-        }
+        node.sequential
+            .read_ahead(&self.blocks, &map, offset, len as u64);
         fill(&map, offset, &mut buf[..len], |id, len| {
             self.blocks.read_block(id, len).map_err(|e| (*id, e))
         })
