@@ -84,8 +84,8 @@ fn print_report(r: &BenchReport) {
         r.cores
     );
     println!(
-        "blocks decoded    {} ({:.0} blocks/s)",
-        r.engine.blocks, r.blocks_per_s
+        "blocks decoded    {} ({:.0} blocks/s), in {} pack reads",
+        r.engine.blocks, r.blocks_per_s, r.engine.reads
     );
     println!(
         "cache             {:.1}% hits ({} hits, {} misses)",

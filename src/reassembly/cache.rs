@@ -194,6 +194,15 @@ impl BlockCache {
         }
     }
 
+    /// Loads a block with `load` unless it is cached or being loaded; a failed load is not
+    /// cached and its error dropped (read-ahead: the read that needs the block reports it).
+    pub fn load_if_absent<E>(&self, id: &BlockId, load: impl FnOnce() -> Result<Vec<u8>, E>) {
+        if let Found::Load(inflight) = self.find(id) {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            let _ = self.run_load(id, &inflight, load);
+        }
+    }
+
     fn find(&self, id: &BlockId) -> Found {
         let mut inner = lock(&self.inner);
         if let Some(block) = inner.lru.get(id) {

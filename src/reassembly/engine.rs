@@ -87,8 +87,10 @@ pub struct ReadTimes {
     pub blocks: u64,
     /// Plaintext bytes of those blocks.
     pub plain_bytes: u64,
-    /// Frame bytes read from packs.
+    /// Bytes read from packs (frames, and the gaps between frames read together).
     pub stored_bytes: u64,
+    /// Reads from packs (one per frame, or per run of neighbouring frames).
+    pub reads: u64,
 }
 
 #[derive(Default)]
@@ -99,6 +101,7 @@ struct Counters {
     blocks: AtomicU64,
     plain_bytes: AtomicU64,
     stored_bytes: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +114,7 @@ impl Counters {
             blocks: g(&self.blocks),
             plain_bytes: g(&self.plain_bytes),
             stored_bytes: g(&self.stored_bytes),
+            reads: g(&self.reads),
         }
     }
 }
@@ -158,26 +162,28 @@ impl PackFiles {
         Ok(file)
     }
 
-    /// Reads a frame into the start of `buf`, which grows (zeroed, once) to hold it and is
-    /// never shrunk, so a buffer used again costs neither allocation nor initialization.
+    /// Reads `len` bytes of `pack` at `offset` into the start of `buf`, which grows (zeroed,
+    /// once) to hold them and is never shrunk, so a buffer used again costs neither
+    /// allocation nor initialization.
     fn read<'b>(
         &self,
-        loc: &BlockLocation,
+        pack: &PackId,
+        offset: u64,
+        len: usize,
         buf: &'b mut Vec<u8>,
     ) -> Result<&'b mut [u8], StoreError> {
-        let file = self.file(&loc.pack)?;
-        let len = loc.stored_len as usize;
+        let file = self.file(pack)?;
         if buf.len() < len {
             buf.resize(len, 0);
         }
-        let frame = &mut buf[..len];
+        let bytes = &mut buf[..len];
         let mut done = 0;
         while done < len {
-            match rustix::io::pread(&*file, &mut frame[done..], loc.offset + done as u64) {
+            match rustix::io::pread(&*file, &mut bytes[done..], offset + done as u64) {
                 Ok(0) => {
                     return Err(StoreError::ShortPack {
-                        pack: loc.pack,
-                        offset: loc.offset,
+                        pack: *pack,
+                        offset,
                         len,
                     })
                 }
@@ -186,21 +192,53 @@ impl PackFiles {
                 Err(e) => {
                     return Err(StoreError::Io {
                         what: "read pack",
-                        path: self.layout.path_of(&loc.pack),
+                        path: self.layout.path_of(pack),
                         source: e.into(),
                     })
                 }
             }
         }
-        Ok(frame)
+        Ok(bytes)
     }
 }
 
 thread_local! {
-    /// This thread's frame buffer: frames are read into it and decrypted in place. One buffer
-    /// used over and over stays in the CPU's cache; a fresh or recycled one per block made
-    /// reading a frame several times slower. It grows to the largest frame the thread read.
+    /// This thread's frame buffer: frames (or spans of frames) are read into it and decrypted
+    /// in place. One buffer used over and over stays in the CPU's cache; a fresh or recycled
+    /// one per block made reading a frame several times slower. It grows to the largest read
+    /// the thread made (at most [`SPAN_MAX`] or one frame).
     static FRAME: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Frames at most this far apart in a pack are read together, the gap with them.
+const SPAN_GAP: u64 = 64 << 10;
+/// A joint read of several frames grows to at most this (one larger frame is read alone).
+const SPAN_MAX: u64 = 2 << 20;
+
+/// Splits frames sorted by (pack, offset) into runs that one read covers.
+fn spans(frames: &[(BlockId, BlockLocation)]) -> impl Iterator<Item = &[(BlockId, BlockLocation)]> {
+    let mut rest = frames;
+    std::iter::from_fn(move || {
+        let first = rest.first()?.1;
+        let mut end = first.offset + u64::from(first.stored_len);
+        let len = 1 + rest[1..]
+            .iter()
+            .take_while(|(_, loc)| {
+                let next_end = loc.offset + u64::from(loc.stored_len);
+                let joins = loc.pack == first.pack
+                    && loc.offset >= end
+                    && loc.offset - end <= SPAN_GAP
+                    && next_end - first.offset <= SPAN_MAX;
+                if joins {
+                    end = next_end;
+                }
+                joins
+            })
+            .count();
+        let (span, tail) = rest.split_at(len);
+        rest = tail;
+        Some(span)
+    })
 }
 
 /// What a block read needs, shared with read-ahead threads.
@@ -254,26 +292,47 @@ impl Engine {
         if state == PackState::InTransit {
             return Err(StoreError::MissingPack { pack: loc.pack });
         }
-        let t = Instant::now();
         let mut scratch = FRAME.take();
-        let frame = match self.packs.read(&loc, &mut scratch) {
-            Ok(frame) => frame,
-            Err(e) => {
-                FRAME.set(scratch);
-                return Err(e);
-            }
-        };
-        self.counters
-            .read_ns
-            .fetch_add(elapsed_ns(t), Ordering::Relaxed);
+        let plain = self
+            .read_frames(&loc.pack, loc.offset, loc.stored_len as usize, &mut scratch)
+            .and_then(|frame| self.decode(vault, id, &loc, frame));
+        FRAME.set(scratch);
+        plain
+    }
+
+    /// Reads a frame, or a span of neighbouring frames, into `scratch`, counting the time.
+    fn read_frames<'b>(
+        &self,
+        pack: &PackId,
+        offset: u64,
+        len: usize,
+        scratch: &'b mut Vec<u8>,
+    ) -> Result<&'b mut [u8], StoreError> {
+        let t = Instant::now();
+        let bytes = self.packs.read(pack, offset, len, scratch)?;
+        let c = &self.counters;
+        c.read_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
+        c.stored_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        c.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Opens, decompresses and verifies a frame read from `loc` into a pooled buffer.
+    fn decode(
+        &self,
+        vault: &Vault,
+        id: &BlockId,
+        loc: &BlockLocation,
+        frame: &mut [u8],
+    ) -> Result<Vec<u8>, StoreError> {
         let t = Instant::now();
         let buffers = self.cache.buffers();
         let mut plain = buffers.take(loc.raw_len as usize);
-        let decoded = vault
+        if vault
             .codec()
-            .decode_into(id, frame, loc.raw_len as usize, &mut plain);
-        FRAME.set(scratch);
-        if decoded.is_err() {
+            .decode_into(id, frame, loc.raw_len as usize, &mut plain)
+            .is_err()
+        {
             buffers.give(plain);
             return Err(StoreError::CorruptFrame {
                 block: *id,
@@ -286,9 +345,42 @@ impl Engine {
         c.blocks.fetch_add(1, Ordering::Relaxed);
         c.plain_bytes
             .fetch_add(u64::from(loc.raw_len), Ordering::Relaxed);
-        c.stored_bytes
-            .fetch_add(u64::from(loc.stored_len), Ordering::Relaxed);
         Ok(plain)
+    }
+
+    /// Loads those of `ids` that are neither cached nor under way, reading frames that lie
+    /// close together in a pack with one read: a directory of small files is often one run
+    /// of a pack, and a system call per frame cost as much as decoding a small one. Errors
+    /// are dropped: the read that needs the block meets them again and reports them.
+    fn warm_many(&self, vault: &Vault, ids: &[BlockId]) {
+        let mut wanted: Vec<(BlockId, BlockLocation)> = ids
+            .iter()
+            .filter(|id| **id != BlockId::ZERO && !self.cache.contains_or_loading(id))
+            .filter_map(|id| match self.locate(id) {
+                Some((loc, PackState::Stored)) => Some((*id, loc)),
+                _ => None,
+            })
+            .collect();
+        wanted.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
+        wanted.dedup_by_key(|(id, _)| *id);
+        let mut scratch = FRAME.take();
+        for span in spans(&wanted) {
+            let (first, last) = (&span[0].1, &span[span.len() - 1].1);
+            let start = first.offset;
+            let end = last.offset + u64::from(last.stored_len);
+            let Ok(bytes) =
+                self.read_frames(&first.pack, start, (end - start) as usize, &mut scratch)
+            else {
+                continue;
+            };
+            for (id, loc) in span {
+                let at = (loc.offset - start) as usize;
+                let frame = &mut bytes[at..at + loc.stored_len as usize];
+                self.cache
+                    .load_if_absent(id, || self.decode(vault, id, loc, frame));
+            }
+        }
+        FRAME.set(scratch);
     }
 
     fn block(&self, vault: &Vault, id: &BlockId) -> Result<Block, StoreError> {
@@ -416,10 +508,20 @@ impl<'v> BlockReader<'v> {
         self.engine.load(&self.vault, id)
     }
 
+    /// Loads into the cache those of `ids` not there yet, on this thread, reading frames that
+    /// lie close together in a pack with one read (see [`Loader::warm_many`] for the
+    /// background form). Errors are left for the reads that need the blocks.
+    pub fn warm_many(&self, ids: &[BlockId]) {
+        self.engine.warm_many(&self.vault, ids);
+    }
+
     /// The frame of a block as stored, read from its pack (the bench times decoding apart).
     pub(crate) fn read_frame(&self, loc: &BlockLocation) -> Result<Vec<u8>, StoreError> {
         let mut frame = Vec::new();
-        self.engine.packs.read(loc, &mut frame)?;
+        let len = loc.stored_len as usize;
+        self.engine
+            .packs
+            .read(&loc.pack, loc.offset, len, &mut frame)?;
         Ok(frame)
     }
 
@@ -509,11 +611,145 @@ impl Loader {
         self.engine.locate(id)
     }
 
-    /// Loads a block into the cache unless it is there or under way; errors are left for the
-    /// read that needs the block to see and report.
-    pub fn warm(&self, id: &BlockId) {
-        if *id != BlockId::ZERO && !self.engine.cache.contains_or_loading(id) {
-            let _ = self.engine.block(&self.vault, id);
+    /// Loads blocks into the cache unless they are there or under way, neighbouring frames
+    /// with one read; errors are left for the reads that need the blocks to see and report.
+    pub fn warm_many(&self, ids: &[BlockId]) {
+        self.engine.warm_many(&self.vault, ids);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pack: u8, offset: u64, len: u32) -> (BlockId, BlockLocation) {
+        let loc = BlockLocation {
+            pack: PackId([pack; 32]),
+            offset,
+            stored_len: len,
+            raw_len: len,
+        };
+        (BlockId([offset as u8; 32]), loc)
+    }
+
+    fn span_offsets(frames: &[(BlockId, BlockLocation)]) -> Vec<Vec<u64>> {
+        spans(frames)
+            .map(|span| span.iter().map(|(_, loc)| loc.offset).collect())
+            .collect()
+    }
+
+    #[test]
+    fn neighbouring_frames_share_a_read() {
+        let frames = [
+            frame(1, 0, 100),
+            frame(1, 100, 50),
+            // A gap within SPAN_GAP joins; one beyond it does not.
+            frame(1, 150 + SPAN_GAP, 10),
+            frame(1, 160 + 2 * SPAN_GAP + 1, 10),
+            // Another pack starts another read.
+            frame(2, 170 + 2 * SPAN_GAP + 1, 10),
+        ];
+        assert_eq!(
+            span_offsets(&frames),
+            vec![
+                vec![0, 100, 150 + SPAN_GAP],
+                vec![160 + 2 * SPAN_GAP + 1],
+                vec![170 + 2 * SPAN_GAP + 1],
+            ]
+        );
+        // A read stops growing at SPAN_MAX; a larger frame is read alone.
+        let half = (SPAN_MAX / 2) as u32;
+        let frames = [
+            frame(1, 0, half),
+            frame(1, u64::from(half), half),
+            frame(1, u64::from(2 * half), 1),
+            frame(1, u64::from(2 * half) + 1, 3 * half),
+        ];
+        assert_eq!(
+            span_offsets(&frames),
+            vec![
+                vec![0, u64::from(half)],
+                vec![u64::from(2 * half)],
+                vec![u64::from(2 * half) + 1],
+            ]
+        );
+        assert_eq!(spans(&[]).count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_frame_in_a_joint_read_spoils_only_its_own_block() {
+        use crate::ingest::{backup, BackupOptions};
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        for i in 0..20u32 {
+            let body = format!("file {i} ").repeat(500 + i as usize);
+            std::fs::write(src.join(format!("f{i:02}")), body).unwrap();
         }
+        let vault =
+            Vault::create(&dir.path().join("vault"), b"pw", crate::vault::TEST_OPTIONS).unwrap();
+        let options = BackupOptions {
+            paths: vec![src],
+            ..BackupOptions::default()
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        backup(&vault, &options, &crate::progress::NoProgress, &stop).unwrap();
+
+        let locations = vault.catalog().block_locations().unwrap();
+        let mut ids: Vec<BlockId> = locations.keys().copied().collect();
+        ids.sort_by_key(|id| locations[id].0.offset);
+        assert!(ids.len() >= 20);
+        let victim = ids[ids.len() / 2];
+        let loc = locations[&victim].0;
+        let pack = LocalBackend::new(vault.root().join("packs")).path_of(&loc.pack);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pack)
+            .unwrap();
+        let at = loc.offset + u64::from(loc.stored_len) / 2;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], at).unwrap();
+
+        let reader = BlockReader::new(&vault).unwrap();
+        reader.warm_many(&ids);
+        let times = reader.read_times();
+        assert_eq!(
+            times.blocks,
+            ids.len() as u64 - 1,
+            "every good block decoded"
+        );
+        assert!(
+            times.reads <= 2,
+            "{} frames in {} reads",
+            ids.len(),
+            times.reads
+        );
+        assert!(
+            times.stored_bytes
+                >= locations
+                    .values()
+                    .map(|(l, _)| u64::from(l.stored_len))
+                    .sum::<u64>()
+        );
+        for id in &ids {
+            let (loc, _) = locations[id];
+            let got = reader.read_block(id, loc.raw_len);
+            if *id == victim {
+                assert!(
+                    matches!(got, Err(StoreError::CorruptFrame { .. })),
+                    "{got:?}"
+                );
+            } else {
+                assert_eq!(vault.codec().id_of(&got.unwrap()), *id);
+            }
+        }
+        assert_eq!(
+            reader.read_times().blocks,
+            ids.len() as u64 - 1,
+            "no good block decoded twice"
+        );
     }
 }

@@ -700,15 +700,15 @@ impl<'v> View<'v> {
         for batch in files.chunks(DIR_AHEAD_BATCH) {
             let (maps, batch) = (self.maps.clone(), batch.to_vec());
             let spawned = self.blocks.spawn(move |loader| {
+                let mut heads = Vec::new();
                 for child in batch {
                     let locate = |id: &BlockId| loader.locate(id);
                     if let Ok(map) = load_map(&maps, loader.vault(), locate, &child) {
                         let head = map.blocks.iter().take_while(|b| b.0 < DIR_AHEAD_FILE_BYTES);
-                        for (_, id, _) in head {
-                            loader.warm(id);
-                        }
+                        heads.extend(head.map(|&(_, id, _)| id));
                     }
                 }
+                loader.warm_many(&heads);
             });
             if !spawned {
                 return;
