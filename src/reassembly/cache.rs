@@ -194,6 +194,29 @@ impl BlockCache {
         }
     }
 
+    /// The block if it is cached, or once the load under way ends; `None` (counted as a miss)
+    /// if neither: the caller reads it some other way.
+    pub fn get_if_loaded(&self, id: &BlockId) -> Option<Block> {
+        let found = {
+            let mut inner = lock(&self.inner);
+            match inner.lru.get(id) {
+                Some(block) => Some(Ok(block.clone())),
+                None => inner.inflight.get(id).map(|w| Err(w.clone())),
+            }
+        };
+        let block = match found? {
+            Ok(block) => Some(block),
+            Err(inflight) => inflight.wait(),
+        };
+        let counter = if block.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        block
+    }
+
     /// Loads a block with `load` unless it is cached or being loaded; a failed load is not
     /// cached and its error dropped (read-ahead: the read that needs the block reports it).
     pub fn load_if_absent<E>(&self, id: &BlockId, load: impl FnOnce() -> Result<Vec<u8>, E>) {

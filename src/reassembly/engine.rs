@@ -383,6 +383,42 @@ impl Engine {
         FRAME.set(scratch);
     }
 
+    /// Reads and decodes one block straight into `out` (its exact length), bypassing the
+    /// cache.
+    fn load_to(&self, vault: &Vault, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let found = self.locate_fresh(vault, id);
+        self.counters
+            .locate_ns
+            .fetch_add(elapsed_ns(t), Ordering::Relaxed);
+        let Some((loc, state)) = found else {
+            return Err(StoreError::UnknownBlock { block: *id });
+        };
+        if state == PackState::InTransit {
+            return Err(StoreError::MissingPack { pack: loc.pack });
+        }
+        let mut scratch = FRAME.take();
+        let done = self
+            .read_frames(&loc.pack, loc.offset, loc.stored_len as usize, &mut scratch)
+            .and_then(|frame| {
+                let t = Instant::now();
+                vault.codec().decode_to_slice(id, frame, out).map_err(|_| {
+                    StoreError::CorruptFrame {
+                        block: *id,
+                        pack: loc.pack,
+                        offset: loc.offset,
+                    }
+                })?;
+                let c = &self.counters;
+                c.decode_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
+                c.blocks.fetch_add(1, Ordering::Relaxed);
+                c.plain_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+                Ok(())
+            });
+        FRAME.set(scratch);
+        done
+    }
+
     fn block(&self, vault: &Vault, id: &BlockId) -> Result<Block, StoreError> {
         self.cache.get_or_load(id, || self.load(vault, id))
     }
@@ -501,6 +537,25 @@ impl<'v> BlockReader<'v> {
             return Ok(Arc::new(vec![0; len as usize]));
         }
         self.engine.block(&self.vault, id)
+    }
+
+    /// Fills `out` with a whole block (`out` is exactly its length): from the cache if it is
+    /// there or being loaded, else decoded straight into `out` and not cached. For readers
+    /// that want the block where it is going (a read buffer) rather than kept: a block read
+    /// whole by one read is seldom read again soon, and decoding into the caller's buffer
+    /// spares a copy, a cold cache buffer, and an eviction.
+    pub fn read_block_to(&self, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
+        if *id == BlockId::ZERO {
+            out.fill(0);
+            return Ok(());
+        }
+        match self.engine.cache.get_if_loaded(id) {
+            Some(block) if block.len() == out.len() => {
+                out.copy_from_slice(&block);
+                Ok(())
+            }
+            _ => self.engine.load_to(&self.vault, id, out),
+        }
     }
 
     /// Reads and decodes one block without the cache (benchmarks, scrubbing).

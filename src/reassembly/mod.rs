@@ -93,13 +93,15 @@ impl Sequential {
     }
 }
 
-/// Fills `buf` from `map` at `offset` with blocks from `get`; zero blocks are filled in
-/// without a call. Returns the bytes filled (short only at the end of the file).
+/// Fills `buf` from `map` at `offset`; returns the bytes filled (short only at the end of
+/// the file). Zero blocks are filled in without a call; a block the read covers whole goes
+/// through `whole` (which fills its part of `buf`), a block read in part through `get`.
 pub(crate) fn fill<E>(
     map: &BlockMap,
     offset: u64,
     buf: &mut [u8],
     mut get: impl FnMut(&BlockId, u32) -> Result<Block, E>,
+    mut whole: impl FnMut(&BlockId, &mut [u8]) -> Result<(), E>,
 ) -> Result<usize, E> {
     let mut done = 0;
     while done < buf.len() {
@@ -108,13 +110,16 @@ pub(crate) fn fill<E>(
         let (start, id, len) = map.blocks[i];
         let from = (at - start) as usize;
         let n = (len as usize - from).min(buf.len() - done);
+        let part = &mut buf[done..done + n];
         if id == BlockId::ZERO {
-            buf[done..done + n].fill(0);
+            part.fill(0);
+        } else if n == len as usize {
+            whole(&id, part)?;
         } else {
             let block = get(&id, len)?;
             let avail = block.len().saturating_sub(from).min(n);
-            buf[done..done + avail].copy_from_slice(&block[from..from + avail]);
-            buf[done + avail..done + n].fill(0);
+            part[..avail].copy_from_slice(&block[from..from + avail]);
+            part[avail..].fill(0);
         }
         done += n;
     }
@@ -299,7 +304,14 @@ impl<'v> PointReader<'v> {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, StoreError> {
-        fill(map, offset, buf, |id, len| self.blocks.read_block(id, len))
+        let blocks = &self.blocks;
+        fill(
+            map,
+            offset,
+            buf,
+            |id, len| blocks.read_block(id, len),
+            |id, out| blocks.read_block_to(id, out),
+        )
     }
 
     /// Opens a file entry for reading with sequential read-ahead.
@@ -337,7 +349,13 @@ impl FileReader<'_, '_> {
         let blocks = self.blocks;
         self.sequential
             .read_ahead(blocks, &self.map, offset, buf.len() as u64);
-        fill(&self.map, offset, buf, |id, len| blocks.read_block(id, len))
+        fill(
+            &self.map,
+            offset,
+            buf,
+            |id, len| blocks.read_block(id, len),
+            |id, out| blocks.read_block_to(id, out),
+        )
     }
 }
 
@@ -375,11 +393,19 @@ mod tests {
         let get = |id: &BlockId, len: u32| -> Result<Block, ()> {
             Ok(Arc::new(vec![id.0[0]; len as usize]))
         };
+        // Blocks read whole go through the second callback.
+        let whole = |id: &BlockId, out: &mut [u8]| -> Result<(), ()> {
+            out.fill(id.0[0] + 100);
+            Ok(())
+        };
         let mut buf = [9u8; 8];
-        assert_eq!(fill(&map, 2, &mut buf, get), Ok(8));
-        assert_eq!(buf, [1, 1, 0, 0, 0, 2, 2, 2]);
-        assert_eq!(fill(&map, 9, &mut buf, get), Ok(1));
-        assert_eq!(fill(&map, 10, &mut buf, get), Ok(0));
+        assert_eq!(fill(&map, 2, &mut buf, get, whole), Ok(8));
+        assert_eq!(buf, [1, 1, 0, 0, 0, 102, 102, 102]);
+        assert_eq!(fill(&map, 0, &mut buf[..4], get, whole), Ok(4));
+        assert_eq!(buf[..4], [101; 4]);
+        assert_eq!(fill(&map, 9, &mut buf, get, whole), Ok(1));
+        assert_eq!(buf[0], 2);
+        assert_eq!(fill(&map, 10, &mut buf, get, whole), Ok(0));
     }
 
     #[test]

@@ -214,15 +214,11 @@ fn process_cpu_secs() -> f64 {
 
 /// Files a reading thread takes at a time.
 const FILES_PER_TAKE: usize = 16;
-/// Files up to this size are small: a take loads their blocks together before reading them.
-const SMALL_FILE: u64 = 1 << 20;
 
 /// Reads every file on `threads` threads, which take the next few files in tree order from a
 /// shared cursor (as a restore walks a tree). Splitting the list into halves instead would
 /// have the threads walk identical subtrees in step, one waiting on every block the other
-/// is decoding. The blocks of a take's small files are loaded first with
-/// [`BlockReader::warm_many`], as the mount's directory read-ahead does, so neighbouring
-/// frames come with one read. Returns the bytes read.
+/// is decoding. Returns the bytes read.
 fn read_all(reader: &BlockReader<'_>, files: &[BlockMap], threads: usize) -> Result<u64> {
     let cursor = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
@@ -233,12 +229,6 @@ fn read_all(reader: &BlockReader<'_>, files: &[BlockMap], threads: usize) -> Res
             let Some(take) = files.get(start..files.len().min(start + FILES_PER_TAKE)) else {
                 return Ok(());
             };
-            let small: Vec<BlockId> = take
-                .iter()
-                .filter(|map| map.size <= SMALL_FILE)
-                .flat_map(|map| map.blocks.iter().map(|&(_, id, _)| id))
-                .collect();
-            reader.warm_many(&small);
             for map in take {
                 bytes.fetch_add(read_file(reader, map, &mut buf)?, Ordering::Relaxed);
             }

@@ -203,6 +203,34 @@ impl BlockCodec {
         Ok(())
     }
 
+    /// [`Self::decode`] straight into `out`, which is exactly the plaintext's length: a reader
+    /// that wants a whole block where it is going (a read buffer) skips a copy and the
+    /// cache. The frame is decrypted in place and left as scratch. On error `out` holds
+    /// garbage.
+    pub fn decode_to_slice(
+        &self,
+        id: &BlockId,
+        frame: &mut [u8],
+        out: &mut [u8],
+    ) -> Result<(), BadFrame> {
+        let (codec, len) = self.open_frame(id, frame)?;
+        let payload = &frame[HEADER_LEN..HEADER_LEN + len];
+        match codec {
+            CODEC_RAW if payload.len() == out.len() => out.copy_from_slice(payload),
+            CODEC_ZSTD => {
+                let written = with_decompressor(|z| z.decompress_to_buffer(payload, out).ok());
+                if written != Some(out.len()) {
+                    return Err(BadFrame);
+                }
+            }
+            _ => return Err(BadFrame),
+        }
+        if self.id_of(out) != *id {
+            return Err(BadFrame);
+        }
+        Ok(())
+    }
+
     /// Checks and decrypts a frame in place; returns its codec and payload length.
     fn open_frame(&self, id: &BlockId, frame: &mut [u8]) -> Result<(u8, usize), BadFrame> {
         if frame.len() < FRAME_OVERHEAD {
@@ -289,7 +317,24 @@ mod tests {
             let id = codec.id_of(&plain);
             let frame = codec.encode(&id, &plain);
             assert!(frame.len() <= plain.len() + FRAME_OVERHEAD);
-            assert_eq!(codec.decode(&id, frame, plain.len()).unwrap(), plain);
+            assert_eq!(
+                codec.decode(&id, frame.clone(), plain.len()).unwrap(),
+                plain
+            );
+            let mut out = vec![7u8; plain.len()];
+            codec
+                .decode_to_slice(&id, &mut frame.clone(), &mut out)
+                .unwrap();
+            assert_eq!(out, plain);
+            // A destination of the wrong length is refused, not overrun or left short.
+            for wrong in [plain.len() + 1, plain.len().saturating_sub(1)] {
+                if wrong != plain.len() {
+                    let mut out = vec![0u8; wrong];
+                    assert!(codec
+                        .decode_to_slice(&id, &mut frame.clone(), &mut out)
+                        .is_err());
+                }
+            }
         }
     }
 
@@ -304,7 +349,10 @@ mod tests {
         let mut bad = frame.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0x40;
-        assert!(codec.decode(&ida, bad, a.len()).is_err());
+        assert!(codec.decode(&ida, bad.clone(), a.len()).is_err());
+        assert!(codec
+            .decode_to_slice(&ida, &mut bad, &mut vec![0; a.len()])
+            .is_err());
         let _ = b;
     }
 

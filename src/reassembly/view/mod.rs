@@ -589,9 +589,14 @@ impl<'v> View<'v> {
         let len = (buf.len() as u64).min(map.size.saturating_sub(offset)) as usize;
         node.sequential
             .read_ahead(&self.blocks, &map, offset, len as u64);
-        fill(&map, offset, &mut buf[..len], |id, len| {
-            self.blocks.read_block(id, len).map_err(|e| (*id, e))
-        })
+        let blocks = &self.blocks;
+        fill(
+            &map,
+            offset,
+            &mut buf[..len],
+            |id, len| blocks.read_block(id, len).map_err(|e| (*id, e)),
+            |id, out| blocks.read_block_to(id, out).map_err(|e| (*id, e)),
+        )
         .map_err(|(block, source)| self.damaged(ino, &node, &block, source))
     }
 
