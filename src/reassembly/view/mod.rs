@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use lru::LruCache;
@@ -56,11 +56,12 @@ const LATEST: NodeId = NodeId(4);
 const EXACT_BLOCKS_FROM: u64 = 256 << 10;
 const LISTING_CACHE: usize = 4096;
 const MAP_CACHE: usize = 16384;
-/// Directory read-ahead: how many files past the one being read, how many bytes in all, and
-/// how much of each file.
+/// Tree read-ahead: how many files past the one being read, how many bytes in all, how much
+/// of each file, and how deep the walk goes.
 const DIR_AHEAD_FILES: usize = 64;
 const DIR_AHEAD_BYTES: u64 = 16 << 20;
 const DIR_AHEAD_FILE_BYTES: u64 = 1 << 20;
+const DIR_AHEAD_DEPTH: usize = 64;
 /// Files per read-ahead job.
 const DIR_AHEAD_BATCH: usize = 16;
 
@@ -178,6 +179,13 @@ struct Children {
     nodes: Vec<NodeId>,
 }
 
+/// A directory on a read-ahead walk, and the next of its entries to visit.
+struct Step {
+    dir: Arc<Node>,
+    children: Arc<Children>,
+    next: usize,
+}
+
 #[derive(Debug)]
 struct Node {
     parent: NodeId,
@@ -185,8 +193,11 @@ struct Node {
     children: Mutex<Option<Arc<Children>>>,
     map: OnceLock<Arc<BlockMap>>,
     sequential: Sequential,
-    /// Directories: the first child index not yet handed to directory read-ahead.
+    /// Directories: entries before this index (with their subtrees) were handed to tree
+    /// read-ahead.
     dir_ahead: AtomicUsize,
+    /// Files: the read-ahead sequence number this file was handed out with (0: never).
+    ahead_seq: AtomicU64,
 }
 
 impl Node {
@@ -198,6 +209,7 @@ impl Node {
             map: OnceLock::new(),
             sequential: Sequential::default(),
             dir_ahead: AtomicUsize::new(0),
+            ahead_seq: AtomicU64::new(0),
         }
     }
 
@@ -285,6 +297,8 @@ pub struct View<'v> {
     on_damage: DamageHook,
     owner: (u32, u32),
     created_ns: i64,
+    /// The sequence number of the last file handed to tree read-ahead.
+    ahead_seq: AtomicU64,
 }
 
 impl std::fmt::Debug for View<'_> {
@@ -351,6 +365,7 @@ impl<'v> View<'v> {
                 rustix::process::getegid().as_raw(),
             ),
             created_ns: crate::time::now_ns(),
+            ahead_seq: AtomicU64::new(0),
         }
     }
 
@@ -583,7 +598,7 @@ impl<'v> View<'v> {
             Some(_) => return Ok(0),
         }
         if offset == 0 {
-            self.read_ahead_dir(&node);
+            self.read_ahead_tree(ino, &node);
         }
         let map = self.map_of(&node)?;
         let len = (buf.len() as u64).min(map.size.saturating_sub(offset)) as usize;
@@ -664,44 +679,77 @@ impl<'v> View<'v> {
         )
     }
 
-    /// Directory read-ahead: the first read of a file starts decoding the beginnings of the
-    /// files listed after it, on the read-ahead pool, for readers that go through a
-    /// directory in order (tar, cp -r, rsync). A listing alone (ls, find) decodes nothing.
-    fn read_ahead_dir(&self, node: &Node) {
-        let What::Entry { index, .. } = &node.what else {
-            return;
+    /// Tree read-ahead: the first read of a file starts decoding the beginnings of the files
+    /// that come after it in a depth-first walk of the point in listing order, which is the
+    /// order tar, cp -r and rsync read in, on the read-ahead pool. The walk crosses directory
+    /// boundaries (listing the directories ahead, as the reader is about to), so the files
+    /// at the top of the next directory are decoded before the reader gets there: in a tree
+    /// of small directories, read-ahead confined to one directory missed every first file
+    /// and had too little lead for the rest. A listing alone (ls, find) decodes nothing.
+    fn read_ahead_tree(&self, ino: NodeId, node: &Node) {
+        // How many files were handed out after this one: the read-ahead's lead.
+        let seq = node.ahead_seq.load(Ordering::Acquire);
+        let handed_last = self.ahead_seq.load(Ordering::Acquire);
+        let lead = if seq == 0 {
+            0
+        } else {
+            handed_last.saturating_sub(seq) as usize
         };
-        let Ok(parent) = self.node(node.parent) else {
+        if lead + DIR_AHEAD_BATCH > DIR_AHEAD_FILES {
             return;
-        };
-        let Some(children) = lock(&parent.children).clone() else {
-            return;
-        };
-        // The window runs from the file being read; only what is past `dir_ahead` is new.
-        let first = *index + 1;
-        let (mut end, mut bytes) = (first, 0);
-        while end < children.nodes.len() && end - first < DIR_AHEAD_FILES && bytes < DIR_AHEAD_BYTES
-        {
-            let entry = &children.listing[end];
-            if entry.kind == EntryKind::File {
-                bytes += entry.size.min(DIR_AHEAD_FILE_BYTES);
-            }
-            end += 1;
         }
-        let from = first.max(parent.dir_ahead.load(Ordering::Acquire));
+        let mut walk = self.walk_after(ino, node);
+        let (mut files, mut bytes) = (Vec::new(), 0);
+        // Positions are committed only if the files are handed out.
+        let mut handed: Vec<(Arc<Node>, usize)> = Vec::new();
+        while lead + files.len() < DIR_AHEAD_FILES && bytes < DIR_AHEAD_BYTES {
+            let depth = walk.len();
+            let Some(at) = walk.last_mut() else { break };
+            let index = at.next.max(at.dir.dir_ahead.load(Ordering::Acquire));
+            let Some(entry) = at.children.listing.get(index) else {
+                // This directory is done: its parent may now hand out past it.
+                walk.pop();
+                if let Some(up) = walk.last() {
+                    handed.push((up.dir.clone(), up.next));
+                }
+                continue;
+            };
+            at.next = index + 1;
+            let child = at.children.nodes[index];
+            match entry.kind {
+                EntryKind::Dir if depth < DIR_AHEAD_DEPTH => {
+                    let dir = self.node(child);
+                    let children = dir.as_ref().ok().and_then(|d| self.children(child, d).ok());
+                    if let (Ok(dir), Some(children)) = (dir, children) {
+                        walk.push(Step {
+                            dir,
+                            children,
+                            next: 0,
+                        });
+                    }
+                }
+                EntryKind::File if entry.content.is_some() => {
+                    if let Ok(file) = self.node(child) {
+                        files.push(file);
+                        bytes += entry.size.min(DIR_AHEAD_FILE_BYTES);
+                    }
+                    handed.push((at.dir.clone(), at.next));
+                }
+                _ => handed.push((at.dir.clone(), at.next)),
+            }
+        }
         // Hand out whole batches: every job wakes a worker, and a wake-up per small file
         // costs about what decoding it does.
-        if from >= end || (end - from < DIR_AHEAD_BATCH && end < children.nodes.len()) {
+        if files.len() < DIR_AHEAD_BATCH && !walk.is_empty() {
             return;
         }
-        let from = from.max(parent.dir_ahead.fetch_max(end, Ordering::AcqRel));
-        let files: Vec<Arc<Node>> = (from..end)
-            .filter(|&i| {
-                let entry = &children.listing[i];
-                entry.kind == EntryKind::File && entry.content.is_some()
-            })
-            .filter_map(|i| self.node(children.nodes[i]).ok())
-            .collect();
+        for (dir, next) in handed {
+            dir.dir_ahead.fetch_max(next, Ordering::AcqRel);
+        }
+        for file in &files {
+            let seq = self.ahead_seq.fetch_add(1, Ordering::AcqRel) + 1;
+            file.ahead_seq.store(seq, Ordering::Release);
+        }
         for batch in files.chunks(DIR_AHEAD_BATCH) {
             let (maps, batch) = (self.maps.clone(), batch.to_vec());
             let spawned = self.blocks.spawn(move |loader| {
@@ -719,6 +767,43 @@ impl<'v> View<'v> {
                 return;
             }
         }
+    }
+
+    /// Where a depth-first walk continues after the file `ino`: its directory and each
+    /// directory above it up to the point's root, innermost last, each at the entry after
+    /// the one the walk came up from.
+    fn walk_after(&self, ino: NodeId, file: &Node) -> Vec<Step> {
+        let mut walk = Vec::new();
+        let mut up = self.step_above(ino, file);
+        while let Some((step, parent)) = up {
+            let dir = step.dir.clone();
+            walk.push(step);
+            if walk.len() >= DIR_AHEAD_DEPTH {
+                break;
+            }
+            up = self.step_above(parent, &dir);
+        }
+        walk.reverse();
+        walk
+    }
+
+    /// The step after `node` in its parent directory's listing, and the parent's id; none
+    /// at a point's root or a parent not listed yet.
+    fn step_above(&self, ino: NodeId, node: &Node) -> Option<(Step, NodeId)> {
+        let What::Entry { index, scope, .. } = &node.what else {
+            return None;
+        };
+        if *scope == ino {
+            return None;
+        }
+        let dir = self.node(node.parent).ok()?;
+        let children = lock(&dir.children).clone()?;
+        let step = Step {
+            dir,
+            children,
+            next: index + 1,
+        };
+        Some((step, node.parent))
     }
 
     fn listing(&self, tree: &TreeId) -> Result<Arc<Vec<Entry>>> {

@@ -190,3 +190,50 @@ fn source_names_escape_slashes() {
     assert_eq!(source_dir_name("/"), "%2F");
     assert_eq!(source_dir_name("/50%/y"), "50%25%2Fy");
 }
+
+#[test]
+fn tree_read_ahead_crosses_directories_and_keeps_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for (sub, count) in [("a", 10), ("b", 10), ("c", 100)] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+        for i in 0..count {
+            let body = format!("{sub}{i} ").repeat(100 + i);
+            std::fs::write(src.join(sub).join(format!("f{i:03}")), body).unwrap();
+        }
+    }
+    let vault = Arc::new(Vault::create(&dir.path().join("vault"), b"pw", FAST).unwrap());
+    let options = BackupOptions {
+        paths: vec![src],
+        ..BackupOptions::default()
+    };
+    backup(&vault, &options, &NoProgress, &AtomicBool::new(false)).unwrap();
+    let point = vault.resolve_point("latest").unwrap();
+    let reader = crate::reassembly::ReaderOptions {
+        readahead_threads: 2,
+        ..Default::default()
+    };
+    let blocks = Arc::new(BlockReader::with_options(vault.clone(), reader).unwrap());
+    let view = View::new(blocks.clone(), Layout::Point(Box::new(point)));
+
+    let a = view.lookup(ROOT, b"a").unwrap();
+    let first = view.lookup(a.ino, b"f000").unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    assert!(view.read_into(first.ino, 0, &mut buf).unwrap() > 0);
+    // The file read, then the 64 after it in tree order: a's other 9, all of b, 45 of c.
+    let decoded = || blocks.read_times().blocks;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while decoded() < 65 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(decoded(), 65, "read-ahead stops at its window");
+    // b's first file was decoded before anyone listed b: reading it decodes nothing.
+    let b = view.lookup(ROOT, b"b").unwrap();
+    let next = view.lookup(b.ino, b"f000").unwrap();
+    let n = view.read_into(next.ino, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], "b0 ".repeat(100).as_bytes());
+    let hits = blocks.cache_stats().hits;
+    assert!(hits >= 1, "{:?}", blocks.cache_stats());
+    assert_eq!(decoded(), 65);
+}
