@@ -79,10 +79,13 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     };
     let blocks = Arc::new(BlockReader::with_options(vault, options)?);
     let view = View::new(blocks, layout).with_damage_hook(Box::new(|err| {
-        let cause = std::error::Error::source(err)
-            .map(|c| format!(": {c}"))
-            .unwrap_or_default();
-        eprintln!("synvault: warning: {err}{cause}");
+        let mut line = err.to_string();
+        let mut cause = std::error::Error::source(err);
+        while let Some(c) = cause {
+            line.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        eprintln!("synvault: warning: {line}");
     }));
     let stop = interrupt_flag();
     let mountpoint = args.mountpoint.clone();

@@ -57,6 +57,12 @@ impl SynvaultFs {
         }
     }
 
+    /// The errno for `err`, reporting the errors the kernel cannot pass on (catalog ones).
+    fn fail(&self, err: &ViewError) -> fuser::Errno {
+        self.view.report(err);
+        errno(err)
+    }
+
     fn take_buffer(&self, len: usize) -> Vec<u8> {
         let mut buf = self
             .buffers
@@ -177,21 +183,21 @@ impl Filesystem for SynvaultFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.view.lookup(node(parent), name.as_bytes()) {
             Ok(attr) => reply.entry(&ttl(&attr), &to_file_attr(&attr), Generation(0)),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.view.attr(node(ino)) {
             Ok(attr) => reply.attr(&ttl(&attr), &to_file_attr(&attr)),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.view.read_link(node(ino)) {
             Ok(target) => reply.data(&target),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 
@@ -207,7 +213,7 @@ impl Filesystem for SynvaultFs {
                 FileHandle(0),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
             ),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 
@@ -228,7 +234,7 @@ impl Filesystem for SynvaultFs {
             .read_into(node(ino), offset, &mut buf[..size as usize])
         {
             Ok(n) => reply.data(&buf[..n]),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
         self.give_buffer(buf);
     }
@@ -266,7 +272,7 @@ impl Filesystem for SynvaultFs {
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
             ),
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 
@@ -282,7 +288,7 @@ impl Filesystem for SynvaultFs {
         loop {
             let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
                 Ok(page) => page,
-                Err(err) => return reply.error(errno(&err)),
+                Err(err) => return reply.error(self.fail(&err)),
             };
             if page.is_empty() {
                 return reply.ok();
@@ -310,7 +316,7 @@ impl Filesystem for SynvaultFs {
         loop {
             let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
                 Ok(page) => page,
-                Err(err) => return reply.error(errno(&err)),
+                Err(err) => return reply.error(self.fail(&err)),
             };
             if page.is_empty() {
                 return reply.ok();
@@ -362,7 +368,7 @@ impl Filesystem for SynvaultFs {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match self.view.xattr(node(ino), name.as_bytes()) {
             Ok(value) => reply_xattr(reply, size, &value),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 
@@ -376,7 +382,7 @@ impl Filesystem for SynvaultFs {
                 }
                 reply_xattr(reply, size, &list);
             }
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(self.fail(&err)),
         }
     }
 

@@ -6,7 +6,7 @@ use crate::ingest::{backup, BackupOptions};
 use crate::progress::NoProgress;
 use crate::vault::{CreateOptions, Vault};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const FAST: CreateOptions = crate::vault::TEST_OPTIONS;
 
@@ -236,4 +236,25 @@ fn tree_read_ahead_crosses_directories_and_keeps_its_window() {
     let hits = blocks.cache_stats().hits;
     assert!(hits >= 1, "{:?}", blocks.cache_stats());
     assert_eq!(decoded(), 65);
+}
+
+#[test]
+fn catalog_errors_are_reported_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with_tree(dir.path(), 1);
+    let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = told.clone();
+    let view = view(&vault, Layout::Vault).with_damage_hook(Box::new(move |err| {
+        assert!(matches!(err, ViewError::Catalog(_)));
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    let corrupt = |what| ViewError::Catalog(crate::catalog::CatalogError::Corrupt(what));
+    view.report(&corrupt("a"));
+    view.report(&corrupt("a"));
+    view.report(&corrupt("b"));
+    view.report(&ViewError::NoSuchEntry {
+        dir: ROOT,
+        name: "x".into(),
+    });
+    assert_eq!(told.load(Ordering::SeqCst), 2);
 }
