@@ -75,6 +75,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     };
     let options = ReaderOptions {
         cache_bytes: usize::try_from(cache_bytes).unwrap_or(usize::MAX),
+        readahead_spares_a_cpu: true,
         ..ReaderOptions::default()
     };
     let blocks = Arc::new(BlockReader::with_options(vault, options)?);

@@ -62,6 +62,11 @@ pub struct ReaderOptions {
     pub readahead_threads: usize,
     /// How far ahead of a sequential reader blocks are decoded.
     pub readahead_bytes: u64,
+    /// Keep read-ahead threads off the first CPU (when there are others), so that threads
+    /// answering requests always find a core free. For the mount, where a reader such as tar
+    /// waits on every request: read-ahead spread over every core delayed the request path
+    /// more than its decoding saved (whole-tree read 1.39 s -> 1.22 s here, pinned).
+    pub readahead_spares_a_cpu: bool,
 }
 
 impl Default for ReaderOptions {
@@ -70,6 +75,7 @@ impl Default for ReaderOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             readahead_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             readahead_bytes: DEFAULT_READAHEAD_BYTES,
+            readahead_spares_a_cpu: false,
         }
     }
 }
@@ -434,16 +440,21 @@ struct Workers {
 }
 
 impl Workers {
-    fn start(threads: usize) -> Option<Workers> {
+    fn start(threads: usize, spare_a_cpu: bool) -> Option<Workers> {
         let (queue, jobs) = mpsc::channel::<Job>();
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads {
             let jobs = jobs.clone();
-            let worker = move || loop {
-                let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                match next {
-                    Ok(job) => job(),
-                    Err(_) => return, // the reader is gone
+            let worker = move || {
+                if spare_a_cpu {
+                    leave_first_cpu();
+                }
+                loop {
+                    let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return, // the reader is gone
+                    }
                 }
             };
             std::thread::Builder::new()
@@ -458,6 +469,21 @@ impl Workers {
         // Fails only once every worker has exited, which happens only after the reader is
         // dropped; then nobody waits for read-ahead.
         let _ = self.queue.send(job);
+    }
+}
+
+/// Takes the calling thread off the first CPU it may run on, if it may run on others
+/// (best effort: an affinity the system refuses leaves the thread where it was).
+fn leave_first_cpu() {
+    let Ok(mut cpus) = rustix::thread::sched_getaffinity(None) else {
+        return;
+    };
+    if cpus.count() < 2 {
+        return;
+    }
+    if let Some(first) = (0..rustix::thread::CpuSet::MAX_CPU).find(|&c| cpus.is_set(c)) {
+        cpus.unset(first);
+        let _ = rustix::thread::sched_setaffinity(None, &cpus);
     }
 }
 
@@ -497,7 +523,7 @@ impl<'v> BlockReader<'v> {
         let vault = vault.into();
         let locator = vault.catalog().block_locations()?;
         let pool = match (&vault, options.readahead_threads) {
-            (VaultRef::Shared(_), n) if n > 0 => Workers::start(n),
+            (VaultRef::Shared(_), n) if n > 0 => Workers::start(n, options.readahead_spares_a_cpu),
             _ => None,
         };
         Ok(BlockReader {
