@@ -95,9 +95,10 @@ struct Inner {
     inflight: IdMap<Arc<Inflight>>,
 }
 
-/// Spare buffers kept for loads, as a fraction of the cache (see [`BufferPool`]).
+/// Spare buffers kept for loads (see [`BufferPool`]): this fraction of the cache's bytes, at
+/// most [`SPARE_MAX`], taken out of the bytes left for blocks so that blocks and spares
+/// together stay within the cache size.
 const SPARE_FRACTION: usize = 8;
-const SPARE_MIN: usize = 4 << 20;
 const SPARE_MAX: usize = 32 << 20;
 
 /// The cache. Shared by every reader of a vault (restore threads, mount threads, read-ahead).
@@ -135,22 +136,24 @@ enum Found {
 }
 
 impl BlockCache {
-    /// A cache holding at most `capacity_bytes` of plaintext (0 keeps nothing).
+    /// A cache holding at most `capacity_bytes`: decoded blocks, and spare buffers for the
+    /// next loads (0 keeps nothing).
     pub fn new(capacity_bytes: usize) -> BlockCache {
+        let spare = (capacity_bytes / SPARE_FRACTION).min(SPARE_MAX);
         BlockCache {
             inner: Mutex::new(Inner {
                 lru: LruCache::unbounded_with_hasher(BuildHasherDefault::default()),
                 bytes: 0,
                 inflight: IdMap::default(),
             }),
-            buffers: BufferPool::new((capacity_bytes / SPARE_FRACTION).clamp(SPARE_MIN, SPARE_MAX)),
-            capacity_bytes,
+            buffers: BufferPool::new(spare),
+            capacity_bytes: capacity_bytes - spare,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    /// The byte bound.
+    /// The byte bound of the blocks held (the cache size less the spare buffers' share).
     pub fn capacity_bytes(&self) -> usize {
         self.capacity_bytes
     }
@@ -330,7 +333,9 @@ mod tests {
 
     #[test]
     fn hits_after_first_load_and_evicts_by_bytes() {
-        let cache = BlockCache::new(3000);
+        // Room for three blocks of 1000 once the spare buffers' eighth is set aside.
+        let cache = BlockCache::new(3500);
+        assert!(cache.capacity_bytes() >= 3000 && cache.capacity_bytes() < 4000);
         let loads = AtomicUsize::new(0);
         let load = |n: usize| {
             loads.fetch_add(1, Ordering::SeqCst);
@@ -348,7 +353,7 @@ mod tests {
         // id(1) is the least recently used: a fourth block pushes it out.
         cache.get_or_load(&id(4), || load(1000)).unwrap();
         let stats = cache.stats();
-        assert!(stats.bytes <= 3000, "{stats:?}");
+        assert!(stats.bytes as usize <= cache.capacity_bytes(), "{stats:?}");
         assert_eq!(stats.blocks, 3);
         assert!(!cache.contains_or_loading(&id(1)));
         assert!(cache.contains_or_loading(&id(4)));
@@ -382,16 +387,20 @@ mod tests {
     #[test]
     fn evicted_buffers_are_recycled_unless_still_held() {
         const LEN: usize = 1 << 20;
-        let cache = BlockCache::new(2 * LEN);
+        // 9 MiB: 1.125 MiB of spare buffers (room for one block's buffer), 7 blocks.
+        let cache = BlockCache::new(9 * LEN);
+        assert_eq!(cache.capacity_bytes() / LEN, 7);
         let block = |n: u8| Ok::<_, ()>(vec![n; LEN]);
-        let held = cache.get_or_load(&id(1), || block(1)).unwrap();
-        cache.get_or_load(&id(2), || block(2)).unwrap();
-        // Evicts id(1), which a reader still holds: not recycled.
-        cache.get_or_load(&id(3), || block(3)).unwrap();
+        let held = cache.get_or_load(&id(0), || block(0)).unwrap();
+        for n in 1..7 {
+            cache.get_or_load(&id(n), || block(n)).unwrap();
+        }
+        // Evicts id(0), which a reader still holds: not recycled.
+        cache.get_or_load(&id(7), || block(7)).unwrap();
         assert_eq!(cache.buffers().bytes(), 0);
         drop(held);
-        // Evicts id(2), held by nobody: its buffer goes to the pool, for a load it fits.
-        cache.get_or_load(&id(4), || block(4)).unwrap();
+        // Evicts id(1), held by nobody: its buffer goes to the pool, for a load it fits.
+        cache.get_or_load(&id(8), || block(8)).unwrap();
         assert_eq!(cache.buffers().bytes(), LEN);
         let buf = cache.buffers().take(LEN - 1000);
         assert!(buf.is_empty() && buf.capacity() == LEN);
