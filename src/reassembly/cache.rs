@@ -207,9 +207,10 @@ impl BlockCache {
                 None => inner.inflight.get(id).map(|w| Err(w.clone())),
             }
         };
-        let block = match found? {
-            Ok(block) => Some(block),
-            Err(inflight) => inflight.wait(),
+        let block = match found {
+            Some(Ok(block)) => Some(block),
+            Some(Err(inflight)) => inflight.wait(),
+            None => None,
         };
         let counter = if block.is_some() {
             &self.hits

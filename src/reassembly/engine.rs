@@ -832,5 +832,27 @@ mod tests {
             ids.len() as u64 - 1,
             "no good block decoded twice"
         );
+
+        // Whole-block reads into the caller's buffer: from the cache when there, else decoded
+        // straight into the buffer and not cached; damage is the same error.
+        reader.clear_cache();
+        let misses_before = reader.cache_stats().misses;
+        for id in &ids {
+            let (loc, _) = locations[id];
+            let mut out = vec![0u8; loc.raw_len as usize];
+            let got = reader.read_block_to(id, &mut out);
+            if *id == victim {
+                assert!(
+                    matches!(got, Err(StoreError::CorruptFrame { .. })),
+                    "{got:?}"
+                );
+            } else {
+                got.unwrap();
+                assert_eq!(vault.codec().id_of(&out), *id);
+            }
+        }
+        let stats = reader.cache_stats();
+        assert_eq!(stats.blocks, 0, "direct reads cache nothing");
+        assert_eq!(stats.misses - misses_before, ids.len() as u64, "{stats:?}");
     }
 }
