@@ -317,9 +317,12 @@ impl BlockCache {
 
     /// Drops every block (counts are kept).
     pub fn clear(&self) {
-        let mut inner = lock(&self.inner);
-        inner.lru.clear();
-        inner.bytes = 0;
+        let dropped: Vec<Block> = {
+            let mut inner = lock(&self.inner);
+            inner.bytes = 0;
+            std::iter::from_fn(|| inner.lru.pop_lru().map(|(_, block)| block)).collect()
+        };
+        self.recycle(dropped);
     }
 }
 
@@ -406,6 +409,10 @@ mod tests {
         let buf = cache.buffers().take(LEN - 1000);
         assert!(buf.is_empty() && buf.capacity() == LEN);
         assert_eq!(cache.buffers().bytes(), 0);
+        // Clearing the cache recycles too, up to the pool's bound.
+        cache.clear();
+        assert_eq!(cache.stats().blocks, 0);
+        assert_eq!(cache.buffers().bytes(), LEN);
     }
 
     #[test]
