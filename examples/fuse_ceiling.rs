@@ -254,17 +254,6 @@ impl Filesystem for Ceiling {
     }
 }
 
-/// The kernel read-ahead synvault's mount sets on itself: 16 MiB (best effort).
-fn raise_readahead(mountpoint: &Path) {
-    let Ok(meta) = std::fs::metadata(mountpoint) else {
-        return;
-    };
-    let dev = meta.dev();
-    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-    let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-    let _ = std::fs::write(knob, (16u32 << 10).to_string());
-}
-
 fn main() {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [source, mountpoint] = &args[..] else {
@@ -296,7 +285,11 @@ fn main() {
     }
     let session = fuser::Session::new(fs, mountpoint, &config).unwrap();
     let background = session.spawn().unwrap();
-    raise_readahead(mountpoint);
+    // The kernel read-ahead synvault's mount sets on itself (its default, 16 MiB).
+    synvault::mount::tune_readahead(
+        mountpoint,
+        synvault::mount::MountOptions::default().readahead_kib,
+    );
     eprintln!(
         "fuse_ceiling: {names} entries mounted at {}",
         mountpoint.display()

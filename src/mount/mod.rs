@@ -180,7 +180,7 @@ fn config(options: &MountOptions, fsname: &str) -> fuser::Config {
 }
 
 /// Raises the kernel read-ahead of the mount at `path` (best effort: the knob is root's).
-fn tune_readahead(path: &Path, kib: u64) {
+pub fn tune_readahead(path: &Path, kib: u64) {
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };

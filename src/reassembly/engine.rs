@@ -216,6 +216,15 @@ thread_local! {
     static FRAME: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// The error of a frame that does not decode.
+fn corrupt(id: &BlockId, loc: &BlockLocation) -> StoreError {
+    StoreError::CorruptFrame {
+        block: *id,
+        pack: loc.pack,
+        offset: loc.offset,
+    }
+}
+
 /// Frames at most this far apart in a pack are read together, the gap with them.
 const SPAN_GAP: u64 = 64 << 10;
 /// A joint read of several frames grows to at most this (one larger frame is read alone).
@@ -287,23 +296,44 @@ impl Engine {
 
     /// Reads and decodes one block, bypassing the cache.
     fn load(&self, vault: &Vault, id: &BlockId) -> Result<Vec<u8>, StoreError> {
+        let loc = self.locate_readable(vault, id)?;
+        self.with_frame(&loc, |frame| self.decode(vault, id, &loc, frame))
+    }
+
+    /// Where a block's frame is, if it can be read now (timed as locating).
+    fn locate_readable(&self, vault: &Vault, id: &BlockId) -> Result<BlockLocation, StoreError> {
         let t = Instant::now();
         let found = self.locate_fresh(vault, id);
         self.counters
             .locate_ns
             .fetch_add(elapsed_ns(t), Ordering::Relaxed);
-        let Some((loc, state)) = found else {
-            return Err(StoreError::UnknownBlock { block: *id });
-        };
-        if state == PackState::InTransit {
-            return Err(StoreError::MissingPack { pack: loc.pack });
+        match found {
+            None => Err(StoreError::UnknownBlock { block: *id }),
+            Some((loc, PackState::InTransit)) => Err(StoreError::MissingPack { pack: loc.pack }),
+            Some((loc, PackState::Stored)) => Ok(loc),
         }
+    }
+
+    /// Reads a block's frame into this thread's frame buffer and hands it to `use_frame`.
+    fn with_frame<T>(
+        &self,
+        loc: &BlockLocation,
+        use_frame: impl FnOnce(&mut [u8]) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut scratch = FRAME.take();
-        let plain = self
+        let done = self
             .read_frames(&loc.pack, loc.offset, loc.stored_len as usize, &mut scratch)
-            .and_then(|frame| self.decode(vault, id, &loc, frame));
+            .and_then(use_frame);
         FRAME.set(scratch);
-        plain
+        done
+    }
+
+    /// Counts one decoded block of `plain_len` bytes, decoded since `since`.
+    fn count_decoded(&self, since: Instant, plain_len: u64) {
+        let c = &self.counters;
+        c.decode_ns.fetch_add(elapsed_ns(since), Ordering::Relaxed);
+        c.blocks.fetch_add(1, Ordering::Relaxed);
+        c.plain_bytes.fetch_add(plain_len, Ordering::Relaxed);
     }
 
     /// Reads a frame, or a span of neighbouring frames, into `scratch`, counting the time.
@@ -340,17 +370,9 @@ impl Engine {
             .is_err()
         {
             buffers.give(plain);
-            return Err(StoreError::CorruptFrame {
-                block: *id,
-                pack: loc.pack,
-                offset: loc.offset,
-            });
+            return Err(corrupt(id, loc));
         }
-        let c = &self.counters;
-        c.decode_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
-        c.blocks.fetch_add(1, Ordering::Relaxed);
-        c.plain_bytes
-            .fetch_add(u64::from(loc.raw_len), Ordering::Relaxed);
+        self.count_decoded(t, u64::from(loc.raw_len));
         Ok(plain)
     }
 
@@ -392,37 +414,16 @@ impl Engine {
     /// Reads and decodes one block straight into `out` (its exact length), bypassing the
     /// cache.
     fn load_to(&self, vault: &Vault, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let found = self.locate_fresh(vault, id);
-        self.counters
-            .locate_ns
-            .fetch_add(elapsed_ns(t), Ordering::Relaxed);
-        let Some((loc, state)) = found else {
-            return Err(StoreError::UnknownBlock { block: *id });
-        };
-        if state == PackState::InTransit {
-            return Err(StoreError::MissingPack { pack: loc.pack });
-        }
-        let mut scratch = FRAME.take();
-        let done = self
-            .read_frames(&loc.pack, loc.offset, loc.stored_len as usize, &mut scratch)
-            .and_then(|frame| {
-                let t = Instant::now();
-                vault.codec().decode_to_slice(id, frame, out).map_err(|_| {
-                    StoreError::CorruptFrame {
-                        block: *id,
-                        pack: loc.pack,
-                        offset: loc.offset,
-                    }
-                })?;
-                let c = &self.counters;
-                c.decode_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
-                c.blocks.fetch_add(1, Ordering::Relaxed);
-                c.plain_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
-                Ok(())
-            });
-        FRAME.set(scratch);
-        done
+        let loc = self.locate_readable(vault, id)?;
+        self.with_frame(&loc, |frame| {
+            let t = Instant::now();
+            vault
+                .codec()
+                .decode_to_slice(id, frame, out)
+                .map_err(|_| corrupt(id, &loc))?;
+            self.count_decoded(t, out.len() as u64);
+            Ok(())
+        })
     }
 
     fn block(&self, vault: &Vault, id: &BlockId) -> Result<Block, StoreError> {
