@@ -34,6 +34,8 @@ pub mod exit {
     pub const SEED_REFUSED: u8 = 13;
     /// Seed disks too small for the source.
     pub const SEED_NO_ROOM: u8 = 14;
+    /// The vault's catalog is missing or empty (only `init` creates one).
+    pub const NO_CATALOG: u8 = 15;
     /// The mount point does not exist.
     pub const MOUNT_POINT_MISSING: u8 = 20;
     /// The mount point is not a directory.
@@ -44,6 +46,8 @@ pub mod exit {
     pub const ALREADY_MOUNTED: u8 = 23;
     /// No usable `/dev/fuse` on this machine.
     pub const NO_FUSE: u8 = 24;
+    /// A bug: synvault hit a state it does not expect (it says so in one line).
+    pub const INTERNAL: u8 = 101;
     /// Stopped by SIGINT or SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -133,6 +137,9 @@ impl Error {
                 MountError::NoFuse { .. } => exit::NO_FUSE,
                 MountError::Mount { .. } => exit::FATAL,
             },
+            Error::Catalog(CatalogError::Missing { .. } | CatalogError::Empty { .. }) => {
+                exit::NO_CATALOG
+            }
             Error::VaultExists { .. }
             | Error::FormatTooNew { .. }
             | Error::MissingSource { .. }

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
@@ -49,6 +50,7 @@ impl WriterLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::store::backend::PRIVATE_FILE_MODE)
             .open(&path)
             .map_err(Error::io("cannot open lock file", &path))?;
         let mut previous = String::new();

@@ -9,6 +9,7 @@
 //! ```
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,6 +20,7 @@ use crate::chunk::{Chunker, ChunkerKind};
 use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
 use crate::lock::{Acquired, WriterLock};
+use crate::store::backend::{create_private_dir_all, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::store::{Backend, BlockCodec, LocalBackend};
 
 /// Vault format version written by this build.
@@ -144,6 +146,11 @@ fn find_master_key(root: &Path, passphrase: &[u8]) -> Result<Key> {
 impl Vault {
     /// Creates a new vault at `root` (which must be missing or empty).
     pub fn create(root: &Path, passphrase: &[u8], options: CreateOptions) -> Result<Vault> {
+        if passphrase.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the passphrase is empty: a vault needs one to protect its key".into(),
+            ));
+        }
         if root.join("config.json").exists()
             || fs::read_dir(root)
                 .map(|mut d| d.next().is_some())
@@ -153,8 +160,11 @@ impl Vault {
                 path: root.to_path_buf(),
             });
         }
+        create_private_dir_all(root).map_err(Error::io("cannot create", root))?;
+        // The user may have made the (empty) directory with a looser mode.
+        set_mode(root, PRIVATE_DIR_MODE)?;
         for dir in ["keys", "packs"] {
-            fs::create_dir_all(root.join(dir))
+            create_private_dir_all(&root.join(dir))
                 .map_err(Error::io("cannot create", root.join(dir)))?;
         }
         let master = Key::random();
@@ -169,7 +179,7 @@ impl Vault {
             vault_id: hex::encode(crypto::random_array::<16>()),
             created: crate::time::format_utc(crate::time::now_ns()),
         };
-        Catalog::open(&root.join("catalog.db"))?;
+        Catalog::create(&root.join("catalog.db"))?;
         // config.json last: a vault is a vault only once everything else is in place.
         let path = root.join("config.json");
         let json = serde_json::to_vec_pretty(&config).unwrap_or_default();
@@ -227,7 +237,36 @@ impl Vault {
     /// Takes the writer lock for `command`. A takeover of a dead holder's lock is returned so
     /// the caller can warn.
     pub fn lock_writer(&self, command: &str) -> Result<(WriterLock, Acquired)> {
-        WriterLock::acquire(&self.root, command)
+        let acquired = WriterLock::acquire(&self.root, command)?;
+        self.mend_modes()?;
+        Ok(acquired)
+    }
+
+    /// Makes a vault written by an older synvault private: the directory 0700 (which alone
+    /// keeps other users out of everything inside), its key files and catalog 0600. Packs are
+    /// sealed, and reaching them needs the directory, so they are not walked one by one.
+    fn mend_modes(&self) -> Result<()> {
+        set_mode(&self.root, PRIVATE_DIR_MODE)?;
+        for dir in ["keys", "packs"] {
+            set_mode(&self.root.join(dir), PRIVATE_DIR_MODE)?;
+        }
+        let keys = self.root.join("keys");
+        let key_files =
+            fs::read_dir(&keys).map_err(Error::io("cannot read key directory", &keys))?;
+        let mut files: Vec<PathBuf> = key_files.flatten().map(|e| e.path()).collect();
+        for name in [
+            "config.json",
+            "catalog.db",
+            "catalog.db-wal",
+            "catalog.db-shm",
+            "lock",
+        ] {
+            files.push(self.root.join(name));
+        }
+        for file in files {
+            set_mode(&file, PRIVATE_FILE_MODE)?;
+        }
+        Ok(())
     }
 
     /// Resolves `latest`, `latest~N` or an id prefix to a recovery point.
@@ -256,6 +295,20 @@ impl Vault {
         }
         Ok(first)
     }
+}
+
+/// Sets the permission bits of `path` if they differ; a missing path is left alone.
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    let current = match fs::symlink_metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("cannot stat", path)(e)),
+    };
+    if current == mode {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(Error::io("cannot set the mode of", path))
 }
 
 /// A cheap key derivation for unit tests only: a vault made with it is easy to brute-force.

@@ -12,10 +12,19 @@ const MIGRATIONS: [&str; 2] = [
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
 
+/// The schema version of a catalog: 0 for one that was never migrated (an empty file).
+pub(crate) fn version(conn: &Connection) -> Result<u32, CatalogError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
 /// Brings the catalog to [`LATEST`], refusing a newer one. All missing steps run in one
 /// transaction, so a crash leaves the old version intact.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
-    let found: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let found = version(conn)?;
+    if found == LATEST {
+        // Nothing to do: don't take the write lock that a migration transaction needs.
+        return Ok(());
+    }
     if found > LATEST {
         return Err(CatalogError::SchemaTooNew {
             found,

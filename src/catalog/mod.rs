@@ -9,9 +9,9 @@ pub mod model;
 pub mod seed;
 pub mod tree_codec;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
@@ -24,6 +24,16 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 /// Everything that can go wrong in the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    #[error("catalog {} is missing; only `synvault init` creates one (restore catalog.db from a copy)", .path.display())]
+    Missing { path: PathBuf },
+    #[error("catalog {} is empty; only `synvault init` creates one (restore catalog.db from a copy)", .path.display())]
+    Empty { path: PathBuf },
+    #[error("cannot create catalog {}", .path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("catalog schema {found} is newer than this synvault supports ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("catalog migration to version {version} failed")]
@@ -162,15 +172,57 @@ fn point_from_row(row: &Row<'_>) -> rusqlite::Result<RecoveryPoint> {
 }
 
 impl Catalog {
-    /// Opens (creating if needed) the catalog file and brings its schema up to date.
+    /// Creates the catalog of a new vault: a file only the owner can read (it holds names in
+    /// clear), with the current schema. Fails if the file exists.
+    pub fn create(path: &Path) -> Result<Catalog> {
+        // SQLite gives the WAL and shared-memory files the mode of the database file, so
+        // creating that one 0600 keeps all three private.
+        crate::store::backend::create_private_file(path).map_err(|source| {
+            CatalogError::Create {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        let mut conn = Self::connect(path)?;
+        Self::configure(&conn)?;
+        migrate::migrate(&mut conn)?;
+        Ok(Catalog { conn })
+    }
+
+    /// Opens an existing catalog and brings its schema up to date. A missing or empty catalog
+    /// is an error, never an empty vault: opening creates nothing.
     pub fn open(path: &Path) -> Result<Catalog> {
-        let mut conn = Connection::open(path)?;
+        if !path.exists() {
+            return Err(CatalogError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut conn = Self::connect(path)?;
+        // Before any pragma: switching to WAL would write a header into an empty file.
+        if migrate::version(&conn)? == 0 {
+            return Err(CatalogError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::configure(&conn)?;
+        migrate::migrate(&mut conn)?;
+        Ok(Catalog { conn })
+    }
+
+    fn connect(path: &Path) -> Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(conn)
+    }
+
+    fn configure(conn: &Connection) -> Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        migrate::migrate(&mut conn)?;
-        Ok(Catalog { conn })
+        Ok(())
     }
 
     /// A catalog in memory, for tests.

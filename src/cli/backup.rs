@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use synvault::lock::Acquired;
-use synvault::{BackupOptions, ChunkerKind};
+use synvault::{BackupOptions, BackupReport, ChunkerKind};
 
-use super::output::{bytes, json, Bar};
+use super::output::{after_report, bytes, json, short, Bar};
 use super::{code_for, interrupt_flag, Cli};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,37 +92,42 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
     for error in &report.errors {
         eprintln!("warning: skipped {error}");
     }
-    if args.json {
-        json(&report)?;
-    } else {
-        let parent = report
-            .parent
-            .as_deref()
-            .map(|p| format!(" (parent {})", &p[..8]))
-            .unwrap_or_default();
-        println!("point {} {}{parent}", &report.point[..8], report.state);
-        println!(
-            "  files  {} ({} changed), {} directories, {}",
-            report.files,
-            report.files_changed,
-            report.dirs,
-            bytes(report.bytes)
-        );
-        println!(
-            "  read   {}, new {}, stored {} in {} packs",
-            bytes(report.bytes_read),
-            bytes(report.bytes_new),
-            bytes(report.bytes_stored),
-            report.packs_written
-        );
-        let mbps = report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9);
-        println!("  took   {:.2} s ({mbps:.0} MB/s read)", report.seconds);
-        if !report.errors.is_empty() {
-            println!(
-                "  {} paths could not be read: the point is partial",
-                report.errors.len()
-            );
-        }
+    let code = code_for(!report.errors.is_empty());
+    after_report(code, print_report(&report, args.json))
+}
+
+/// The point is committed by now: what follows only tells about it.
+fn print_report(report: &BackupReport, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(report);
     }
-    Ok(code_for(!report.errors.is_empty()))
+    let parent = report
+        .parent
+        .as_deref()
+        .map(|p| format!(" (parent {})", short(p)))
+        .unwrap_or_default();
+    outln!("point {} {}{parent}", short(&report.point), report.state);
+    outln!(
+        "  files  {} ({} changed), {} directories, {}",
+        report.files,
+        report.files_changed,
+        report.dirs,
+        bytes(report.bytes)
+    );
+    outln!(
+        "  read   {}, new {}, stored {} in {} packs",
+        bytes(report.bytes_read),
+        bytes(report.bytes_new),
+        bytes(report.bytes_stored),
+        report.packs_written
+    );
+    let mbps = report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9);
+    outln!("  took   {:.2} s ({mbps:.0} MB/s read)", report.seconds);
+    if !report.errors.is_empty() {
+        outln!(
+            "  {} paths could not be read: the point is partial",
+            report.errors.len()
+        );
+    }
+    Ok(())
 }

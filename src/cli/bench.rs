@@ -7,7 +7,7 @@ use synvault::reassembly::profile::{bench_point, BenchOptions, BenchReport};
 use synvault::{Error, PointState, ReaderOptions};
 
 use super::output::{bytes, json};
-use super::Cli;
+use super::{size, Cli};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -39,7 +39,7 @@ struct ReassemblyArgs {
 
 pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<u8> {
     let BenchWhat::Reassembly(args) = &args.what;
-    let cache_bytes = synvault::seed::parse_size(&args.cache_size).map_err(Error::from)?;
+    let cache_bytes = size::cache_size(&args.cache_size)?;
     let vault = Arc::new(cli.open_vault()?);
     let point = vault.resolve_point(&args.point)?;
     if matches!(point.state, PointState::AwaitingSeed | PointState::Running) {
@@ -51,19 +51,19 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<u8> {
     }
     let mut options = BenchOptions {
         reader: ReaderOptions {
-            cache_bytes: usize::try_from(cache_bytes).unwrap_or(usize::MAX),
+            cache_bytes,
             ..ReaderOptions::default()
         },
         ..BenchOptions::default()
     };
     if let Some(threads) = args.threads {
-        options.threads = threads.max(1);
+        options.threads = size::threads("--threads", threads)?;
     }
     let report = bench_point(vault, point, options)?;
     if args.json {
         json(&report)?;
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
     Ok(synvault::exit::SUCCESS)
 }
@@ -72,29 +72,31 @@ fn pct(part: u64, whole: u64) -> f64 {
     100.0 * part as f64 / whole.max(1) as f64
 }
 
-fn print_report(r: &BenchReport) {
-    println!("point             {}", r.point);
-    println!("files             {}", r.files);
-    println!("read              {} in {:.2} s", bytes(r.bytes), r.secs);
-    println!("throughput        {:.0} MB/s", r.mb_per_s);
-    println!(
+fn print_report(r: &BenchReport) -> anyhow::Result<()> {
+    outln!("point             {}", r.point);
+    outln!("files             {}", r.files);
+    outln!("read              {} in {:.2} s", bytes(r.bytes), r.secs);
+    outln!("throughput        {:.0} MB/s", r.mb_per_s);
+    outln!(
         "cpu               {:.2} s ({:.2} of {} cores busy)",
         r.cpu_secs,
         r.cpu_secs / r.secs,
         r.cores
     );
-    println!(
+    outln!(
         "blocks decoded    {} ({:.0} blocks/s), in {} pack reads",
-        r.engine.blocks, r.blocks_per_s, r.engine.reads
+        r.engine.blocks,
+        r.blocks_per_s,
+        r.engine.reads
     );
-    println!(
+    outln!(
         "cache             {:.1}% hits ({} hits, {} misses)",
         100.0 * r.hit_rate,
         r.cache.hits,
         r.cache.misses
     );
     let b = &r.buffers;
-    println!(
+    outln!(
         "buffers           {:.1}% reused ({} reused, {} allocated)",
         pct(b.reused, b.reused + b.allocated),
         b.reused,
@@ -110,7 +112,7 @@ fn print_report(r: &BenchReport) {
         part(r.stages.verify_ns),
     );
     let total = e.locate_ns + e.read_ns + e.decode_ns;
-    println!(
+    outln!(
         "time split        locate {:.1}%, read {:.1}%, decrypt {:.1}%, decompress {:.1}%, verify {:.1}%",
         pct(e.locate_ns, total),
         pct(e.read_ns, total),
@@ -119,7 +121,7 @@ fn print_report(r: &BenchReport) {
         pct(verify, total)
     );
     let mbps = |ns: u64| r.limit_bytes as f64 / 1e6 / (ns.max(1) as f64 / 1e9);
-    println!(
+    outln!(
         "per core          decrypt {:.0} MB/s, decompress {:.0} MB/s, verify {:.0} MB/s, pack read {:.0} MB/s (over {})",
         mbps(r.stages.decrypt_ns),
         mbps(r.stages.decompress_ns),
@@ -127,9 +129,11 @@ fn print_report(r: &BenchReport) {
         mbps(r.limit_read_ns),
         bytes(r.limit_bytes)
     );
-    println!(
+    outln!(
         "pipeline limit    {:.0} MB/s (decrypt + decompress + verify per core x {} cores)",
-        r.pipeline_limit_mb_per_s, r.cores
+        r.pipeline_limit_mb_per_s,
+        r.cores
     );
-    println!("engine / limit    {:.0}%", 100.0 * r.fraction_of_limit);
+    outln!("engine / limit    {:.0}%", 100.0 * r.fraction_of_limit);
+    Ok(())
 }

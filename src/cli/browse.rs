@@ -1,13 +1,12 @@
 //! Read-only commands: `points`, `ls`, `cat`, `stats`.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use clap::Args;
 use synvault::catalog::TreeId;
 use synvault::{BlockReader, Entry, EntryKind, Error, PointReader, PointState};
 
-use super::output::{bytes, json};
+use super::output::{bytes, json, short, write_bytes};
 use super::{split_point_path, Cli};
 
 #[derive(Debug, Args)]
@@ -59,12 +58,17 @@ pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
         json(&out)?;
         return Ok(synvault::exit::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<8}  {:<20}  {:<11}  {:<13}  {:>8}  {:>10}  source",
-        "id", "time (UTC)", "kind", "state", "files", "size"
+        "id",
+        "time (UTC)",
+        "kind",
+        "state",
+        "files",
+        "size"
     );
     for p in &points {
-        println!(
+        outln!(
             "{:<8}  {:<20}  {:<11}  {:<13}  {:>8}  {:>10}  {}",
             p.id.short(),
             synvault::time::format_utc(p.started_ns),
@@ -75,7 +79,7 @@ pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
             p.source
         );
     }
-    println!("{} points", points.len());
+    outln!("{} points", points.len());
     Ok(synvault::exit::SUCCESS)
 }
 
@@ -185,7 +189,7 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
                 .as_ref()
                 .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{} {:>5} {:>5} {:>12} {} {}{target}",
                 mode_string(e),
                 e.uid,
@@ -226,18 +230,10 @@ pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
         .into());
     }
     let map = reader.block_map(&entry)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     for &(_, id, len) in &map.blocks {
         let block = reader.blocks().read_block(&id, len).map_err(Error::from)?;
-        match out.write_all(&block) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                return Ok(synvault::exit::SUCCESS)
-            }
-            other => other?,
-        }
+        write_bytes(&block)?;
     }
-    out.flush()?;
     Ok(synvault::exit::SUCCESS)
 }
 
@@ -255,14 +251,19 @@ pub fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<u8> {
         json(&stats)?;
         return Ok(synvault::exit::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<8}  {:<20}  {:>8}  {:>10}  {:>10}  {:>10}",
-        "id", "time (UTC)", "files", "size", "new", "stored"
+        "id",
+        "time (UTC)",
+        "files",
+        "size",
+        "new",
+        "stored"
     );
     for p in &stats.per_point {
-        println!(
+        outln!(
             "{:<8}  {:<20}  {:>8}  {:>10}  {:>10}  {:>10}",
-            &p.id[..8],
+            short(&p.id),
             p.time,
             p.files,
             bytes(p.bytes),
@@ -270,11 +271,11 @@ pub fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<u8> {
             bytes(p.bytes_stored)
         );
     }
-    println!("points            {}", stats.points);
-    println!("logical bytes     {}", bytes(stats.logical_bytes));
-    println!("unique bytes      {}", bytes(stats.unique_bytes));
-    println!("stored bytes      {}", bytes(stats.stored_bytes));
-    println!("dedup ratio       {:.2}", stats.dedup_ratio);
-    println!("compression ratio {:.2}", stats.compression_ratio);
+    outln!("points            {}", stats.points);
+    outln!("logical bytes     {}", bytes(stats.logical_bytes));
+    outln!("unique bytes      {}", bytes(stats.unique_bytes));
+    outln!("stored bytes      {}", bytes(stats.stored_bytes));
+    outln!("dedup ratio       {:.2}", stats.dedup_ratio);
+    outln!("compression ratio {:.2}", stats.compression_ratio);
     Ok(synvault::exit::SUCCESS)
 }

@@ -12,11 +12,11 @@ pub fn run(cli: &Cli, _args: &InitArgs) -> anyhow::Result<u8> {
     let dir = cli.vault_dir()?;
     let pass = cli.passphrase(true)?;
     let vault = Vault::create(dir, &pass, CreateOptions::default())?;
-    println!(
+    outln!(
         "created vault {} at {}",
         vault.config().vault_id,
         dir.display()
     );
-    println!("keep the passphrase safe: without it the data cannot be read");
+    outln!("keep the passphrase safe: without it the data cannot be read");
     Ok(synvault::exit::SUCCESS)
 }

@@ -1,14 +1,23 @@
 //! Command line: clap types, passphrase and vault resolution, and one module per subcommand.
 //! Only translation lives here: arguments in, a library call, output out.
 
+/// `println!` that returns a [`output::StdoutError`] through `?` instead of panicking when
+/// standard output is closed or full.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))?
+    };
+}
+
 mod backup;
 mod bench;
 mod browse;
 mod init;
 mod mount;
-mod output;
+pub(crate) mod output;
 mod restore;
 mod seed;
+mod size;
 mod verify;
 
 use std::path::PathBuf;

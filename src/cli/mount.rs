@@ -8,7 +8,7 @@ use clap::Args;
 use synvault::mount::{self, MountOptions};
 use synvault::{BlockReader, Error, Layout, PointState, ReaderOptions, View};
 
-use super::{interrupt_flag, Cli};
+use super::{interrupt_flag, size, Cli};
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -71,7 +71,11 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     // The mount point and FUSE first: those mistakes need no passphrase to report.
     mount::check_mount_point(&args.mountpoint).map_err(Error::from)?;
     mount::check_fuse().map_err(Error::from)?;
-    let cache_bytes = synvault::seed::parse_size(&args.cache_size).map_err(Error::from)?;
+    let cache_bytes = size::cache_size(&args.cache_size)?;
+    let threads = args
+        .threads
+        .map(|n| size::threads("--threads", n))
+        .transpose()?;
     let vault = Arc::new(cli.open_vault()?);
     let layout = match &args.point {
         None => Layout::Vault,
@@ -88,7 +92,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
         }
     };
     let options = ReaderOptions {
-        cache_bytes: usize::try_from(cache_bytes).unwrap_or(usize::MAX),
+        cache_bytes,
         readahead_spares_a_cpu: true,
         ..ReaderOptions::default()
     };
@@ -104,12 +108,14 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     }));
     let stop = interrupt_flag();
     let mountpoint = args.mountpoint.clone();
+    let defaults = MountOptions::default();
     mount::mount(
         view,
         &args.mountpoint,
         &MountOptions {
             allow_other: args.allow_other,
-            ..MountOptions::default()
+            threads: threads.unwrap_or(defaults.threads),
+            ..defaults
         },
         &stop,
         || {

@@ -63,7 +63,7 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
         eprintln!("damaged: {damaged}");
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "restored {} files, {} directories, {} in {secs:.2} s ({:.0} MB/s){}",
         report.files,
         report.dirs,
@@ -76,7 +76,7 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
         }
     );
     if !report.damaged.is_empty() {
-        println!(
+        outln!(
             "{} files could not be restored: their data is damaged",
             report.damaged.len()
         );

@@ -9,7 +9,7 @@ use synvault::seed::{self, prepare::PrepareOptions};
 use synvault::{exit, BackupOptions, Error};
 
 use super::backup::ChunkerArg;
-use super::output::{bytes, json, Bar};
+use super::output::{bytes, json, short, Bar};
 use super::{code_for, interrupt_flag, Cli};
 
 #[derive(Debug, Args)]
@@ -140,16 +140,16 @@ fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
     if args.json {
         json(&report)?;
     } else {
-        println!(
+        outln!(
             "seed job {:?}: point {} awaits import; {} in {} packs written to disk in {:.2} s ({:.0} MB/s read)",
             args.job,
-            &report.point[..8],
+            short(&report.point),
             bytes(report.bytes_stored),
             report.packs_written,
             report.seconds,
             report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
         );
-        println!("ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives", args.job);
+        outln!("ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives", args.job);
     }
     for error in &report.errors {
         eprintln!("warning: skipped {error}");
@@ -162,9 +162,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     for disk in &args.disks {
         let report = seed::check::check(disk)?;
         for b in &report.bad {
-            println!("bad: pack {} on {}: {}", b.pack, disk.display(), b.reason);
+            outln!("bad: pack {} on {}: {}", b.pack, disk.display(), b.reason);
         }
-        println!(
+        outln!(
             "{}: job {:?}, disk {} of {}, {} packs, {}: {}",
             disk.display(),
             report.job,
@@ -194,7 +194,7 @@ fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
         return Ok(code_for(!report.bad.is_empty()));
     }
     for b in &report.bad {
-        println!(
+        outln!(
             "refused: pack {} on {}: {}",
             b.pack,
             b.disk.display(),
@@ -202,9 +202,9 @@ fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
         );
     }
     if report.nothing_to_do() {
-        println!("nothing to do: every pack on these disks is already in the store");
+        outln!("nothing to do: every pack on these disks is already in the store");
     } else {
-        println!(
+        outln!(
             "imported {} packs, {} in {:.2} s ({:.0} MB/s){}",
             report.packs_imported,
             bytes(report.bytes_imported),
@@ -218,7 +218,7 @@ fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
         );
     }
     if report.job_complete {
-        println!(
+        outln!(
             "seed job {:?} is imported: its points are complete",
             args.job
         );
@@ -301,7 +301,7 @@ fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         return Ok(exit::SUCCESS);
     }
     for s in &out {
-        println!(
+        outln!(
             "{}: {} — disks seen {:?} of {}{}, packs {}/{} ({} of {}){}",
             s.job,
             s.state,
@@ -323,11 +323,11 @@ fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
             }
         );
         for b in &s.bad_packs {
-            println!("  bad pack {} (disk {}): {}", b.pack, b.disk, b.reason);
+            outln!("  bad pack {} (disk {}): {}", b.pack, b.disk, b.reason);
         }
     }
     if out.is_empty() {
-        println!("no seed jobs");
+        outln!("no seed jobs");
     }
     Ok(exit::SUCCESS)
 }
@@ -347,9 +347,9 @@ fn repair(cli: &Cli, args: &RepairArgs) -> anyhow::Result<u8> {
     bar.finish();
     let report = report?;
     for file in &report.not_repairable {
-        println!("not repairable: {file}");
+        outln!("not repairable: {file}");
     }
-    println!(
+    outln!(
         "{} lost packs, {} blocks lost, {} re-made from {} files{}",
         report.lost_packs,
         report.blocks_lost,

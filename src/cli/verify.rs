@@ -3,7 +3,7 @@
 use clap::Args;
 use synvault::VerifyOptions;
 
-use super::output::{bytes, json, Bar};
+use super::output::{bytes, json, short, Bar};
 use super::{code_for, Cli};
 
 #[derive(Debug, Args)]
@@ -33,18 +33,18 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
         return Ok(code_for(!report.is_clean()));
     }
     for problem in &report.problems {
-        println!("damaged: {problem}");
+        outln!("damaged: {problem}");
     }
     for file in &report.affected {
-        println!("affected: point {} file {}", &file.point[..8], file.path);
+        outln!("affected: point {} file {}", short(&file.point), file.path);
     }
     if !report.unreferenced_packs.is_empty() {
-        println!(
+        outln!(
             "{} unreferenced packs (left by an interrupted backup; prune reclaims them)",
             report.unreferenced_packs.len()
         );
     }
-    println!(
+    outln!(
         "checked {} packs, {} blocks{}: {}",
         report.packs_checked,
         report.blocks_checked,

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -89,16 +90,41 @@ impl LocalBackend {
     }
 }
 
-/// Writes `bytes` to `path` durably: temp file, fsync, rename, fsync the directory.
+/// Mode of every file synvault creates in a vault: key files, the catalog and packs are the
+/// owner's alone (the catalog holds names, link targets and xattrs in clear).
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of every directory synvault creates in a vault.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` and its missing parents with [`PRIVATE_DIR_MODE`].
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+}
+
+/// Creates a new, empty file with [`PRIVATE_FILE_MODE`]; fails if it exists.
+pub fn create_private_file(path: &Path) -> std::io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+}
+
+/// Writes `bytes` to `path` durably: temp file, fsync, rename, fsync the directory. The file
+/// is private to its owner.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_private_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = File::create(&tmp)?;
+    let _ = fs::remove_file(&tmp); // a leftover of a killed run with the same pid
+    let mut file = create_private_file(&tmp)?;
     let result = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
