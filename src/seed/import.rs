@@ -23,6 +23,7 @@ use crate::catalog::{Catalog, PackState};
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
 use crate::progress::Progress;
+use crate::store::backend::{create_private_dir_all, create_private_file};
 use crate::store::{LocalBackend, PackId};
 
 /// What an import did.
@@ -229,7 +230,7 @@ fn copy_in(
 ) -> Result<std::result::Result<(), String>> {
     let path = backend.path_of(id);
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(Error::io("cannot create", dir))?;
+    create_private_dir_all(dir).map_err(Error::io("cannot create", dir))?;
     let mut source = match std::fs::File::open(from) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -238,7 +239,8 @@ fn copy_in(
         Err(e) => return Ok(Err(format!("unreadable: {e}"))),
     };
     let tmp = dir.join(format!(".{}.{}.import", id.to_hex(), std::process::id()));
-    let copied = std::fs::File::create(&tmp)
+    let _ = std::fs::remove_file(&tmp); // left by a killed import that had our pid
+    let copied = create_private_file(&tmp)
         .map_err(Error::io("cannot create", &tmp))
         .and_then(|mut out| {
             std::io::copy(&mut source, &mut out).map_err(Error::io("cannot copy pack into", &tmp))

@@ -97,6 +97,24 @@ fn a_new_vault_is_private_and_an_old_one_is_mended_by_a_writer() {
     let out = env.run(&["backup", s(&env.path("src"))]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_private(&env.vault());
+
+    // Packs that arrive by seed disk are as private as those a backup writes.
+    let disk = env.path("disk");
+    let seeded = env.path("seeded");
+    write_file(seeded.join("data.bin"), seeded_bytes(9, MIB));
+    let out = env.run(&[
+        "seed",
+        "prepare",
+        "--job",
+        "j",
+        "--disk",
+        s(&disk),
+        s(&seeded),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["seed", "import", "--job", "j", s(&disk)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_private(&env.vault());
 }
 
 #[test]
