@@ -276,10 +276,11 @@ fn bench_pack(c: &mut Criterion) {
         assert!(backend.put(&pack.id, &pack.bytes).is_ok());
         let entry = pack.entries[pack.entries.len() / 2];
         let read = || {
+            let mut frame = vec![0; entry.stored_len as usize];
             backend
-                .read_range(&pack.id, entry.offset, entry.stored_len as usize)
+                .read_into(&pack.id, entry.offset, &mut frame)
                 .ok()
-                .and_then(|frame| codec.decode(&entry.id, frame, entry.raw_len as usize).ok())
+                .and_then(|()| codec.decode(&entry.id, frame, entry.raw_len as usize).ok())
         };
         assert!(matches!(read(), Some(p) if p == make(BLOCK, 14)));
         group.bench_function(BenchmarkId::new("read_block_ring", kind), |b| b.iter(read));

@@ -6,7 +6,6 @@
 //! committed after the reader started becomes readable; read-ahead never reports errors (the
 //! read that needs the block does). It knows nothing of files, paths or points.
 
-use std::fs::File;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
@@ -15,13 +14,12 @@ use std::time::Instant;
 use super::cache::{Block, BlockCache, CacheStats};
 use crate::catalog::{BlockLocation, PackState};
 use crate::error::Result;
-use crate::store::{BlockId, IdMap, LocalBackend, PackId, StoreError};
+use crate::store::{BlockId, IdMap, PackId, StoreError};
 use crate::vault::Vault;
 /// Default size of the block cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// Default read-ahead window of a sequential reader: 16 MiB.
 pub const DEFAULT_READAHEAD_BYTES: u64 = 16 << 20;
-const OPEN_PACKS: usize = 64;
 
 /// A vault handle, borrowed (restore, `cat`) or shared (the mount and read-ahead, whose
 /// threads outlive any borrow).
@@ -129,85 +127,6 @@ fn elapsed_ns(since: Instant) -> u64 {
     since.elapsed().as_nanos() as u64
 }
 
-/// Open pack files, read with `pread`.
-struct PackFiles {
-    layout: LocalBackend,
-    open: Mutex<lru::LruCache<PackId, Arc<File>>>,
-}
-
-impl PackFiles {
-    fn new(vault: &Vault) -> PackFiles {
-        PackFiles {
-            layout: LocalBackend::new(vault.root().join("packs")),
-            open: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(OPEN_PACKS).unwrap_or(std::num::NonZeroUsize::MIN),
-            )),
-        }
-    }
-
-    fn file(&self, pack: &PackId) -> Result<Arc<File>, StoreError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(file) = open.get(pack) {
-            return Ok(file.clone());
-        }
-        let path = self.layout.path_of(pack);
-        let file = match File::open(&path) {
-            Ok(f) => Arc::new(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingPack { pack: *pack })
-            }
-            Err(source) => {
-                return Err(StoreError::Io {
-                    what: "open pack",
-                    path,
-                    source,
-                })
-            }
-        };
-        open.put(*pack, file.clone());
-        Ok(file)
-    }
-
-    /// Reads `len` bytes of `pack` at `offset` into the start of `buf`, which grows (zeroed,
-    /// once) to hold them and is never shrunk, so a buffer used again costs neither
-    /// allocation nor initialization.
-    fn read<'b>(
-        &self,
-        pack: &PackId,
-        offset: u64,
-        len: usize,
-        buf: &'b mut Vec<u8>,
-    ) -> Result<&'b mut [u8], StoreError> {
-        let file = self.file(pack)?;
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        let bytes = &mut buf[..len];
-        let mut done = 0;
-        while done < len {
-            match rustix::io::pread(&*file, &mut bytes[done..], offset + done as u64) {
-                Ok(0) => {
-                    return Err(StoreError::ShortPack {
-                        pack: *pack,
-                        offset,
-                        len,
-                    })
-                }
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    return Err(StoreError::Io {
-                        what: "read pack",
-                        path: self.layout.path_of(pack),
-                        source: e.into(),
-                    })
-                }
-            }
-        }
-        Ok(bytes)
-    }
-}
-
 thread_local! {
     /// This thread's frame buffer: frames (or spans of frames) are read into it and decrypted
     /// in place. One buffer used over and over stays in the CPU's cache; a fresh or recycled
@@ -263,7 +182,6 @@ struct Engine {
     /// Held while the locator is reloaded, so concurrent misses reload once.
     reloading: Mutex<()>,
     cache: BlockCache,
-    packs: PackFiles,
     counters: Counters,
     /// Read-ahead loads queued or running.
     queued: AtomicUsize,
@@ -297,7 +215,7 @@ impl Engine {
     /// Reads and decodes one block, bypassing the cache.
     fn load(&self, vault: &Vault, id: &BlockId) -> Result<Vec<u8>, StoreError> {
         let loc = self.locate_readable(vault, id)?;
-        self.with_frame(&loc, |frame| self.decode(vault, id, &loc, frame))
+        self.with_frame(vault, &loc, |frame| self.decode(vault, id, &loc, frame))
     }
 
     /// Where a block's frame is, if it can be read now (timed as locating).
@@ -317,12 +235,19 @@ impl Engine {
     /// Reads a block's frame into this thread's frame buffer and hands it to `use_frame`.
     fn with_frame<T>(
         &self,
+        vault: &Vault,
         loc: &BlockLocation,
         use_frame: impl FnOnce(&mut [u8]) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut scratch = FRAME.take();
         let done = self
-            .read_frames(&loc.pack, loc.offset, loc.stored_len as usize, &mut scratch)
+            .read_frames(
+                vault,
+                &loc.pack,
+                loc.offset,
+                loc.stored_len as usize,
+                &mut scratch,
+            )
             .and_then(use_frame);
         FRAME.set(scratch);
         done
@@ -339,13 +264,20 @@ impl Engine {
     /// Reads a frame, or a span of neighbouring frames, into `scratch`, counting the time.
     fn read_frames<'b>(
         &self,
+        vault: &Vault,
         pack: &PackId,
         offset: u64,
         len: usize,
         scratch: &'b mut Vec<u8>,
     ) -> Result<&'b mut [u8], StoreError> {
         let t = Instant::now();
-        let bytes = self.packs.read(pack, offset, len, scratch)?;
+        // The buffer grows (zeroed, once) to hold the read and is never shrunk, so a buffer
+        // used again costs neither allocation nor initialization.
+        if scratch.len() < len {
+            scratch.resize(len, 0);
+        }
+        let bytes = &mut scratch[..len];
+        vault.backend().read_into(pack, offset, bytes)?;
         let c = &self.counters;
         c.read_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
         c.stored_bytes.fetch_add(len as u64, Ordering::Relaxed);
@@ -396,9 +328,13 @@ impl Engine {
             let (first, last) = (&span[0].1, &span[span.len() - 1].1);
             let start = first.offset;
             let end = last.offset + u64::from(last.stored_len);
-            let Ok(bytes) =
-                self.read_frames(&first.pack, start, (end - start) as usize, &mut scratch)
-            else {
+            let Ok(bytes) = self.read_frames(
+                vault,
+                &first.pack,
+                start,
+                (end - start) as usize,
+                &mut scratch,
+            ) else {
                 continue;
             };
             for (id, loc) in span {
@@ -415,7 +351,7 @@ impl Engine {
     /// cache.
     fn load_to(&self, vault: &Vault, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
         let loc = self.locate_readable(vault, id)?;
-        self.with_frame(&loc, |frame| {
+        self.with_frame(vault, &loc, |frame| {
             let t = Instant::now();
             vault
                 .codec()
@@ -532,7 +468,6 @@ impl<'v> BlockReader<'v> {
                 locator: RwLock::new(Arc::new(locator)),
                 reloading: Mutex::new(()),
                 cache: BlockCache::new(options.cache_bytes),
-                packs: PackFiles::new(&vault),
                 counters: Counters::default(),
                 queued: AtomicUsize::new(0),
             }),
@@ -599,11 +534,10 @@ impl<'v> BlockReader<'v> {
 
     /// The frame of a block as stored, read from its pack (the bench times decoding apart).
     pub(crate) fn read_frame(&self, loc: &BlockLocation) -> Result<Vec<u8>, StoreError> {
-        let mut frame = Vec::new();
-        let len = loc.stored_len as usize;
-        self.engine
-            .packs
-            .read(&loc.pack, loc.offset, len, &mut frame)?;
+        let mut frame = vec![0; loc.stored_len as usize];
+        self.vault
+            .backend()
+            .read_into(&loc.pack, loc.offset, &mut frame)?;
         Ok(frame)
     }
 
@@ -784,7 +718,7 @@ mod tests {
         assert!(ids.len() >= 20);
         let victim = ids[ids.len() / 2];
         let loc = locations[&victim].0;
-        let pack = LocalBackend::new(vault.root().join("packs")).path_of(&loc.pack);
+        let pack = crate::store::LocalBackend::new(vault.root().join("packs")).path_of(&loc.pack);
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
