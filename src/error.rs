@@ -30,7 +30,8 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     /// The passphrase opens no key file.
     pub const WRONG_PASSPHRASE: u8 = 12;
-    /// A seed disk was refused: another vault's or job's, or no journal.
+    /// A seed disk was refused: another vault's or job's, or no journal; or (prepare) it
+    /// still holds a job not imported yet.
     pub const SEED_REFUSED: u8 = 13;
     /// Seed disks too small for the source.
     pub const SEED_NO_ROOM: u8 = 14;
@@ -122,7 +123,8 @@ impl Error {
                 SeedError::NoJournal { .. }
                 | SeedError::BadJournal { .. }
                 | SeedError::OtherVault { .. }
-                | SeedError::OtherJob { .. } => exit::SEED_REFUSED,
+                | SeedError::OtherJob { .. }
+                | SeedError::DiskInUse { .. } => exit::SEED_REFUSED,
                 SeedError::TooSmall { .. } | SeedError::NoRoom { .. } => exit::SEED_NO_ROOM,
                 SeedError::BadSize(_) => exit::USAGE,
                 SeedError::UnknownJob { .. }

@@ -5,18 +5,26 @@
 //! its bytes must hash to its name and every frame must open and hash to its block id. Damage
 //! is traced to the points and paths it affects. Packs the catalog does not name (left by an
 //! interrupted backup) are listed as unreferenced; they are not damage.
+//!
+//! Every point that claims to be readable (complete or partial) must be restorable: each
+//! block its files use must be located in a stored pack. Files for which that fails are
+//! listed by point and path ([`VerifyReport::not_restorable`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rayon::prelude::*;
 
-use crate::catalog::{BlockLocation, ContentId, EntryKind, PackState};
+use crate::catalog::{
+    BlockLocation, Catalog, CatalogError, Content, ContentId, Entry, EntryKind, PackState,
+    PointState, TreeId,
+};
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::store::{BlockId, PackId};
+use crate::store::{BlockId, IdSet, PackId};
 use crate::vault::Vault;
 
 /// What to check.
@@ -43,12 +51,18 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     pub affected: Vec<AffectedFile>,
     pub unreferenced_packs: Vec<String>,
+    /// Files of complete or partial points that cannot be restored: a block they use is not
+    /// in a stored pack (see [`not_restorable_files`]).
+    pub not_restorable: Vec<AffectedFile>,
 }
 
 impl VerifyReport {
     /// True if nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damaged_packs.is_empty() && self.problems.is_empty() && self.damaged_blocks == 0
+        self.damaged_packs.is_empty()
+            && self.problems.is_empty()
+            && self.damaged_blocks == 0
+            && self.not_restorable.is_empty()
     }
 }
 
@@ -139,6 +153,7 @@ pub fn verify(
     if !hit.is_empty() {
         report.affected = affected_files(vault, &hit)?;
     }
+    report.not_restorable = not_restorable_files(vault, &known, &contents)?;
     Ok(report)
 }
 
@@ -227,4 +242,241 @@ fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<Af
     }
     out.sort();
     Ok(out)
+}
+
+/// Every file of a point that claims to be readable (complete or partial) and cannot be
+/// restored: its version is not in the catalog, or a block it uses is not, or is located in a
+/// pack that is not stored (in transit, or unknown). Blocks are judged once per file version
+/// and each tree is walked once across all points, so shared directories cost nothing more.
+fn not_restorable_files(
+    vault: &Vault,
+    known: &IdSet,
+    contents: &[(ContentId, Content)],
+) -> Result<Vec<AffectedFile>> {
+    let catalog = vault.catalog();
+    let not_stored = catalog.blocks_not_stored()?;
+    let readable = |content: &Content| {
+        content.blocks.iter().all(|(block, _)| {
+            *block == BlockId::ZERO || (known.contains(block) && !not_stored.contains(block))
+        })
+    };
+    let readable: HashMap<ContentId, bool> = contents
+        .iter()
+        .map(|(id, content)| (*id, readable(content)))
+        .collect();
+    let mut walk = RestorableWalk {
+        catalog: &catalog,
+        readable: &readable,
+        trees: HashMap::new(),
+    };
+    let mut out = Vec::new();
+    for point in catalog.points()? {
+        if !matches!(point.state, PointState::Complete | PointState::Partial) {
+            continue;
+        }
+        for path in walk.bad_paths(point.root_tree)?.iter() {
+            out.push(AffectedFile {
+                point: point.id.0.clone(),
+                path: under(Path::new("."), path).display().to_string(),
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `path` below `dir`; an empty `path` (a directory that cannot be read) is `dir` itself.
+fn under(dir: &Path, path: &Path) -> PathBuf {
+    if path.as_os_str().is_empty() {
+        dir.to_path_buf()
+    } else if dir == Path::new(".") {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
+}
+
+/// Paths, relative to a tree, of the files below it that cannot be restored.
+type BadPaths = Rc<Vec<PathBuf>>;
+
+/// A depth-first walk of trees that remembers each tree's answer (Merkle trees are shared
+/// between points and directories).
+struct RestorableWalk<'a> {
+    catalog: &'a Catalog,
+    /// Per file version: true if every block it uses is in a stored pack.
+    readable: &'a HashMap<ContentId, bool>,
+    trees: HashMap<TreeId, BadPaths>,
+}
+
+/// One directory being walked.
+struct Frame {
+    tree: TreeId,
+    /// Its name in its parent; empty for the root.
+    name: PathBuf,
+    entries: std::vec::IntoIter<Entry>,
+    bad: Vec<PathBuf>,
+}
+
+impl RestorableWalk<'_> {
+    /// The files below `root` that cannot be restored. Iterative, so depth costs no stack; a
+    /// tree met again on its own path (a crafted cycle) is not entered a second time.
+    fn bad_paths(&mut self, root: TreeId) -> Result<BadPaths> {
+        if let Some(done) = self.trees.get(&root) {
+            return Ok(Rc::clone(done));
+        }
+        let mut on_path = HashSet::from([root]);
+        let mut stack = vec![self.enter(root, PathBuf::new())?];
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return Ok(Rc::default());
+            };
+            if let Some(entry) = top.entries.next() {
+                if let Some(frame) = self.visit(top, entry, &mut on_path)? {
+                    stack.push(frame);
+                }
+                continue;
+            }
+            let Some(done) = stack.pop() else {
+                return Ok(Rc::default());
+            };
+            on_path.remove(&done.tree);
+            let bad = Rc::new(done.bad);
+            self.trees.insert(done.tree, Rc::clone(&bad));
+            match stack.last_mut() {
+                Some(parent) => parent.bad.extend(bad.iter().map(|p| under(&done.name, p))),
+                None => return Ok(bad),
+            }
+        }
+    }
+
+    /// Judges one entry of `top`; returns the frame of a directory to walk next.
+    fn visit(
+        &mut self,
+        top: &mut Frame,
+        entry: Entry,
+        on_path: &mut HashSet<TreeId>,
+    ) -> Result<Option<Frame>> {
+        let name = PathBuf::from(OsStr::from_bytes(&entry.name));
+        match (entry.kind, entry.subtree, entry.content) {
+            (EntryKind::Dir, Some(sub), _) => {
+                if let Some(done) = self.trees.get(&sub) {
+                    top.bad.extend(done.iter().map(|p| under(&name, p)));
+                } else if on_path.insert(sub) {
+                    return Ok(Some(self.enter(sub, name)?));
+                }
+            }
+            (EntryKind::File, _, Some(content))
+                if !self.readable.get(&content).copied().unwrap_or(false) =>
+            {
+                top.bad.push(name);
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// A frame for `tree`. A tree the catalog lacks or cannot decode makes the whole
+    /// directory unrestorable: it is listed itself and not entered.
+    fn enter(&self, tree: TreeId, name: PathBuf) -> Result<Frame> {
+        let (entries, bad) = match self.catalog.tree_entries(&tree) {
+            Ok(entries) => (entries, Vec::new()),
+            Err(CatalogError::Corrupt(_))
+            | Err(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows)) => {
+                (Vec::new(), vec![PathBuf::new()])
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Frame {
+            tree,
+            name,
+            entries: entries.into_iter(),
+            bad,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{
+        BackupCommit, PointKind, PointStats, RecoveryPoint, RecoveryPointId, RootMeta,
+    };
+
+    fn entry(name: &str, content: Option<u8>, subtree: Option<u8>) -> Entry {
+        Entry {
+            name: name.as_bytes().to_vec(),
+            kind: if subtree.is_some() {
+                EntryKind::Dir
+            } else {
+                EntryKind::File
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            size: 0,
+            inode: 0,
+            nlink: 1,
+            content: content.map(|c| ContentId([c; 32])),
+            subtree: subtree.map(|t| TreeId([t; 32])),
+            target: None,
+            rdev: 0,
+            xattrs: vec![],
+        }
+    }
+
+    /// Root 1 holds a bad file, itself (a crafted cycle), a tree the catalog lacks and
+    /// directory 2, which holds a good file and one whose version is not in the catalog.
+    fn crafted_catalog() -> Catalog {
+        let mut cat = Catalog::open_in_memory().unwrap();
+        let root = vec![
+            entry("bad", Some(10), None),
+            entry("lost", None, Some(9)),
+            entry("self", None, Some(1)),
+            entry("sub", None, Some(2)),
+        ];
+        let sub = vec![entry("gone", Some(12), None), entry("ok", Some(11), None)];
+        let commit = BackupCommit {
+            trees: vec![(TreeId([1; 32]), root), (TreeId([2; 32]), sub)],
+            ..BackupCommit::default()
+        };
+        let point = RecoveryPoint {
+            id: RecoveryPointId("0123456789abcdef".into()),
+            parent: None,
+            root_tree: TreeId([1; 32]),
+            source: "/src".into(),
+            host: "h".into(),
+            tags: vec![],
+            kind: PointKind::Full,
+            state: PointState::Complete,
+            started_ns: 1,
+            finished_ns: 2,
+            stats: PointStats::default(),
+            errors: vec![],
+            root: RootMeta::default(),
+            awaiting_job: None,
+        };
+        cat.commit_backup(&commit, &point).unwrap();
+        cat
+    }
+
+    #[test]
+    fn restorable_walk_names_each_bad_file_and_stops_at_a_cycle() {
+        let cat = crafted_catalog();
+        let readable = HashMap::from([(ContentId([10; 32]), false), (ContentId([11; 32]), true)]);
+        let mut walk = RestorableWalk {
+            catalog: &cat,
+            readable: &readable,
+            trees: HashMap::new(),
+        };
+        let bad = walk.bad_paths(TreeId([1; 32])).unwrap();
+        let bad: Vec<_> = bad.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(bad, ["bad", "lost", "sub/gone"]);
+        // Each tree was judged once (the missing one too) and is remembered for every other
+        // point sharing it.
+        let sub = walk.bad_paths(TreeId([2; 32])).unwrap();
+        assert_eq!(*sub, [PathBuf::from("gone")]);
+        assert_eq!(walk.trees.len(), 3);
+    }
 }

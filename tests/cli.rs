@@ -484,3 +484,6 @@ mod seed;
 
 #[path = "cli/operator.rs"]
 mod operator;
+
+#[path = "cli/verify_restorable.rs"]
+mod verify_restorable;

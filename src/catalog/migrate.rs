@@ -4,9 +4,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
+    include_str!("../../catalog-schema/0003_block_copies.sql"),
 ];
 
 /// The schema version this build writes.
@@ -32,6 +33,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
         });
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the write lock.
+    let found = version(&tx)?;
     for (version, sql) in (1..=LATEST).zip(MIGRATIONS).skip(found as usize) {
         tx.execute_batch(sql)
             .map_err(|source| CatalogError::Migration { version, source })?;
@@ -81,5 +84,27 @@ mod tests {
             })
             .unwrap();
         assert_eq!((id.as_str(), job), ("p1", None));
+    }
+
+    #[test]
+    fn rows_of_version_2_survive_the_block_copies_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO packs (id, name, size, state, seed_job) VALUES (1, x'01', 10, 'in_transit', 'j');
+             INSERT INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (x'02', 1, 0, 5, 5);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (pack, copies): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT pack FROM blocks), (SELECT COUNT(*) FROM block_copies)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((pack, copies), (1, 0));
     }
 }

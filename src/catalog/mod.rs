@@ -260,6 +260,42 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The blocks a new point may share instead of storing them again: those in stored packs,
+    /// and those travelling in packs of `awaiting_job`, the seed job the point waits for anyway.
+    /// A block found only in another job's packs in transit is left out, so it is written
+    /// again and the point never depends on a job it does not wait for.
+    pub fn dedup_block_ids(&self, awaiting_job: Option<&str>) -> Result<IdSet> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM packs WHERE state <> 'stored' AND seed_job IS NOT ?1")?;
+        let elsewhere: std::collections::HashSet<i64> = stmt
+            .query_map([awaiting_job], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if elsewhere.is_empty() {
+            return self.block_ids();
+        }
+        let mut stmt = self.conn.prepare("SELECT id, pack FROM blocks")?;
+        let mut out = IdSet::default();
+        for row in stmt.query_map([], |r| Ok((blob32(r, 0)?, r.get::<_, i64>(1)?)))? {
+            let (id, pack) = row?;
+            if !elsewhere.contains(&pack) {
+                out.insert(BlockId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Blocks whose catalog location is not a stored pack: in transit, or a pack the catalog
+    /// does not know. A point using one cannot be restored (verify).
+    pub fn blocks_not_stored(&self) -> Result<IdSet> {
+        let mut stmt = self.conn.prepare(
+            "SELECT b.id FROM blocks b LEFT JOIN packs p ON p.id = b.pack
+             WHERE p.state IS NOT 'stored'",
+        )?;
+        let rows = stmt.query_map([], |r| blob32(r, 0).map(BlockId))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Where every block is, with its pack's state.
     pub fn block_locations(&self) -> Result<IdMap<(BlockLocation, PackState)>> {
         let mut stmt = self.conn.prepare(
@@ -448,9 +484,6 @@ impl Catalog {
 fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()> {
     let mut pack_stmt =
         tx.prepare("INSERT INTO packs (name, size, state, seed_job) VALUES (?1, ?2, ?3, ?4)")?;
-    let mut block_stmt = tx.prepare(
-        "INSERT OR IGNORE INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     let mut blocks = Vec::new();
     for pack in packs {
         pack_stmt.execute(params![
@@ -460,20 +493,65 @@ fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()>
             pack.seed_job
         ])?;
         let rowid = tx.last_insert_rowid();
-        blocks.extend(pack.entries.iter().map(|e| (rowid, e)));
+        blocks.extend(pack.entries.iter().map(|e| (rowid, pack.state, e)));
     }
     // Inserting in key order fills B-tree pages densely: a smaller catalog.
-    blocks.sort_unstable_by_key(|(_, e)| e.id);
-    for (rowid, e) in blocks {
-        block_stmt.execute(params![
-            &e.id.0[..],
-            rowid,
-            e.offset as i64,
-            e.stored_len,
-            e.raw_len
-        ])?;
+    blocks.sort_unstable_by_key(|(_, _, e)| e.id);
+    let mut insert = BlockInsert::prepare(tx)?;
+    for (rowid, state, e) in blocks {
+        insert.add(rowid, state, e)?;
     }
     Ok(())
+}
+
+/// Records the blocks of new packs. A block already known keeps its location, unless that
+/// location is not readable yet (a pack in transit) and the new one is: then it moves to the
+/// stored pack. A block written again onto seed disks because its only copy travels in
+/// another job's pack is kept as a second copy (`block_copies`), adopted when its pack lands.
+struct BlockInsert<'t> {
+    upsert: rusqlite::Statement<'t>,
+    copy: rusqlite::Statement<'t>,
+}
+
+impl<'t> BlockInsert<'t> {
+    fn prepare(tx: &'t rusqlite::Transaction<'_>) -> Result<BlockInsert<'t>> {
+        Ok(BlockInsert {
+            upsert: tx.prepare(
+                "INSERT INTO blocks (id, pack, offset, stored_len, raw_len)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset,
+                     stored_len = excluded.stored_len, raw_len = excluded.raw_len
+                 WHERE ?6 AND (SELECT state FROM packs WHERE packs.id = blocks.pack)
+                     IS NOT 'stored'",
+            )?,
+            copy: tx.prepare(
+                "INSERT OR IGNORE INTO block_copies (pack, id, offset, stored_len, raw_len)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+        })
+    }
+
+    fn add(&mut self, pack: i64, state: PackState, e: &PackEntry) -> Result<()> {
+        let stored = state == PackState::Stored;
+        let changed = self.upsert.execute(params![
+            &e.id.0[..],
+            pack,
+            e.offset as i64,
+            e.stored_len,
+            e.raw_len,
+            stored
+        ])?;
+        if changed == 0 && !stored {
+            self.copy.execute(params![
+                pack,
+                &e.id.0[..],
+                e.offset as i64,
+                e.stored_len,
+                e.raw_len
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[&(TreeId, Vec<Entry>)]) -> Result<()> {

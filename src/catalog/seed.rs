@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::{blob32, Catalog, NewPack, PackState, RecoveryPointId, Result, SeedJobRecord};
-use crate::store::PackId;
+use crate::store::{BlockId, PackId};
 
 /// A seed job's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -152,6 +152,18 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Blocks a pack holds a second copy of (see `block_copies`) whose location is not a
+    /// stored pack either: lost with the pack, they must be re-made (repair).
+    pub fn pending_copies_of_pack(&self, pack: &PackId) -> Result<Vec<BlockId>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id FROM block_copies c
+             JOIN blocks b ON b.id = c.id LEFT JOIN packs q ON q.id = b.pack
+             WHERE c.pack = (SELECT id FROM packs WHERE name = ?1) AND q.state IS NOT 'stored'",
+        )?;
+        let rows = stmt.query_map([&pack.0[..]], |r| blob32(r, 0).map(BlockId))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Disks of a job seen by an import.
     pub fn seed_disks_seen(&self, job: &str) -> Result<Vec<u32>> {
         let mut stmt = self
@@ -197,6 +209,7 @@ impl Catalog {
             for pack in stored {
                 mark.execute(params![&pack.0[..], job])?;
                 clear.execute(params![job, &pack.0[..]])?;
+                adopt_copies(&tx, pack)?;
             }
         }
         tx.execute(
@@ -244,12 +257,23 @@ impl Catalog {
                 tx.prepare("DELETE FROM seed_packs WHERE job = ?1 AND pack = ?2")?;
             let mut drop_bad =
                 tx.prepare("DELETE FROM seed_bad_packs WHERE job = ?1 AND pack = ?2")?;
+            let mut copies_left = tx.prepare(
+                "SELECT COUNT(*) FROM block_copies c
+                 JOIN blocks b ON b.id = c.id LEFT JOIN packs q ON q.id = b.pack
+                 WHERE c.pack = (SELECT id FROM packs WHERE name = ?1)
+                   AND q.state IS NOT 'stored'",
+            )?;
+            let mut drop_copies = tx.prepare(
+                "DELETE FROM block_copies WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
+            )?;
             let mut drop_pack = tx.prepare("DELETE FROM packs WHERE name = ?1")?;
             for pack in lost {
                 let left: i64 = orphaned.query_row([&pack.0[..]], |r| r.get(0))?;
-                if left == 0 {
+                let copies: i64 = copies_left.query_row([&pack.0[..]], |r| r.get(0))?;
+                if left + copies == 0 {
                     drop_seed.execute(params![job, &pack.0[..]])?;
                     drop_bad.execute(params![job, &pack.0[..]])?;
+                    drop_copies.execute([&pack.0[..]])?;
                     drop_pack.execute([&pack.0[..]])?;
                 }
             }
@@ -258,6 +282,27 @@ impl Catalog {
         tx.commit()?;
         Ok(done)
     }
+}
+
+/// A pack just stored: every block it holds a second copy of whose location is still not
+/// readable (another job's pack in transit) moves to it. Its copies are then forgotten: each
+/// block is now in a stored pack, this one or another.
+fn adopt_copies(tx: &Transaction<'_>, pack: &PackId) -> Result<()> {
+    tx.execute(
+        "UPDATE blocks SET pack = c.pack, offset = c.offset, stored_len = c.stored_len,
+             raw_len = c.raw_len
+         FROM block_copies AS c
+         WHERE c.pack = (SELECT id FROM packs WHERE name = ?1 AND state = 'stored')
+           AND blocks.id = c.id
+           AND (SELECT state FROM packs WHERE packs.id = blocks.pack) IS NOT 'stored'",
+        [&pack.0[..]],
+    )?;
+    tx.execute(
+        "DELETE FROM block_copies
+         WHERE pack = (SELECT id FROM packs WHERE name = ?1 AND state = 'stored')",
+        [&pack.0[..]],
+    )?;
+    Ok(())
 }
 
 /// Moves a job forward: `importing` once a pack is in, `imported` (and its points `complete`)
@@ -285,4 +330,175 @@ fn finish_if_done(tx: &Transaction<'_>, job: &str) -> Result<bool> {
         [job],
     )?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{
+        BackupCommit, PointKind, PointState, PointStats, RecoveryPoint, RootMeta, TreeId,
+    };
+    use crate::store::PackEntry;
+
+    const SHARED: BlockId = BlockId([5; 32]);
+
+    fn pack(n: u8, state: PackState, job: Option<&str>, blocks: &[BlockId]) -> NewPack {
+        NewPack {
+            id: PackId([n; 32]),
+            size: 1000,
+            state,
+            seed_job: job.map(str::to_string),
+            entries: blocks
+                .iter()
+                .enumerate()
+                .map(|(i, id)| PackEntry {
+                    id: *id,
+                    offset: 8 + 40 * i as u64 + u64::from(n),
+                    stored_len: 40,
+                    raw_len: 30,
+                })
+                .collect(),
+        }
+    }
+
+    /// Commits a backup writing `packs`: a seed job's when `job` is set.
+    fn commit(cat: &mut Catalog, id: &str, job: Option<&str>, packs: Vec<NewPack>) {
+        let seed = job.map(|name| SeedJobRecord {
+            name: name.into(),
+            source: format!("/{name}"),
+            disk_count: 1,
+            packs: packs.iter().map(|p| (p.id, 1)).collect(),
+        });
+        let root = TreeId([0; 32]);
+        let commit = BackupCommit {
+            packs,
+            contents: vec![],
+            trees: vec![(root, vec![])],
+            seed,
+        };
+        let point = RecoveryPoint {
+            id: RecoveryPointId(id.into()),
+            parent: None,
+            root_tree: root,
+            source: format!("/{id}"),
+            host: "h".into(),
+            tags: vec![],
+            kind: if job.is_some() {
+                PointKind::Seeded
+            } else {
+                PointKind::Full
+            },
+            state: if job.is_some() {
+                PointState::AwaitingSeed
+            } else {
+                PointState::Complete
+            },
+            started_ns: 1,
+            finished_ns: 2,
+            stats: PointStats::default(),
+            errors: vec![],
+            root: RootMeta::default(),
+            awaiting_job: job.map(str::to_string),
+        };
+        cat.commit_backup(&commit, &point).unwrap();
+    }
+
+    fn location(cat: &Catalog, block: BlockId) -> (PackId, PackState) {
+        let (loc, state) = cat.block_locations().unwrap()[&block];
+        (loc.pack, state)
+    }
+
+    fn state(cat: &Catalog, point: &str) -> PointState {
+        let points = cat.points().unwrap();
+        points.iter().find(|p| p.id.0 == point).unwrap().state
+    }
+
+    /// Jobs a and b both carry SHARED: a wrote it first, b again (a's was in transit).
+    fn two_jobs() -> Catalog {
+        let mut cat = Catalog::open_in_memory().unwrap();
+        let a = pack(
+            1,
+            PackState::InTransit,
+            Some("a"),
+            &[SHARED, BlockId([1; 32])],
+        );
+        commit(&mut cat, "pa", Some("a"), vec![a]);
+        assert!(!cat.dedup_block_ids(None).unwrap().contains(&SHARED));
+        assert!(cat.dedup_block_ids(Some("a")).unwrap().contains(&SHARED));
+        let b = pack(
+            2,
+            PackState::InTransit,
+            Some("b"),
+            &[SHARED, BlockId([2; 32])],
+        );
+        commit(&mut cat, "pb", Some("b"), vec![b]);
+        assert_eq!(
+            location(&cat, SHARED),
+            (PackId([1; 32]), PackState::InTransit)
+        );
+        cat
+    }
+
+    #[test]
+    fn a_job_landing_first_adopts_its_copies_of_blocks_still_in_transit() {
+        let mut cat = two_jobs();
+        assert_eq!(
+            cat.pending_copies_of_pack(&PackId([2; 32])).unwrap(),
+            [SHARED]
+        );
+        assert!(cat.record_seed_import("b", 1, &[PackId([2; 32])]).unwrap());
+        assert_eq!(location(&cat, SHARED), (PackId([2; 32]), PackState::Stored));
+        assert_eq!(state(&cat, "pb"), PointState::Complete);
+        assert_eq!(state(&cat, "pa"), PointState::AwaitingSeed);
+        assert!(cat
+            .pending_copies_of_pack(&PackId([2; 32]))
+            .unwrap()
+            .is_empty());
+
+        assert!(cat.record_seed_import("a", 1, &[PackId([1; 32])]).unwrap());
+        assert_eq!(location(&cat, SHARED), (PackId([2; 32]), PackState::Stored));
+        assert_eq!(state(&cat, "pa"), PointState::Complete);
+    }
+
+    #[test]
+    fn a_copy_of_a_block_already_stored_is_forgotten() {
+        let mut cat = two_jobs();
+        assert!(cat.record_seed_import("a", 1, &[PackId([1; 32])]).unwrap());
+        assert_eq!(location(&cat, SHARED), (PackId([1; 32]), PackState::Stored));
+        // b's copy is no longer needed by anyone: a lost pack of b need not re-make it.
+        assert!(cat
+            .pending_copies_of_pack(&PackId([2; 32]))
+            .unwrap()
+            .is_empty());
+        assert!(cat.record_seed_import("b", 1, &[PackId([2; 32])]).unwrap());
+        assert_eq!(location(&cat, SHARED), (PackId([1; 32]), PackState::Stored));
+        assert_eq!(state(&cat, "pb"), PointState::Complete);
+    }
+
+    #[test]
+    fn a_block_stored_again_online_moves_out_of_transit() {
+        let mut cat = two_jobs();
+        let online = pack(3, PackState::Stored, None, &[SHARED]);
+        commit(&mut cat, "pc", None, vec![online]);
+        assert_eq!(location(&cat, SHARED), (PackId([3; 32]), PackState::Stored));
+        assert!(cat.dedup_block_ids(None).unwrap().contains(&SHARED));
+        assert!(!cat
+            .dedup_block_ids(None)
+            .unwrap()
+            .contains(&BlockId([1; 32])));
+    }
+
+    #[test]
+    fn a_lost_pack_is_dropped_only_once_its_copies_are_remade() {
+        let mut cat = two_jobs();
+        let lost = PackId([2; 32]);
+        // The repair re-made b's own block but not the shared copy: the pack stays.
+        let remade = pack(4, PackState::Stored, None, &[BlockId([2; 32])]);
+        assert!(!cat.record_seed_repair("b", &[remade], &[lost]).unwrap());
+        assert_eq!(cat.seed_packs("b").unwrap().len(), 1);
+        let remade = pack(5, PackState::Stored, None, &[SHARED]);
+        assert!(cat.record_seed_repair("b", &[remade], &[lost]).unwrap());
+        assert!(cat.seed_packs("b").unwrap().is_empty());
+        assert_eq!(state(&cat, "pb"), PointState::Complete);
+    }
 }

@@ -49,6 +49,10 @@ struct PrepareArgs {
     /// How to cut files into blocks.
     #[arg(long, value_enum, default_value = "cdc")]
     chunker: ChunkerArg,
+    /// Use a disk even if it holds the journal of a job not imported yet (that job can then
+    /// no longer be imported from it).
+    #[arg(long)]
+    force: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -126,6 +130,7 @@ fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
         job: args.job.clone(),
         disks: args.disks.clone(),
         disk_size,
+        force: args.force,
         backup: BackupOptions {
             paths: args.paths.clone(),
             exclude: args.exclude.clone(),

@@ -1,6 +1,7 @@
 //! `synvault verify`.
 
 use clap::Args;
+use synvault::verify::AffectedFile;
 use synvault::VerifyOptions;
 
 use super::output::{bytes, json, short, Bar};
@@ -38,9 +39,16 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
     for file in &report.affected {
         outln!("affected: point {} file {}", short(&file.point), file.path);
     }
+    for file in &report.not_restorable {
+        outln!(
+            "not restorable: point {} file {} (a block it uses is not in a stored pack)",
+            short(&file.point),
+            file.path
+        );
+    }
     if !report.unreferenced_packs.is_empty() {
         outln!(
-            "{} unreferenced packs (left by an interrupted backup; prune reclaims them)",
+            "{} unreferenced packs (left by an interrupted backup or import; no point uses them, they are not damage)",
             report.unreferenced_packs.len()
         );
     }
@@ -57,11 +65,25 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
             "no errors".to_string()
         } else {
             format!(
-                "{} damaged packs, {} damaged blocks",
+                "{} damaged packs, {} damaged blocks{}",
                 report.damaged_packs.len(),
-                report.damaged_blocks
+                report.damaged_blocks,
+                not_restorable_summary(&report.not_restorable)
             )
         }
     );
     Ok(code_for(!report.is_clean()))
+}
+
+/// ", N files of M points not restorable", or nothing.
+fn not_restorable_summary(files: &[AffectedFile]) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    let points: std::collections::HashSet<&str> = files.iter().map(|f| f.point.as_str()).collect();
+    format!(
+        ", {} files of {} points not restorable",
+        files.len(),
+        points.len()
+    )
 }

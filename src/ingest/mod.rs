@@ -168,7 +168,13 @@ pub fn backup_to(
     }
     progress.set_total(to_read);
 
-    let known = vault.catalog().block_ids()?;
+    // Share only blocks that are stored, or that travel with the seed job this point waits for
+    // anyway: a block found only in another job's packs in transit is stored again.
+    let waits_for = match target {
+        Target::Store => parent.as_ref().and_then(|p| p.awaiting_job.as_deref()),
+        Target::Seed(_) => None,
+    };
+    let known = vault.catalog().dedup_block_ids(waits_for)?;
     let chunker = vault.chunker(options.chunker);
     let bytes_read = AtomicU64::new(0);
     let to_store = sink::ToStore(vault.backend());

@@ -35,6 +35,8 @@ pub enum SeedError {
         found: String,
         expected: String,
     },
+    #[error("disk {} holds {holder}: refused (--force overwrites its journal)", .disk.display())]
+    DiskInUse { disk: PathBuf, holder: String },
     #[error("no seed job named {job:?} in this vault")]
     UnknownJob { job: String },
     #[error("seed job {job:?} already exists")]

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-use super::journal::{pack_path_of, Journal, JournalPack, JOURNAL_FORMAT};
+use super::journal::{pack_path_of, Journal, JournalPack, JOURNAL_FORMAT, JOURNAL_NAME};
 use super::SeedError;
+use crate::catalog::seed::SeedJobState;
 use crate::catalog::{NewPack, PackState, SeedJobRecord};
 use crate::error::{Error, Result};
 use crate::ingest::sink::PackDestination;
@@ -173,6 +174,8 @@ pub struct PrepareOptions {
     pub disks: Vec<PathBuf>,
     /// Capacity of every disk; default: each disk's free space.
     pub disk_size: Option<u64>,
+    /// Overwrite a disk that holds another job's journal even if that job is not imported.
+    pub force: bool,
     pub backup: BackupOptions,
 }
 
@@ -192,6 +195,11 @@ pub fn prepare(
             job: options.job.clone(),
         }
         .into());
+    }
+    if !options.force {
+        for path in &options.disks {
+            refuse_disk_in_use(vault, path, &options.job)?;
+        }
     }
     let mut disks = Vec::new();
     for path in &options.disks {
@@ -227,4 +235,41 @@ pub fn prepare(
         }
         other => other,
     }
+}
+
+/// Refuses a disk whose journal belongs to a job that may still need it: another vault's, or
+/// one of this vault not imported yet. Writing this job's journal over it would make that job
+/// impossible to import. A journal of this same job is its own earlier attempt.
+fn refuse_disk_in_use(vault: &Vault, disk: &Path, job: &str) -> Result<()> {
+    if std::fs::symlink_metadata(disk.join(JOURNAL_NAME)).is_err() {
+        return Ok(());
+    }
+    let in_use = |holder: String| -> Result<()> {
+        Err(SeedError::DiskInUse {
+            disk: disk.to_path_buf(),
+            holder,
+        }
+        .into())
+    };
+    let journal = match Journal::read(disk) {
+        Ok(journal) => journal,
+        Err(_) => return in_use(format!("an unreadable seed journal ({JOURNAL_NAME})")),
+    };
+    if journal.vault_id != vault.config().vault_id {
+        return in_use(format!(
+            "seed job {:?} of another vault ({})",
+            journal.job, journal.vault_id
+        ));
+    }
+    if journal.job == job {
+        return Ok(());
+    }
+    let imported = vault
+        .catalog()
+        .seed_job(&journal.job)?
+        .is_some_and(|j| j.state == SeedJobState::Imported);
+    if imported {
+        return Ok(());
+    }
+    in_use(format!("seed job {:?}, not imported yet", journal.job))
 }

@@ -119,6 +119,8 @@ pub fn repair(
                 .into_iter()
                 .map(|b| b.0),
         );
+        // Blocks the job wrote again because another job's packs carried them too.
+        lost.extend(vault.catalog().pending_copies_of_pack(pack)?);
     }
     report.blocks_lost = lost.len() as u64;
     let mut damaged = Vec::new();

@@ -329,3 +329,128 @@ fn repair_remakes_a_lost_pack_from_the_source() {
     assert_trees_equal(&src, &target);
     assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
 }
+
+fn point_state(env: &Env, point: &str) -> String {
+    let points = env.json(&["points", "--json"]);
+    let found = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == point)
+        .unwrap_or_else(|| panic!("no point {point} in {points}"));
+    found["state"].as_str().unwrap().to_string()
+}
+
+/// A point either still waits (and restore refuses it), or is complete and restores exactly
+/// its source: never zeros for a block that is not in the store. Returns true if complete.
+fn complete_and_exact_or_waiting(env: &Env, point: &str, src: &Path, target: &str) -> bool {
+    let state = point_state(env, point);
+    let target = env.path(target);
+    let out = env.run(&["restore", point, "--target", s(&target)]);
+    if state == "awaiting_seed" {
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        return false;
+    }
+    assert_eq!(state, "complete");
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_trees_equal(src, &target);
+    true
+}
+
+#[test]
+fn jobs_sharing_data_in_transit_each_restore_exactly_whichever_lands_first() {
+    let env = Env::new();
+    let (src_a, src_b, src_c) = (env.path("src-a"), env.path("src-b"), env.path("src-c"));
+    for src in [&src_a, &src_b] {
+        generate_tree(&src.join("tree"), 7, &TreeSpec::small());
+    }
+    for src in [&src_a, &src_b, &src_c] {
+        write_file(src.join("shared.bin"), seeded_bytes(70, 3 * MIB));
+    }
+    write_file(src_a.join("only-a.bin"), seeded_bytes(71, MIB));
+    write_file(src_b.join("only-b.bin"), seeded_bytes(72, MIB));
+    write_file(src_c.join("only-c.bin"), seeded_bytes(73, MIB));
+    let (disk_a, disk_b) = (env.path("disk-a"), env.path("disk-b"));
+    assert_eq!(code(&prepare(&env, "a", &[&disk_a], "100M", &src_a)), 0);
+    let b = prepare(&env, "b", &[&disk_b], "100M", &src_b);
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+
+    // An online backup that shares data with both jobs in transit.
+    let online = env.backup(&src_c);
+    let online = online["point"].as_str().unwrap().to_string();
+    assert!(
+        complete_and_exact_or_waiting(&env, &online, &src_c, "restored-c"),
+        "an online backup stores again what is only in transit"
+    );
+
+    // Only job b's disk lands.
+    let imported = import(&env, "b", &[&disk_b]);
+    assert_eq!(code(&imported), 0, "{}", stderr(&imported));
+    let point_b = status(&env, "b")["point"].as_str().unwrap().to_string();
+    let point_a = status(&env, "a")["point"].as_str().unwrap().to_string();
+    // Job b wrote again what only job a's disks carried, so it does not wait for a.
+    assert!(complete_and_exact_or_waiting(
+        &env,
+        &point_b,
+        &src_b,
+        "restored-b"
+    ));
+    assert_eq!(point_state(&env, &point_a), "awaiting_seed");
+    complete_and_exact_or_waiting(&env, &online, &src_c, "restored-c-again");
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+
+    // Then job a's: everything is complete and exact.
+    let imported = import(&env, "a", &[&disk_a]);
+    assert_eq!(code(&imported), 0, "{}", stderr(&imported));
+    for (point, src, target) in [
+        (&point_a, &src_a, "final-a"),
+        (&point_b, &src_b, "final-b"),
+        (&online, &src_c, "final-c"),
+    ] {
+        assert!(complete_and_exact_or_waiting(&env, point, src, target));
+    }
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+}
+
+fn prepare_onto(env: &Env, vault_env: &Env, job: &str, disk: &Path, extra: &[&str]) -> Output {
+    let src = env.path("src-small");
+    if !src.exists() {
+        write_file(src.join("x.bin"), seeded_bytes(80, MIB));
+    }
+    let mut args = vec!["seed", "prepare", "--job", job, "--disk-size", "50M"];
+    args.extend(extra);
+    args.extend(["--disk", s(disk), s(&src)]);
+    vault_env.run(&args)
+}
+
+#[test]
+fn prepare_refuses_a_disk_holding_a_job_not_yet_imported() {
+    let env = Env::new();
+    let disk = env.path("disk");
+    assert_eq!(code(&prepare_onto(&env, &env, "first", &disk, &[])), 0);
+
+    let refused = prepare_onto(&env, &env, "second", &disk, &[]);
+    assert_eq!(code(&refused), 13, "{}", stderr(&refused));
+    assert_one_line_error(&refused, "\"first\"");
+    let refused = prepare_onto(&env, &Env::new(), "elsewhere", &disk, &[]);
+    assert_eq!(code(&refused), 13, "{}", stderr(&refused));
+    assert_one_line_error(&refused, "\"first\"");
+
+    // The refused prepares left the disk alone: the first job still imports from it.
+    let imported = import(&env, "first", &[&disk]);
+    assert_eq!(code(&imported), 0, "{}", stderr(&imported));
+    assert_eq!(status(&env, "first")["state"], "imported");
+
+    // An imported job's disk may be reused; an unimported one only with --force.
+    assert_eq!(code(&prepare_onto(&env, &env, "third", &disk, &[])), 0);
+    let refused = prepare_onto(&env, &env, "fourth", &disk, &[]);
+    assert_eq!(code(&refused), 13, "{}", stderr(&refused));
+    assert_one_line_error(&refused, "\"third\"");
+    let forced = prepare_onto(&env, &env, "fourth", &disk, &["--force"]);
+    assert_eq!(code(&forced), 0, "{}", stderr(&forced));
+    let imported = import(&env, "fourth", &[&disk]);
+    assert_eq!(code(&imported), 0, "{}", stderr(&imported));
+    assert_eq!(status(&env, "fourth")["state"], "imported");
+}
