@@ -126,7 +126,6 @@ impl Error {
                 | SeedError::OtherJob { .. }
                 | SeedError::DiskInUse { .. } => exit::SEED_REFUSED,
                 SeedError::TooSmall { .. } | SeedError::NoRoom { .. } => exit::SEED_NO_ROOM,
-                SeedError::BadSize(_) => exit::USAGE,
                 SeedError::UnknownJob { .. }
                 | SeedError::JobExists { .. }
                 | SeedError::NoPoint { .. } => exit::FATAL,

@@ -10,7 +10,7 @@ use synvault::{exit, BackupOptions, Error};
 
 use super::backup::ChunkerArg;
 use super::output::{bytes, json, short, Bar};
-use super::{code_for, interrupt_flag, Cli};
+use super::{code_for, interrupt_flag, size, Cli};
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {
@@ -115,12 +115,7 @@ pub fn run(cli: &Cli, args: &SeedArgs) -> anyhow::Result<u8> {
 }
 
 fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
-    let disk_size = args
-        .disk_size
-        .as_deref()
-        .map(seed::parse_size)
-        .transpose()
-        .map_err(Error::from)?;
+    let disk_size = args.disk_size.as_deref().map(size::disk_size).transpose()?;
     let vault = cli.open_vault()?;
     let (_lock, acquired) = vault.lock_writer(&format!("seed prepare --job {}", args.job))?;
     if let Acquired::TakenOver(holder) = acquired {

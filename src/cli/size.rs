@@ -66,6 +66,13 @@ pub fn cache_size(text: &str) -> anyhow::Result<usize> {
     Ok(usize::try_from(value).unwrap_or(usize::MAX))
 }
 
+/// Bounds of a seed disk's size: at least a few MiB (whether a pack fits is for `seed
+/// prepare` to say), at most an exbibyte.
+pub fn disk_size(text: &str) -> anyhow::Result<u64> {
+    const MIN_DISK_BYTES: u64 = 1 << 20;
+    parse_bounded("--disk-size", text, MIN_DISK_BYTES, MAX_ANY_BYTES)
+}
+
 /// Bounds of a thread count: at least one, and no more than a few per core of a large
 /// machine.
 pub fn threads(flag: &str, n: usize) -> anyhow::Result<usize> {

@@ -45,47 +45,6 @@ pub enum SeedError {
     TooSmall { capacity: u64, needed: u64 },
     #[error("seed disks are full: about {needed} more bytes of disk room are needed; job {job:?} is incomplete")]
     NoRoom { job: String, needed: u64 },
-    #[error("cannot parse size {0:?} (use e.g. 250M, 8T)")]
-    BadSize(String),
     #[error("seed job {job:?} has no recovery point to repair")]
     NoPoint { job: String },
-}
-
-/// Parses `250M`, `8T`, `1.5G` or plain bytes (binary units).
-pub fn parse_size(text: &str) -> Result<u64, SeedError> {
-    let t = text.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                'B' => 1,
-                _ => return Err(SeedError::BadSize(text.into())),
-            };
-            (&t[..i], mult)
-        }
-        _ => (t, 1),
-    };
-    let value: f64 = num.parse().map_err(|_| SeedError::BadSize(text.into()))?;
-    if !(value.is_finite() && value > 0.0) {
-        return Err(SeedError::BadSize(text.into()));
-    }
-    Ok((value * mult as f64) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("250M").unwrap(), 250 << 20);
-        assert_eq!(parse_size("8T").unwrap(), 8 << 40);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("-1M").is_err());
-    }
 }

@@ -145,6 +145,22 @@ fn sizes_and_counts_out_of_bounds_are_usage_errors() {
         assert_eq!(code(&out), 2, "{size}: {}", stderr(&out));
         assert_one_line_error(&out, "--cache-size");
     }
+    for size in ["0.1", "99999999999T", "1"] {
+        let disk = s(&mnt);
+        let out = env.run(&[
+            "seed",
+            "prepare",
+            "--job",
+            "j",
+            "--disk",
+            disk,
+            "--disk-size",
+            size,
+            "src",
+        ]);
+        assert_eq!(code(&out), 2, "{size}: {}", stderr(&out));
+        assert_one_line_error(&out, "--disk-size");
+    }
     let out = env.run(&["bench", "reassembly", "--threads", "0"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert_one_line_error(&out, "--threads");
