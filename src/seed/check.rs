@@ -27,22 +27,6 @@ pub struct DiskCheck {
     pub bad: Vec<BadPack>,
 }
 
-/// Streams a file through blake3: its length and hash, without holding it in memory.
-pub fn hash_file(path: &Path) -> std::io::Result<(u64, PackId)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buf)?;
-        if n == 0 {
-            return Ok((len, PackId(*hasher.finalize().as_bytes())));
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-}
-
 /// Checks a pack file against its journal line: the right size, hashing to its name.
 pub fn check_pack_file(path: &Path, entry: &JournalPack) -> Result<(), String> {
     let Some(id) = PackId::from_hex(&entry.name) else {
@@ -51,7 +35,7 @@ pub fn check_pack_file(path: &Path, entry: &JournalPack) -> Result<(), String> {
     if entry.blake3 != entry.name {
         return Err("journal's blake3 differs from the pack name".into());
     }
-    let (len, hash) = match hash_file(path) {
+    let (len, hash) = match PackId::of_file(path) {
         Ok(found) => found,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err("missing from the disk".into())

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::check::{check_pack_file, BadPack};
+use super::check::BadPack;
 use super::journal::{pack_path, Journal, JournalPack};
 use super::SeedError;
 use crate::catalog::seed::SeedPack;
@@ -23,8 +23,7 @@ use crate::catalog::{Catalog, PackState};
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
 use crate::progress::Progress;
-use crate::store::backend::{create_private_dir_all, create_private_file};
-use crate::store::{LocalBackend, PackId};
+use crate::store::{Backend, FileVerdict, LocalBackend, PackId};
 
 /// What an import did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -105,7 +104,7 @@ pub fn import(
         .map(|p| (p.pack, p))
         .collect();
     let backend = LocalBackend::new(root.join("packs"));
-    remove_stale_copies(&root.join("packs"));
+    backend.remove_partial_copies()?;
     let started = Instant::now();
     let mut report = ImportReport {
         job: job.to_string(),
@@ -114,7 +113,7 @@ pub fn import(
     progress.set_total(plans.iter().map(|p| p.journal.total_bytes).sum());
     for plan in &plans {
         let stored = import_disk(
-            &backend,
+            &backend as &dyn Backend,
             plan,
             &expected,
             &mut report,
@@ -143,7 +142,7 @@ enum PackOutcome {
 }
 
 fn import_disk(
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     plan: &DiskPlan,
     expected: &HashMap<PackId, SeedPack>,
     report: &mut ImportReport,
@@ -177,12 +176,12 @@ fn import_disk(
             PackOutcome::Bad(bad) => report.bad.push(bad),
         }
     }
-    sync_store(backend)?;
+    backend.sync()?;
     Ok(stored)
 }
 
 fn import_pack(
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     plan: &DiskPlan,
     entry: &JournalPack,
     expected: &HashMap<PackId, SeedPack>,
@@ -206,92 +205,12 @@ fn import_pack(
             entry.size, want.size
         )));
     }
-    match copy_in(
-        backend,
-        &want.pack,
-        &pack_path(&plan.disk, &entry.name),
-        entry,
-    )? {
-        Ok(()) => Ok(PackOutcome::Imported(want.pack, entry.size)),
-        Err(reason) => Ok(bad(&reason)),
+    if entry.blake3 != entry.name {
+        return Ok(bad("journal's blake3 differs from the pack name"));
     }
-}
-
-/// Copies a pack in under a temporary name (in the kernel: `std::io::copy` uses
-/// copy_file_range), checks the copy — the bytes that will be in the store — against the
-/// journal and its name, and renames it into place; a bad copy is removed. Durability comes
-/// from the one `syncfs` per disk in [`sync_store`], before the catalog names the pack.
-/// The outer error is the store's; the inner one says why the pack is refused.
-fn copy_in(
-    backend: &LocalBackend,
-    id: &PackId,
-    from: &Path,
-    entry: &JournalPack,
-) -> Result<std::result::Result<(), String>> {
-    let path = backend.path_of(id);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir_all(dir).map_err(Error::io("cannot create", dir))?;
-    let mut source = match std::fs::File::open(from) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Err("missing from the disk".into()))
-        }
-        Err(e) => return Ok(Err(format!("unreadable: {e}"))),
-    };
-    let tmp = dir.join(format!(".{}.{}.import", id.to_hex(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp); // left by a killed import that had our pid
-    let copied = create_private_file(&tmp)
-        .map_err(Error::io("cannot create", &tmp))
-        .and_then(|mut out| {
-            std::io::copy(&mut source, &mut out).map_err(Error::io("cannot copy pack into", &tmp))
-        });
-    let verdict = copied.map(|_| check_pack_file(&tmp, entry));
-    match verdict {
-        Ok(Ok(())) => {
-            start_writeback(&tmp);
-            std::fs::rename(&tmp, &path).map_err(Error::io("cannot copy pack into", &path))?;
-            Ok(Ok(()))
-        }
-        other => {
-            let _ = std::fs::remove_file(&tmp);
-            other
-        }
-    }
-}
-
-/// Starts writing a checked copy to disk now (POSIX_FADV_DONTNEED begins writeback of dirty
-/// pages without waiting), so the syncfs that makes a disk's packs durable waits for little.
-/// Only a hint: failure changes nothing.
-fn start_writeback(path: &Path) {
-    if let Ok(file) = std::fs::File::open(path) {
-        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
-    }
-}
-
-fn sync_store(backend: &LocalBackend) -> Result<()> {
-    let root = backend.path_of(&PackId([0; 32]));
-    let packs = root
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
-    let dir = std::fs::File::open(packs).map_err(Error::io("cannot open", packs))?;
-    rustix::fs::syncfs(&dir).map_err(|e| Error::io("cannot sync", packs)(e.into()))
-}
-
-/// Removes temporary copies left by an import that was killed (we hold the writer lock, so no
-/// other import is running).
-fn remove_stale_copies(packs: &Path) {
-    let Ok(dirs) = std::fs::read_dir(packs) else {
-        return;
-    };
-    for dir in dirs.flatten() {
-        let Ok(files) = std::fs::read_dir(dir.path()) else {
-            continue;
-        };
-        for file in files.flatten() {
-            if file.file_name().to_string_lossy().ends_with(".import") {
-                let _ = std::fs::remove_file(file.path());
-            }
-        }
+    let from = pack_path(&plan.disk, &entry.name);
+    match backend.put_file(&want.pack, &from, entry.size)? {
+        FileVerdict::Stored => Ok(PackOutcome::Imported(want.pack, entry.size)),
+        FileVerdict::Refused(reason) => Ok(bad(&reason)),
     }
 }

@@ -12,7 +12,7 @@ pub mod pack;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use backend::{Backend, LocalBackend, MemBackend};
+pub use backend::{Backend, FileVerdict, LocalBackend, MemBackend};
 pub use block::{BlockCodec, BlockId, IdMap, IdSet};
 pub use pack::{PackEntry, PackWriter};
 
@@ -27,6 +27,23 @@ impl PackId {
     /// The id of these pack bytes.
     pub fn of(bytes: &[u8]) -> PackId {
         PackId(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// The length and id of the pack bytes in a file, streamed through blake3 (a pack is never
+    /// held in memory to be checked).
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<(u64, PackId)> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            if n == 0 {
+                return Ok((len, PackId(*hasher.finalize().as_bytes())));
+            }
+            hasher.update(&buf[..n]);
+            len += n as u64;
+        }
     }
 
     /// Lower-case hex, as in file names.
