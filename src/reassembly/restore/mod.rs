@@ -4,24 +4,37 @@
 //! it creates directories, writes files in parallel (across files, and across blocks inside a
 //! large file, with positional writes; zero blocks stay holes), makes links and special files,
 //! and sets metadata last — directories deepest first, so writing into them does not move
-//! their times. Damaged blocks fail only their own file; the rest is restored and the damaged
-//! files are listed.
+//! their times. Damaged or missing blocks fail only their own file, which is then not put in
+//! place at all; the rest is restored and the damaged files are listed.
 //!
-//! With `overwrite`, a file whose size and mtime already match is skipped. Mtime is set only
-//! after a file's data is complete, so an interrupted restore resumes where it stopped.
+//! Everything is written beneath the target through [`target::TargetDir`], never through a
+//! link restore did not make, and each file is renamed into place only once it is complete
+//! ([`write`]). The vault, or anything in it, is never a target; a vault beneath the target is
+//! left out. Trees come checked from [`PointReader::list`], and the walk stops at a tree that
+//! contains itself or nests too deep.
+//!
+//! With `overwrite`, a file whose size and mtime already match is skipped. A file appears at
+//! its name only complete and with its mtime, so an interrupted restore resumes where it
+//! stopped.
 
-use std::collections::HashMap;
+mod target;
+mod write;
+
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
+use self::target::TargetDir;
+use self::write::FileOutcome;
 use super::{BlockMap, PointReader};
-use crate::catalog::{Entry, EntryKind, PointState};
+use crate::catalog::tree_path::TreePath;
+use crate::catalog::{CatalogError, Entry, EntryKind, PointState};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::progress::Progress;
@@ -71,6 +84,13 @@ fn rel_join(base: &Path, name: &[u8]) -> PathBuf {
     base.join(OsStr::from_bytes(name))
 }
 
+/// Include and exclude filters, and the trees from the start of the walk down to here.
+struct Walk<'f> {
+    include: &'f PathFilter,
+    exclude: &'f PathFilter,
+    trees: TreePath,
+}
+
 /// Builds the plan: walks the point under `options.path` applying include/exclude.
 pub fn plan(reader: &PointReader<'_>, options: &RestoreOptions) -> Result<RestorePlan> {
     let include = PathFilter::new(&options.include)?;
@@ -85,13 +105,17 @@ pub fn plan(reader: &PointReader<'_>, options: &RestoreOptions) -> Result<Restor
         });
         return Ok(plan);
     }
-    walk(
+    let mut walk = Walk {
+        include: &include,
+        exclude: &exclude,
+        trees: TreePath::new(),
+    };
+    walk_dir(
         reader,
+        &mut walk,
         &start,
         Path::new(""),
         include.is_empty(),
-        &include,
-        &exclude,
         &mut plan.items,
     )?;
     plan.root = Some(start);
@@ -99,27 +123,29 @@ pub fn plan(reader: &PointReader<'_>, options: &RestoreOptions) -> Result<Restor
 }
 
 /// Adds the children of `dir`; returns whether anything was added.
-fn walk(
+fn walk_dir(
     reader: &PointReader<'_>,
+    walk: &mut Walk<'_>,
     dir: &Entry,
     rel: &Path,
     included: bool,
-    include: &PathFilter,
-    exclude: &PathFilter,
     out: &mut Vec<PlanItem>,
 ) -> Result<bool> {
     let Some(tree) = dir.subtree else {
         return Ok(false);
     };
+    walk.trees
+        .enter(tree)
+        .map_err(|source| CatalogError::BadTree { tree, source })?;
     let mut any = false;
     for entry in reader.list(&tree)? {
         let child = rel_join(rel, &entry.name);
         let shown = Path::new("/").join(&child);
         let path = shown.as_os_str().as_bytes();
-        if exclude.matches(path, &entry.name) {
+        if walk.exclude.matches(path, &entry.name) {
             continue;
         }
-        let here = included || include.matches(path, &entry.name);
+        let here = included || walk.include.matches(path, &entry.name);
         if entry.kind == EntryKind::Dir {
             let at = out.len();
             out.push(PlanItem {
@@ -127,7 +153,7 @@ fn walk(
                 entry: entry.clone(),
                 blocks: None,
             });
-            let below = walk(reader, &entry, &child, here, include, exclude, out)?;
+            let below = walk_dir(reader, walk, &entry, &child, here, out)?;
             if !here && !below {
                 out.truncate(at);
                 continue;
@@ -142,6 +168,7 @@ fn walk(
             any = true;
         }
     }
+    walk.trees.leave();
     Ok(any)
 }
 
@@ -173,14 +200,32 @@ pub fn restore(
             job: reader.point().awaiting_job.clone().unwrap_or_default(),
         });
     }
+    let vault = reader.blocks().vault().root().to_path_buf();
+    target::check_target(&options.target, &vault, options.overwrite)?;
     if !options.overwrite && !target_is_empty(&options.target)? {
         return Err(Error::TargetNotEmpty {
             path: options.target.clone(),
         });
     }
-    let plan = plan(reader, options)?;
+    let mut plan = plan(reader, options)?;
     fs::create_dir_all(&options.target).map_err(Error::io("cannot create", &options.target))?;
-    apply(reader, &plan, options, progress, interrupted)
+    let left_out = leave_out_vault(&mut plan, &options.target, &vault);
+    let mut report = apply(reader, &plan, options, progress, interrupted)?;
+    report.warnings.extend(left_out);
+    Ok(report)
+}
+
+/// Drops what would land on the vault when the vault is beneath the target.
+fn leave_out_vault(plan: &mut RestorePlan, target: &Path, vault: &Path) -> Option<String> {
+    let beneath = target::vault_beneath(target, vault).filter(|p| !p.as_os_str().is_empty())?;
+    let before = plan.items.len();
+    plan.items.retain(|item| !item.rel.starts_with(&beneath));
+    (plan.items.len() < before).then(|| {
+        format!(
+            "left out {}: the vault is there",
+            target.join(&beneath).display()
+        )
+    })
 }
 
 /// Applies a plan.
@@ -191,7 +236,9 @@ pub fn apply(
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<RestoreReport> {
-    let target = &options.target;
+    let target = TargetDir::open(&options.target)
+        .map_err(Error::io("cannot open restore target", &options.target))?;
+    let overwrite = options.overwrite;
     let mut report = RestoreReport::default();
     progress.set_total(
         plan.items
@@ -200,18 +247,100 @@ pub fn apply(
             .map(|i| i.entry.size)
             .sum(),
     );
+    make_dirs(&target, plan, overwrite)?;
+    report.dirs = plan
+        .items
+        .iter()
+        .filter(|i| i.entry.kind == EntryKind::Dir)
+        .count() as u64;
 
-    for item in plan.items.iter().filter(|i| i.entry.kind == EntryKind::Dir) {
-        let path = target.join(&item.rel);
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-            Err(e) => return Err(Error::io("cannot create directory", &path)(e)),
+    let (files, links) = hardlink_groups(plan);
+    let outcomes: Vec<FileOutcome> = files
+        .par_iter()
+        .map(|item| {
+            if interrupted.load(Ordering::Relaxed) {
+                return FileOutcome::Interrupted;
+            }
+            write::restore_file(reader, &target, item, overwrite, progress)
+        })
+        .collect();
+    let mut damaged_inodes = HashSet::new();
+    for (item, outcome) in files.iter().zip(outcomes) {
+        match outcome {
+            FileOutcome::Written(warnings) => {
+                report.files += 1;
+                report.bytes += item.entry.size;
+                report.warnings.extend(warnings);
+            }
+            FileOutcome::Skipped => report.skipped_existing += 1,
+            FileOutcome::Damaged(why) => {
+                damaged_inodes.insert(item.entry.inode);
+                report
+                    .damaged
+                    .push(format!("{}: {why}", item.rel.display()));
+            }
+            FileOutcome::Failed(e) => return Err(e),
+            FileOutcome::Interrupted => return Err(Error::Interrupted),
         }
-        report.dirs += 1;
     }
 
-    // Hardlinks: the first name of each inode gets the data, the others link to it.
+    for (first, other) in links {
+        if damaged_inodes.contains(&first.entry.inode) {
+            report.damaged.push(format!(
+                "{}: a hardlink to damaged {}",
+                other.rel.display(),
+                first.rel.display()
+            ));
+        } else if write::link(&target, first, other, overwrite)? {
+            report.files += 1;
+        }
+    }
+
+    for item in plan
+        .items
+        .iter()
+        .filter(|i| !matches!(i.entry.kind, EntryKind::File | EntryKind::Dir))
+    {
+        report
+            .warnings
+            .extend(write::make_special(&target, item, overwrite)?);
+    }
+
+    // Directories last, deepest first: creating their contents changed their times.
+    for item in plan
+        .items
+        .iter()
+        .rev()
+        .filter(|i| i.entry.kind == EntryKind::Dir)
+    {
+        report
+            .warnings
+            .extend(write::dir_metadata(&target, &item.rel, &item.entry)?);
+    }
+    if let Some(root) = &plan.root {
+        report
+            .warnings
+            .extend(write::dir_metadata(&target, Path::new(""), root)?);
+    }
+    Ok(report)
+}
+
+/// Creates the plan's directories, parents first.
+fn make_dirs(target: &TargetDir, plan: &RestorePlan, overwrite: bool) -> Result<()> {
+    for item in plan.items.iter().filter(|i| i.entry.kind == EntryKind::Dir) {
+        let shown = target.shown(&item.rel);
+        let (dir, name) = target
+            .parent_of(&item.rel)
+            .map_err(Error::io("cannot open the directory of", shown.clone()))?;
+        target::ensure_dir(dir.as_fd(), name, overwrite)
+            .map_err(Error::io("cannot create directory", shown))?;
+    }
+    Ok(())
+}
+
+/// Splits the plan's files into those to write and (first name, other name) hardlink pairs:
+/// the first name of each inode gets the data, the others link to it.
+fn hardlink_groups(plan: &RestorePlan) -> (Vec<&PlanItem>, Vec<(&PlanItem, &PlanItem)>) {
     let mut first_of_inode: HashMap<u64, &PlanItem> = HashMap::new();
     let mut links = Vec::new();
     let mut files = Vec::new();
@@ -229,209 +358,5 @@ pub fn apply(
         }
         files.push(item);
     }
-
-    let outcomes: Vec<FileOutcome> = files
-        .par_iter()
-        .map(|item| {
-            if interrupted.load(Ordering::Relaxed) {
-                return FileOutcome::Interrupted;
-            }
-            restore_file(
-                reader,
-                &target.join(&item.rel),
-                item,
-                options.overwrite,
-                progress,
-            )
-        })
-        .collect();
-    for (item, outcome) in files.iter().zip(outcomes) {
-        match outcome {
-            FileOutcome::Written(warnings) => {
-                report.files += 1;
-                report.bytes += item.entry.size;
-                report.warnings.extend(warnings);
-            }
-            FileOutcome::Skipped => report.skipped_existing += 1,
-            FileOutcome::Damaged(why) => {
-                report
-                    .damaged
-                    .push(format!("{}: {why}", item.rel.display()));
-            }
-            FileOutcome::Failed(e) => return Err(e),
-            FileOutcome::Interrupted => return Err(Error::Interrupted),
-        }
-    }
-
-    for (first, other) in links {
-        let (src, dst) = (target.join(&first.rel), target.join(&other.rel));
-        if options.overwrite && dst.symlink_metadata().is_ok() {
-            if same_inode(&src, &dst) {
-                continue;
-            }
-            fs::remove_file(&dst).map_err(Error::io("cannot replace", &dst))?;
-        }
-        fs::hard_link(&src, &dst).map_err(Error::io("cannot create hardlink", &dst))?;
-        report.files += 1;
-    }
-
-    for item in plan
-        .items
-        .iter()
-        .filter(|i| !matches!(i.entry.kind, EntryKind::File | EntryKind::Dir))
-    {
-        let path = target.join(&item.rel);
-        create_special(&path, &item.entry, options.overwrite)?;
-        report.warnings.extend(set_metadata(&path, &item.entry)?);
-    }
-
-    // Directories last, deepest first: creating their contents changed their times.
-    for item in plan
-        .items
-        .iter()
-        .rev()
-        .filter(|i| i.entry.kind == EntryKind::Dir)
-    {
-        report
-            .warnings
-            .extend(set_metadata(&target.join(&item.rel), &item.entry)?);
-    }
-    if let Some(root) = &plan.root {
-        report.warnings.extend(set_metadata(target, root)?);
-    }
-    Ok(report)
-}
-
-fn same_inode(a: &Path, b: &Path) -> bool {
-    match (a.symlink_metadata(), b.symlink_metadata()) {
-        (Ok(x), Ok(y)) => x.ino() == y.ino() && x.dev() == y.dev(),
-        _ => false,
-    }
-}
-
-fn create_special(path: &Path, entry: &Entry, overwrite: bool) -> Result<()> {
-    if overwrite && path.symlink_metadata().is_ok() {
-        fs::remove_file(path).map_err(Error::io("cannot replace", path))?;
-    }
-    let result = match entry.kind {
-        EntryKind::Symlink => {
-            let target = OsStr::from_bytes(entry.target.as_deref().unwrap_or_default());
-            std::os::unix::fs::symlink(target, path)
-        }
-        _ => crate::fsmeta::make_special(path, entry),
-    };
-    result.map_err(Error::io("cannot create", path))
-}
-
-fn set_metadata(path: &Path, entry: &Entry) -> Result<Vec<String>> {
-    if entry.kind == EntryKind::Socket {
-        return Ok(Vec::new());
-    }
-    crate::fsmeta::apply_metadata(path, entry).map_err(Error::io("cannot set metadata of", path))
-}
-
-enum FileOutcome {
-    /// Data and metadata written; the warnings are metadata that could not be set.
-    Written(Vec<String>),
-    Skipped,
-    Damaged(String),
-    Failed(Error),
-    Interrupted,
-}
-
-fn already_restored(path: &Path, entry: &Entry) -> bool {
-    match path.symlink_metadata() {
-        Ok(m) => {
-            m.is_file()
-                && m.len() == entry.size
-                && crate::fsmeta::to_ns(m.mtime(), m.mtime_nsec()) == entry.mtime_ns
-        }
-        Err(_) => false,
-    }
-}
-
-fn restore_file(
-    reader: &PointReader<'_>,
-    path: &Path,
-    item: &PlanItem,
-    overwrite: bool,
-    progress: &dyn Progress,
-) -> FileOutcome {
-    let entry = &item.entry;
-    if overwrite && already_restored(path, entry) {
-        progress.add_bytes(entry.size);
-        return FileOutcome::Skipped;
-    }
-    let empty = BlockMap {
-        blocks: Vec::new(),
-        size: 0,
-    };
-    let map = item.blocks.as_ref().unwrap_or(&empty);
-    let file = match open_for_restore(path, overwrite) {
-        Ok(f) => f,
-        Err(e) => return FileOutcome::Failed(Error::io("cannot create", path)(e)),
-    };
-    if let Err(e) = file.set_len(entry.size) {
-        return FileOutcome::Failed(Error::io("cannot size", path)(e));
-    }
-    match write_blocks(reader, &file, map, progress) {
-        // Metadata right after the data, on this thread: the mtime marks the file complete.
-        Ok(()) => match set_metadata(path, entry) {
-            Ok(warnings) => FileOutcome::Written(warnings),
-            Err(e) => FileOutcome::Failed(e),
-        },
-        Err(BlockWriteError::Store(e)) => FileOutcome::Damaged(e.to_string()),
-        Err(BlockWriteError::Io(e)) => FileOutcome::Failed(Error::io("cannot write", path)(e)),
-    }
-}
-
-fn open_for_restore(path: &Path, overwrite: bool) -> std::io::Result<File> {
-    if overwrite {
-        if let Ok(m) = path.symlink_metadata() {
-            if !m.is_file() {
-                if m.is_dir() {
-                    fs::remove_dir_all(path)?;
-                } else {
-                    fs::remove_file(path)?;
-                }
-            }
-        }
-    }
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-enum BlockWriteError {
-    Store(crate::store::StoreError),
-    Io(std::io::Error),
-}
-
-fn write_blocks(
-    reader: &PointReader<'_>,
-    file: &File,
-    map: &BlockMap,
-    progress: &dyn Progress,
-) -> Result<(), BlockWriteError> {
-    let write_one = |&(offset, id, len): &(u64, crate::store::BlockId, u32)| {
-        if id == crate::store::BlockId::ZERO {
-            progress.add_bytes(u64::from(len));
-            return Ok(()); // a hole: set_len already made it
-        }
-        let data = reader
-            .blocks()
-            .read_block(&id, len)
-            .map_err(BlockWriteError::Store)?;
-        file.write_all_at(&data, offset)
-            .map_err(BlockWriteError::Io)?;
-        progress.add_bytes(u64::from(len));
-        Ok(())
-    };
-    if map.blocks.len() > 1 {
-        map.blocks.par_iter().try_for_each(write_one)
-    } else {
-        map.blocks.iter().try_for_each(write_one)
-    }
+    (files, links)
 }
