@@ -5,6 +5,10 @@
 //! its bytes must hash to its name and every frame must open and hash to its block id. Damage
 //! is traced to the points and paths it affects. Packs the catalog does not name (left by an
 //! interrupted backup) are listed as unreferenced; they are not damage.
+//!
+//! Every tree every point reaches is checked too ([`check_trees`]): it must be in the catalog,
+//! decode with plain names, hash to its id, and not contain itself. A tree that fails is
+//! reported where a point first reaches it and is not walked further.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -13,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::catalog::{BlockLocation, ContentId, EntryKind, PackState};
-use crate::error::Result;
+use crate::catalog::tree_path::{TreePath, MAX_TREE_DEPTH};
+use crate::catalog::{BlockLocation, CatalogError, ContentId, EntryKind, PackState, TreeId};
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::store::{BlockId, PackId};
 use crate::vault::Vault;
@@ -43,12 +48,27 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     pub affected: Vec<AffectedFile>,
     pub unreferenced_packs: Vec<String>,
+    /// Trees that cannot be trusted (see [`check_trees`]).
+    pub bad_trees: Vec<BadTree>,
+}
+
+/// A tree that cannot be trusted, where a point first reaches it.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct BadTree {
+    pub point: String,
+    /// The directory whose listing the tree is (`/`: the point's root).
+    pub path: String,
+    pub tree: String,
+    pub problem: String,
 }
 
 impl VerifyReport {
     /// True if nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damaged_packs.is_empty() && self.problems.is_empty() && self.damaged_blocks == 0
+        self.damaged_packs.is_empty()
+            && self.problems.is_empty()
+            && self.damaged_blocks == 0
+            && self.bad_trees.is_empty()
     }
 }
 
@@ -139,6 +159,7 @@ pub fn verify(
     if !hit.is_empty() {
         report.affected = affected_files(vault, &hit)?;
     }
+    report.bad_trees = check_trees(vault)?;
     Ok(report)
 }
 
@@ -199,19 +220,23 @@ fn check_pack(
     Ok(check)
 }
 
-/// Every (point, path) whose file uses one of `contents`.
+/// Every (point, path) whose file uses one of `contents`. Trees that cannot be trusted are
+/// reported by [`check_trees`] and not walked here.
 fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<AffectedFile>> {
-    let catalog = vault.catalog();
+    let points = vault.catalog().points()?;
     let mut out = Vec::new();
-    for point in catalog.points()? {
-        let mut stack = vec![(point.root_tree, PathBuf::new())];
-        while let Some((tree, path)) = stack.pop() {
-            for entry in catalog.tree_entries(&tree)? {
+    for point in points {
+        let mut stack = vec![(point.root_tree, PathBuf::new(), 0)];
+        while let Some((tree, path, depth)) = stack.pop() {
+            let Ok(entries) = vault.tree_entries(&tree) else {
+                continue;
+            };
+            for entry in entries {
                 let child: PathBuf = Path::new(&path).join(OsStr::from_bytes(&entry.name));
                 match entry.kind {
                     EntryKind::Dir => {
-                        if let Some(sub) = entry.subtree {
-                            stack.push((sub, child));
+                        if let Some(sub) = entry.subtree.filter(|_| depth < MAX_TREE_DEPTH) {
+                            stack.push((sub, child, depth + 1));
                         }
                     }
                     EntryKind::File if entry.content.is_some_and(|c| contents.contains(&c)) => {
@@ -227,4 +252,71 @@ fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<Af
     }
     out.sort();
     Ok(out)
+}
+
+/// Checks every tree of every point once: it is in the catalog, decodes with plain names,
+/// hashes to its id and does not contain itself (see [`Vault::tree_entries`]).
+pub fn check_trees(vault: &Vault) -> Result<Vec<BadTree>> {
+    let points = vault.catalog().points()?;
+    let mut walk = TreeCheck {
+        vault,
+        seen: HashSet::new(),
+        trees: TreePath::new(),
+        bad: Vec::new(),
+    };
+    for point in &points {
+        walk.check(&point.id.0, point.root_tree, Path::new("/"))?;
+    }
+    Ok(walk.bad)
+}
+
+struct TreeCheck<'v> {
+    vault: &'v Vault,
+    seen: HashSet<TreeId>,
+    trees: TreePath,
+    bad: Vec<BadTree>,
+}
+
+impl TreeCheck<'_> {
+    fn check(&mut self, point: &str, tree: TreeId, path: &Path) -> Result<()> {
+        if let Err(problem) = self.trees.enter(tree) {
+            self.report(point, tree, path, problem.to_string());
+            return Ok(());
+        }
+        if self.seen.insert(tree) {
+            self.check_entries(point, tree, path)?;
+        }
+        self.trees.leave();
+        Ok(())
+    }
+
+    fn check_entries(&mut self, point: &str, tree: TreeId, path: &Path) -> Result<()> {
+        let entries = match self.vault.tree_entries(&tree) {
+            Ok(entries) => entries,
+            Err(Error::Catalog(CatalogError::BadTree { source, .. })) => {
+                self.report(point, tree, path, source.to_string());
+                return Ok(());
+            }
+            Err(Error::Catalog(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows))) => {
+                self.report(point, tree, path, "it is not in the catalog".into());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            if let Some(sub) = entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {
+                self.check(point, sub, &path.join(OsStr::from_bytes(&entry.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, point: &str, tree: TreeId, path: &Path, problem: String) {
+        self.bad.push(BadTree {
+            point: point.to_string(),
+            path: path.display().to_string(),
+            tree: hex::encode(tree.0),
+            problem,
+        });
+    }
 }

@@ -35,6 +35,15 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
     for problem in &report.problems {
         println!("damaged: {problem}");
     }
+    for bad in &report.bad_trees {
+        println!(
+            "damaged: tree {} at {} in point {}: {}",
+            bad.tree,
+            bad.path,
+            bad.point.get(..8).unwrap_or(&bad.point),
+            bad.problem
+        );
+    }
     for file in &report.affected {
         println!("affected: point {} file {}", &file.point[..8], file.path);
     }
