@@ -481,3 +481,6 @@ fn excludes_at_backup_and_includes_at_restore() {
 
 #[path = "cli/seed.rs"]
 mod seed;
+
+#[path = "cli/restore_confinement.rs"]
+mod restore_confinement;
