@@ -315,8 +315,9 @@ fn the_vault_and_the_root_are_refused_as_targets() {
     let env = Env::new();
     let sentinel = Sentinel::create(&env);
     let src = env.path("src");
-    write_file(src.join("catalog.db"), b"an old catalog");
-    write_file(src.join("packs/x"), b"not a pack");
+    write_file(src.join("vault/catalog.db"), b"an old catalog");
+    write_file(src.join("vault/packs/x"), b"not a pack");
+    write_file(src.join("other.txt"), b"other");
     env.backup(&src);
     let points = env.json(&["points", "--json"]);
     let before = vault_snapshot(&env);
@@ -337,6 +338,15 @@ fn the_vault_and_the_root_are_refused_as_targets() {
         sentinel.assert_unchanged("vault");
     }
     assert!(!vault.join("new").exists());
+    assert_eq!(env.json(&["points", "--json"]), points);
+
+    // The vault beneath the target: restored around, left out with a warning.
+    let out = env.run(&["restore", "latest", "--target", s(env.dir.path()), "--overwrite"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("left out"), "{}", stderr(&out));
+    assert_eq!(fs::read(env.path("other.txt")).unwrap(), b"other");
+    assert_eq!(vault_snapshot(&env), before);
     assert_eq!(env.json(&["points", "--json"]), points);
     assert_eq!(code(&env.run(&["verify"])), 0);
 
