@@ -341,7 +341,13 @@ fn the_vault_and_the_root_are_refused_as_targets() {
     assert_eq!(env.json(&["points", "--json"]), points);
 
     // The vault beneath the target: restored around, left out with a warning.
-    let out = env.run(&["restore", "latest", "--target", s(env.dir.path()), "--overwrite"]);
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        s(env.dir.path()),
+        "--overwrite",
+    ]);
     assert_no_panic(&out);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("left out"), "{}", stderr(&out));

@@ -247,13 +247,7 @@ pub fn apply(
             .map(|i| i.entry.size)
             .sum(),
     );
-    make_dirs(&target, plan, overwrite)?;
-    report.dirs = plan
-        .items
-        .iter()
-        .filter(|i| i.entry.kind == EntryKind::Dir)
-        .count() as u64;
-
+    report.dirs = make_dirs(&target, plan, overwrite)?;
     let (files, links) = hardlink_groups(plan);
     let outcomes: Vec<FileOutcome> = files
         .par_iter()
@@ -264,6 +258,27 @@ pub fn apply(
             write::restore_file(reader, &target, item, overwrite, progress)
         })
         .collect();
+    let damaged_inodes = record_files(&mut report, &files, outcomes)?;
+    make_links(&mut report, &target, &links, &damaged_inodes, overwrite)?;
+    for item in plan
+        .items
+        .iter()
+        .filter(|i| !matches!(i.entry.kind, EntryKind::File | EntryKind::Dir))
+    {
+        report
+            .warnings
+            .extend(write::make_special(&target, item, overwrite)?);
+    }
+    set_dir_metadata(&mut report, &target, plan)?;
+    Ok(report)
+}
+
+/// Adds the files' outcomes to the report; returns the inodes whose data is damaged.
+fn record_files(
+    report: &mut RestoreReport,
+    files: &[&PlanItem],
+    outcomes: Vec<FileOutcome>,
+) -> Result<HashSet<u64>> {
     let mut damaged_inodes = HashSet::new();
     for (item, outcome) in files.iter().zip(outcomes) {
         match outcome {
@@ -283,7 +298,17 @@ pub fn apply(
             FileOutcome::Interrupted => return Err(Error::Interrupted),
         }
     }
+    Ok(damaged_inodes)
+}
 
+/// Links the other names of each hardlinked file; a name of a damaged file is damaged too.
+fn make_links(
+    report: &mut RestoreReport,
+    target: &TargetDir,
+    links: &[(&PlanItem, &PlanItem)],
+    damaged_inodes: &HashSet<u64>,
+    overwrite: bool,
+) -> Result<()> {
     for (first, other) in links {
         if damaged_inodes.contains(&first.entry.inode) {
             report.damaged.push(format!(
@@ -291,22 +316,19 @@ pub fn apply(
                 other.rel.display(),
                 first.rel.display()
             ));
-        } else if write::link(&target, first, other, overwrite)? {
+        } else if write::link(target, first, other, overwrite)? {
             report.files += 1;
         }
     }
+    Ok(())
+}
 
-    for item in plan
-        .items
-        .iter()
-        .filter(|i| !matches!(i.entry.kind, EntryKind::File | EntryKind::Dir))
-    {
-        report
-            .warnings
-            .extend(write::make_special(&target, item, overwrite)?);
-    }
-
-    // Directories last, deepest first: creating their contents changed their times.
+/// Directories last, deepest first: creating their contents changed their times.
+fn set_dir_metadata(
+    report: &mut RestoreReport,
+    target: &TargetDir,
+    plan: &RestorePlan,
+) -> Result<()> {
     for item in plan
         .items
         .iter()
@@ -315,19 +337,21 @@ pub fn apply(
     {
         report
             .warnings
-            .extend(write::dir_metadata(&target, &item.rel, &item.entry)?);
+            .extend(write::dir_metadata(target, &item.rel, &item.entry)?);
     }
     if let Some(root) = &plan.root {
         report
             .warnings
-            .extend(write::dir_metadata(&target, Path::new(""), root)?);
+            .extend(write::dir_metadata(target, Path::new(""), root)?);
     }
-    Ok(report)
+    Ok(())
 }
 
-/// Creates the plan's directories, parents first.
-fn make_dirs(target: &TargetDir, plan: &RestorePlan, overwrite: bool) -> Result<()> {
+/// Creates the plan's directories, parents first; returns how many.
+fn make_dirs(target: &TargetDir, plan: &RestorePlan, overwrite: bool) -> Result<u64> {
+    let mut dirs = 0;
     for item in plan.items.iter().filter(|i| i.entry.kind == EntryKind::Dir) {
+        dirs += 1;
         let shown = target.shown(&item.rel);
         let (dir, name) = target
             .parent_of(&item.rel)
@@ -335,7 +359,7 @@ fn make_dirs(target: &TargetDir, plan: &RestorePlan, overwrite: bool) -> Result<
         target::ensure_dir(dir.as_fd(), name, overwrite)
             .map_err(Error::io("cannot create directory", shown))?;
     }
-    Ok(())
+    Ok(dirs)
 }
 
 /// Splits the plan's files into those to write and (first name, other name) hardlink pairs:
