@@ -78,6 +78,8 @@ pub enum Error {
     NotAFile { point: String, path: String },
     #[error("restore target {} is not empty (use --overwrite to restore into it)", .path.display())]
     TargetNotEmpty { path: PathBuf },
+    #[error("restore target {} {why}", .path.display())]
+    UnsafeTarget { path: PathBuf, why: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("recovery point {point} is awaiting seed job {job} and cannot be read yet")]
@@ -118,7 +120,7 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
             Error::Interrupted => exit::INTERRUPTED,
-            Error::InvalidArgument(_) => exit::USAGE,
+            Error::InvalidArgument(_) | Error::UnsafeTarget { .. } => exit::USAGE,
             Error::Seed(e) => match e {
                 SeedError::NoJournal { .. }
                 | SeedError::BadJournal { .. }

@@ -15,7 +15,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, RecoveryPoint};
+use crate::catalog::tree_codec::TreeError;
+use crate::catalog::{Catalog, CatalogError, Entry, RecoveryPoint, TreeId};
 use crate::chunk::{Chunker, ChunkerKind};
 use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
@@ -232,6 +233,22 @@ impl Vault {
     /// The catalog, for one thread at a time.
     pub fn catalog(&self) -> MutexGuard<'_, Catalog> {
         self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries of a tree, checked before they are trusted: names are plain (see
+    /// `tree_codec::decode`) and the entries hash to the tree's id under this vault's key, so a
+    /// tree edited in the catalog is an error, never a listing.
+    pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
+        let entries = self.catalog().tree_entries(tree)?;
+        // The id is computed by ingest; the catalog alone cannot check it (it has no key).
+        if crate::ingest::tree_id(&self.codec.keys().id, &entries) != *tree {
+            return Err(CatalogError::BadTree {
+                tree: *tree,
+                source: TreeError::HashMismatch,
+            }
+            .into());
+        }
+        Ok(entries)
     }
 
     /// Takes the writer lock for `command`. A takeover of a dead holder's lock is returned so

@@ -9,6 +9,10 @@
 //! Every point that claims to be readable (complete or partial) must be restorable: each
 //! block its files use must be located in a stored pack. Files for which that fails are
 //! listed by point and path ([`VerifyReport::not_restorable`]).
+//!
+//! Every tree every point reaches is checked too ([`check_trees`]): it must be in the catalog,
+//! decode with plain names, hash to its id, and not contain itself. A tree that fails is
+//! reported where a point first reaches it and is not walked further.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -18,11 +22,12 @@ use std::rc::Rc;
 
 use rayon::prelude::*;
 
+use crate::catalog::tree_path::{TreePath, MAX_TREE_DEPTH};
 use crate::catalog::{
     BlockLocation, Catalog, CatalogError, Content, ContentId, Entry, EntryKind, PackState,
     PointState, TreeId,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::store::{BlockId, IdSet, PackId};
 use crate::vault::Vault;
@@ -54,6 +59,18 @@ pub struct VerifyReport {
     /// Files of complete or partial points that cannot be restored: a block they use is not
     /// in a stored pack (see [`not_restorable_files`]).
     pub not_restorable: Vec<AffectedFile>,
+    /// Trees that cannot be trusted (see [`check_trees`]).
+    pub bad_trees: Vec<BadTree>,
+}
+
+/// A tree that cannot be trusted, where a point first reaches it.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct BadTree {
+    pub point: String,
+    /// The directory whose listing the tree is (`/`: the point's root).
+    pub path: String,
+    pub tree: String,
+    pub problem: String,
 }
 
 impl VerifyReport {
@@ -63,6 +80,7 @@ impl VerifyReport {
             && self.problems.is_empty()
             && self.damaged_blocks == 0
             && self.not_restorable.is_empty()
+            && self.bad_trees.is_empty()
     }
 }
 
@@ -154,6 +172,7 @@ pub fn verify(
         report.affected = affected_files(vault, &hit)?;
     }
     report.not_restorable = not_restorable_files(vault, &known, &contents)?;
+    report.bad_trees = check_trees(vault)?;
     Ok(report)
 }
 
@@ -214,19 +233,23 @@ fn check_pack(
     Ok(check)
 }
 
-/// Every (point, path) whose file uses one of `contents`.
+/// Every (point, path) whose file uses one of `contents`. Trees that cannot be trusted are
+/// reported by [`check_trees`] and not walked here.
 fn affected_files(vault: &Vault, contents: &HashSet<ContentId>) -> Result<Vec<AffectedFile>> {
-    let catalog = vault.catalog();
+    let points = vault.catalog().points()?;
     let mut out = Vec::new();
-    for point in catalog.points()? {
-        let mut stack = vec![(point.root_tree, PathBuf::new())];
-        while let Some((tree, path)) = stack.pop() {
-            for entry in catalog.tree_entries(&tree)? {
+    for point in points {
+        let mut stack = vec![(point.root_tree, PathBuf::new(), 0)];
+        while let Some((tree, path, depth)) = stack.pop() {
+            let Ok(entries) = vault.tree_entries(&tree) else {
+                continue;
+            };
+            for entry in entries {
                 let child: PathBuf = Path::new(&path).join(OsStr::from_bytes(&entry.name));
                 match entry.kind {
                     EntryKind::Dir => {
-                        if let Some(sub) = entry.subtree {
-                            stack.push((sub, child));
+                        if let Some(sub) = entry.subtree.filter(|_| depth < MAX_TREE_DEPTH) {
+                            stack.push((sub, child, depth + 1));
                         }
                     }
                     EntryKind::File if entry.content.is_some_and(|c| contents.contains(&c)) => {
@@ -381,6 +404,7 @@ impl RestorableWalk<'_> {
         let (entries, bad) = match self.catalog.tree_entries(&tree) {
             Ok(entries) => (entries, Vec::new()),
             Err(CatalogError::Corrupt(_))
+            | Err(CatalogError::BadTree { .. })
             | Err(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows)) => {
                 (Vec::new(), vec![PathBuf::new()])
             }
@@ -392,6 +416,73 @@ impl RestorableWalk<'_> {
             entries: entries.into_iter(),
             bad,
         })
+    }
+}
+
+/// Checks every tree of every point once: it is in the catalog, decodes with plain names,
+/// hashes to its id and does not contain itself (see [`Vault::tree_entries`]).
+pub fn check_trees(vault: &Vault) -> Result<Vec<BadTree>> {
+    let points = vault.catalog().points()?;
+    let mut walk = TreeCheck {
+        vault,
+        seen: HashSet::new(),
+        trees: TreePath::new(),
+        bad: Vec::new(),
+    };
+    for point in &points {
+        walk.check(&point.id.0, point.root_tree, Path::new("/"))?;
+    }
+    Ok(walk.bad)
+}
+
+struct TreeCheck<'v> {
+    vault: &'v Vault,
+    seen: HashSet<TreeId>,
+    trees: TreePath,
+    bad: Vec<BadTree>,
+}
+
+impl TreeCheck<'_> {
+    fn check(&mut self, point: &str, tree: TreeId, path: &Path) -> Result<()> {
+        if let Err(problem) = self.trees.enter(tree) {
+            self.report(point, tree, path, problem.to_string());
+            return Ok(());
+        }
+        if self.seen.insert(tree) {
+            self.check_entries(point, tree, path)?;
+        }
+        self.trees.leave();
+        Ok(())
+    }
+
+    fn check_entries(&mut self, point: &str, tree: TreeId, path: &Path) -> Result<()> {
+        let entries = match self.vault.tree_entries(&tree) {
+            Ok(entries) => entries,
+            Err(Error::Catalog(CatalogError::BadTree { source, .. })) => {
+                self.report(point, tree, path, source.to_string());
+                return Ok(());
+            }
+            Err(Error::Catalog(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows))) => {
+                self.report(point, tree, path, "it is not in the catalog".into());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            if let Some(sub) = entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {
+                self.check(point, sub, &path.join(OsStr::from_bytes(&entry.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, point: &str, tree: TreeId, path: &Path, problem: String) {
+        self.bad.push(BadTree {
+            point: point.to_string(),
+            path: path.display().to_string(),
+            tree: hex::encode(tree.0),
+            problem,
+        });
     }
 }
 

@@ -487,3 +487,6 @@ mod operator;
 
 #[path = "cli/verify_restorable.rs"]
 mod verify_restorable;
+
+#[path = "cli/restore_confinement.rs"]
+mod restore_confinement;

@@ -8,6 +8,7 @@ mod migrate;
 pub mod model;
 pub mod seed;
 pub mod tree_codec;
+pub mod tree_path;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,12 @@ pub enum CatalogError {
     Sql(#[from] rusqlite::Error),
     #[error("catalog row is corrupt: {0}")]
     Corrupt(&'static str),
+    #[error("tree {} is invalid", tree_codec::short_hex(.tree))]
+    BadTree {
+        tree: TreeId,
+        #[source]
+        source: tree_codec::TreeError,
+    },
 }
 
 /// A new pack and its blocks, to be recorded.
@@ -369,7 +376,10 @@ impl Catalog {
             .conn
             .prepare_cached("SELECT entries FROM trees WHERE id = ?1")?;
         let blob: Vec<u8> = stmt.query_row([&tree.0[..]], |r| r.get(0))?;
-        tree_codec::decode(&blob).ok_or(CatalogError::Corrupt("tree entries"))
+        tree_codec::decode(&blob).map_err(|source| CatalogError::BadTree {
+            tree: *tree,
+            source,
+        })
     }
 
     /// True if the tree is already recorded.

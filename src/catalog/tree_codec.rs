@@ -12,6 +12,11 @@
 //!         | [content 32] | [subtree 32] | [target_len varint | target]
 //!         | [xattr_count varint | (name_len varint | name | value_len varint | value)*]
 //! ```
+//!
+//! Decoding is where names from the store are first trusted, so it refuses a tree with a name
+//! that is not one plain path component (empty, `.`, `..`, or holding `/` or NUL): such a name
+//! would let restore write outside its target. Whether a tree hashes to its id needs the vault
+//! key and is checked by `Vault::tree_entries`.
 
 use super::model::{ContentId, Entry, EntryKind, TreeId};
 
@@ -195,8 +200,44 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a stored tree; `None` if the blob is damaged.
-pub fn decode(blob: &[u8]) -> Option<Vec<Entry>> {
+/// Why a stored tree cannot be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("its encoding is damaged")]
+    Damaged,
+    #[error("entry name {name:?} is not a plain file name")]
+    BadName { name: String },
+    #[error("its entries do not hash to its id")]
+    HashMismatch,
+    #[error("it contains itself")]
+    Cycle,
+    #[error("it is nested more than {max} directories deep")]
+    TooDeep { max: usize },
+}
+
+/// The first 16 hex digits of a tree id, as messages name trees.
+pub fn short_hex(tree: &TreeId) -> String {
+    hex::encode(&tree.0[..8])
+}
+
+/// True if `name` is one plain path component: not empty, not `.` or `..`, no `/`, no NUL.
+pub fn is_plain_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
+/// Decodes a stored tree, refusing a damaged blob and names that are not plain (see
+/// [`is_plain_name`]).
+pub fn decode(blob: &[u8]) -> Result<Vec<Entry>, TreeError> {
+    let entries = decode_entries(blob).ok_or(TreeError::Damaged)?;
+    match entries.iter().find(|e| !is_plain_name(&e.name)) {
+        Some(bad) => Err(TreeError::BadName {
+            name: String::from_utf8_lossy(&bad.name).into_owned(),
+        }),
+        None => Ok(entries),
+    }
+}
+
+fn decode_entries(blob: &[u8]) -> Option<Vec<Entry>> {
     let (&version, z) = blob.split_first()?;
     if version != TREE_CODEC_V1 {
         return None;
@@ -222,7 +263,7 @@ mod tests {
 
     fn entry(i: u8) -> Entry {
         Entry {
-            name: vec![b'a', i, 0xff, b'\n'],
+            name: vec![b'a', i | 0x80, 0xff, b'\n'],
             kind: KINDS[usize::from(i) % KINDS.len()],
             mode: 0o4755,
             uid: 12345,
@@ -253,7 +294,27 @@ mod tests {
         let blob = encode(&entries);
         assert_eq!(decode(&blob).unwrap(), entries);
         assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
-        assert!(decode(&blob[..blob.len() - 3]).is_none());
-        assert!(decode(&[2, 0]).is_none());
+        assert_eq!(decode(&blob[..blob.len() - 3]), Err(TreeError::Damaged));
+        assert_eq!(decode(&[2, 0]), Err(TreeError::Damaged));
+    }
+
+    #[test]
+    fn names_that_are_not_one_plain_component_are_refused() {
+        let bad: [&[u8]; 8] = [b"", b".", b"..", b"../x", b"/abs", b"a/b", b"a\0b", b"/"];
+        for name in bad {
+            let mut e = entry(0);
+            e.name = name.to_vec();
+            let blob = encode(&[entry(1), e]);
+            assert_eq!(
+                decode(&blob),
+                Err(TreeError::BadName {
+                    name: String::from_utf8_lossy(name).into_owned()
+                }),
+                "{name:?}"
+            );
+        }
+        for good in [&b"..."[..], b".x", b"x..", b"a\\b", b"\xff\n", b" "] {
+            assert!(is_plain_name(good), "{good:?}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use clap::Args;
-use synvault::catalog::TreeId;
+use synvault::catalog::tree_path::TreePath;
+use synvault::catalog::{CatalogError, TreeId};
 use synvault::{BlockReader, Entry, EntryKind, Error, PointReader, PointState};
 
 use super::output::{bytes, json, short, write_bytes};
@@ -132,13 +133,19 @@ fn mode_string(e: &Entry) -> String {
     s
 }
 
+/// Lists `tree`, and with `recursive` its subtrees; `trees` holds the trees above it, so a tree
+/// that contains itself is an error rather than a stack overflow.
 fn collect(
     reader: &PointReader<'_>,
     tree: TreeId,
     prefix: &str,
     recursive: bool,
+    trees: &mut TreePath,
     out: &mut Vec<(String, Entry)>,
 ) -> anyhow::Result<()> {
+    trees
+        .enter(tree)
+        .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))?;
     for entry in reader.list(&tree)? {
         let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
         let sub = entry
@@ -146,9 +153,10 @@ fn collect(
             .filter(|_| recursive && entry.kind == EntryKind::Dir);
         out.push((path.clone(), entry));
         if let Some(sub) = sub {
-            collect(reader, sub, &path, recursive, out)?;
+            collect(reader, sub, &path, recursive, trees, out)?;
         }
     }
+    trees.leave();
     Ok(())
 }
 
@@ -160,7 +168,17 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     let prefix = args.path.trim_end_matches('/').to_string();
     let mut entries = Vec::new();
     match start.subtree.filter(|_| start.kind == EntryKind::Dir) {
-        Some(tree) => collect(&reader, tree, &prefix, args.recursive, &mut entries)?,
+        Some(tree) => {
+            let mut trees = TreePath::new();
+            collect(
+                &reader,
+                tree,
+                &prefix,
+                args.recursive,
+                &mut trees,
+                &mut entries,
+            )?;
+        }
         None => entries.push((prefix.clone(), start)),
     }
     if args.json {

@@ -36,6 +36,15 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
     for problem in &report.problems {
         outln!("damaged: {problem}");
     }
+    for bad in &report.bad_trees {
+        outln!(
+            "damaged: tree {} at {} in point {}: {}",
+            bad.tree,
+            bad.path,
+            bad.point.get(..8).unwrap_or(&bad.point),
+            bad.problem
+        );
+    }
     for file in &report.affected {
         outln!("affected: point {} file {}", short(&file.point), file.path);
     }

@@ -261,9 +261,9 @@ impl<'v> PointReader<'v> {
         root_entry(&self.point)
     }
 
-    /// The entries of a directory tree.
+    /// The entries of a directory tree, checked against its id (see [`Vault::tree_entries`]).
     pub fn list(&self, tree: &TreeId) -> Result<Vec<Entry>> {
-        Ok(self.vault.catalog().tree_entries(tree)?)
+        self.vault.tree_entries(tree)
     }
 
     /// Resolves a path of the point. The empty path is the root.

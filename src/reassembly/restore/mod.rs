@@ -1,0 +1,386 @@
+//! Restore: a point, or a path of it, written to a directory.
+//!
+//! Plan, then apply. [`RestorePlan`] lists what to create (parents before children); applying
+//! it creates directories, writes files in parallel (across files, and across blocks inside a
+//! large file, with positional writes; zero blocks stay holes), makes links and special files,
+//! and sets metadata last — directories deepest first, so writing into them does not move
+//! their times. Damaged or missing blocks fail only their own file, which is then not put in
+//! place at all; the rest is restored and the damaged files are listed.
+//!
+//! Everything is written beneath the target through [`target::TargetDir`], never through a
+//! link restore did not make, and each file is renamed into place only once it is complete
+//! ([`write`]). The vault, or anything in it, is never a target; a vault beneath the target is
+//! left out. Trees come checked from [`PointReader::list`], and the walk stops at a tree that
+//! contains itself or nests too deep.
+//!
+//! With `overwrite`, a file whose size and mtime already match is skipped. A file appears at
+//! its name only complete and with its mtime, so an interrupted restore resumes where it
+//! stopped.
+
+mod target;
+mod write;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use self::target::TargetDir;
+use self::write::FileOutcome;
+use super::{BlockMap, PointReader};
+use crate::catalog::tree_path::TreePath;
+use crate::catalog::{CatalogError, Entry, EntryKind, PointState};
+use crate::error::{Error, Result};
+use crate::filter::PathFilter;
+use crate::progress::Progress;
+
+/// What to restore and how.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Path inside the point (empty: all of it).
+    pub path: Vec<u8>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub overwrite: bool,
+}
+
+/// One thing to create: its path relative to the target, and its entry.
+#[derive(Clone, Debug)]
+pub struct PlanItem {
+    pub rel: PathBuf,
+    pub entry: Entry,
+    /// A file's blocks, looked up while planning so the parallel phase never waits on SQLite.
+    pub blocks: Option<BlockMap>,
+}
+
+/// Everything a restore will create, parents before children.
+#[derive(Debug, Default)]
+pub struct RestorePlan {
+    pub items: Vec<PlanItem>,
+    /// Metadata for the target directory itself (restoring a directory).
+    pub root: Option<Entry>,
+}
+
+/// What a restore did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    pub skipped_existing: u64,
+    /// Files that could not be restored because their data is damaged or missing.
+    pub damaged: Vec<String>,
+    /// Other problems (metadata that could not be set).
+    pub warnings: Vec<String>,
+}
+
+fn rel_join(base: &Path, name: &[u8]) -> PathBuf {
+    base.join(OsStr::from_bytes(name))
+}
+
+/// Include and exclude filters, and the trees from the start of the walk down to here.
+struct Walk<'f> {
+    include: &'f PathFilter,
+    exclude: &'f PathFilter,
+    trees: TreePath,
+}
+
+/// Builds the plan: walks the point under `options.path` applying include/exclude.
+pub fn plan(reader: &PointReader<'_>, options: &RestoreOptions) -> Result<RestorePlan> {
+    let include = PathFilter::new(&options.include)?;
+    let exclude = PathFilter::new(&options.exclude)?;
+    let start = reader.lookup(&options.path)?;
+    let mut plan = RestorePlan::default();
+    if start.kind != EntryKind::Dir {
+        plan.items.push(PlanItem {
+            rel: rel_join(Path::new(""), &start.name),
+            blocks: file_blocks(reader, &start)?,
+            entry: start,
+        });
+        return Ok(plan);
+    }
+    let mut walk = Walk {
+        include: &include,
+        exclude: &exclude,
+        trees: TreePath::new(),
+    };
+    walk_dir(
+        reader,
+        &mut walk,
+        &start,
+        Path::new(""),
+        include.is_empty(),
+        &mut plan.items,
+    )?;
+    plan.root = Some(start);
+    Ok(plan)
+}
+
+/// Adds the children of `dir`; returns whether anything was added.
+fn walk_dir(
+    reader: &PointReader<'_>,
+    walk: &mut Walk<'_>,
+    dir: &Entry,
+    rel: &Path,
+    included: bool,
+    out: &mut Vec<PlanItem>,
+) -> Result<bool> {
+    let Some(tree) = dir.subtree else {
+        return Ok(false);
+    };
+    walk.trees
+        .enter(tree)
+        .map_err(|source| CatalogError::BadTree { tree, source })?;
+    let mut any = false;
+    for entry in reader.list(&tree)? {
+        let child = rel_join(rel, &entry.name);
+        let shown = Path::new("/").join(&child);
+        let path = shown.as_os_str().as_bytes();
+        if walk.exclude.matches(path, &entry.name) {
+            continue;
+        }
+        let here = included || walk.include.matches(path, &entry.name);
+        if entry.kind == EntryKind::Dir {
+            let at = out.len();
+            out.push(PlanItem {
+                rel: child.clone(),
+                entry: entry.clone(),
+                blocks: None,
+            });
+            let below = walk_dir(reader, walk, &entry, &child, here, out)?;
+            if !here && !below {
+                out.truncate(at);
+                continue;
+            }
+            any = true;
+        } else if here {
+            out.push(PlanItem {
+                rel: child,
+                blocks: file_blocks(reader, &entry)?,
+                entry,
+            });
+            any = true;
+        }
+    }
+    walk.trees.leave();
+    Ok(any)
+}
+
+fn file_blocks(reader: &PointReader<'_>, entry: &Entry) -> Result<Option<BlockMap>> {
+    match entry.kind {
+        EntryKind::File => Ok(Some(reader.block_map(entry)?)),
+        _ => Ok(None),
+    }
+}
+
+fn target_is_empty(target: &Path) -> Result<bool> {
+    match fs::read_dir(target) {
+        Ok(mut d) => Ok(d.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io("cannot read restore target", target)(e)),
+    }
+}
+
+/// Restores `reader`'s point according to `options`.
+pub fn restore(
+    reader: &PointReader<'_>,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<RestoreReport> {
+    if reader.point().state == PointState::AwaitingSeed {
+        return Err(Error::AwaitingSeed {
+            point: reader.point().id.short().to_string(),
+            job: reader.point().awaiting_job.clone().unwrap_or_default(),
+        });
+    }
+    let vault = reader.blocks().vault().root().to_path_buf();
+    target::check_target(&options.target, &vault, options.overwrite)?;
+    if !options.overwrite && !target_is_empty(&options.target)? {
+        return Err(Error::TargetNotEmpty {
+            path: options.target.clone(),
+        });
+    }
+    let mut plan = plan(reader, options)?;
+    fs::create_dir_all(&options.target).map_err(Error::io("cannot create", &options.target))?;
+    let left_out = leave_out_vault(&mut plan, &options.target, &vault);
+    let mut report = apply(reader, &plan, options, progress, interrupted)?;
+    report.warnings.extend(left_out);
+    Ok(report)
+}
+
+/// Drops what would land on the vault when the vault is beneath the target.
+fn leave_out_vault(plan: &mut RestorePlan, target: &Path, vault: &Path) -> Option<String> {
+    let beneath = target::vault_beneath(target, vault).filter(|p| !p.as_os_str().is_empty())?;
+    let before = plan.items.len();
+    plan.items.retain(|item| !item.rel.starts_with(&beneath));
+    (plan.items.len() < before).then(|| {
+        format!(
+            "left out {}: the vault is there",
+            target.join(&beneath).display()
+        )
+    })
+}
+
+/// Applies a plan.
+pub fn apply(
+    reader: &PointReader<'_>,
+    plan: &RestorePlan,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<RestoreReport> {
+    let target = TargetDir::open(&options.target)
+        .map_err(Error::io("cannot open restore target", &options.target))?;
+    let overwrite = options.overwrite;
+    let mut report = RestoreReport::default();
+    progress.set_total(
+        plan.items
+            .iter()
+            .filter(|i| i.entry.kind == EntryKind::File)
+            .map(|i| i.entry.size)
+            .sum(),
+    );
+    report.dirs = make_dirs(&target, plan, overwrite)?;
+    let (files, links) = hardlink_groups(plan);
+    let outcomes: Vec<FileOutcome> = files
+        .par_iter()
+        .map(|item| {
+            if interrupted.load(Ordering::Relaxed) {
+                return FileOutcome::Interrupted;
+            }
+            write::restore_file(reader, &target, item, overwrite, progress)
+        })
+        .collect();
+    let damaged_inodes = record_files(&mut report, &files, outcomes)?;
+    make_links(&mut report, &target, &links, &damaged_inodes, overwrite)?;
+    for item in plan
+        .items
+        .iter()
+        .filter(|i| !matches!(i.entry.kind, EntryKind::File | EntryKind::Dir))
+    {
+        report
+            .warnings
+            .extend(write::make_special(&target, item, overwrite)?);
+    }
+    set_dir_metadata(&mut report, &target, plan)?;
+    Ok(report)
+}
+
+/// Adds the files' outcomes to the report; returns the inodes whose data is damaged.
+fn record_files(
+    report: &mut RestoreReport,
+    files: &[&PlanItem],
+    outcomes: Vec<FileOutcome>,
+) -> Result<HashSet<u64>> {
+    let mut damaged_inodes = HashSet::new();
+    for (item, outcome) in files.iter().zip(outcomes) {
+        match outcome {
+            FileOutcome::Written(warnings) => {
+                report.files += 1;
+                report.bytes += item.entry.size;
+                report.warnings.extend(warnings);
+            }
+            FileOutcome::Skipped => report.skipped_existing += 1,
+            FileOutcome::Damaged(why) => {
+                damaged_inodes.insert(item.entry.inode);
+                report
+                    .damaged
+                    .push(format!("{}: {why}", item.rel.display()));
+            }
+            FileOutcome::Failed(e) => return Err(e),
+            FileOutcome::Interrupted => return Err(Error::Interrupted),
+        }
+    }
+    Ok(damaged_inodes)
+}
+
+/// Links the other names of each hardlinked file; a name of a damaged file is damaged too.
+fn make_links(
+    report: &mut RestoreReport,
+    target: &TargetDir,
+    links: &[(&PlanItem, &PlanItem)],
+    damaged_inodes: &HashSet<u64>,
+    overwrite: bool,
+) -> Result<()> {
+    for (first, other) in links {
+        if damaged_inodes.contains(&first.entry.inode) {
+            report.damaged.push(format!(
+                "{}: a hardlink to damaged {}",
+                other.rel.display(),
+                first.rel.display()
+            ));
+        } else if write::link(target, first, other, overwrite)? {
+            report.files += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Directories last, deepest first: creating their contents changed their times.
+fn set_dir_metadata(
+    report: &mut RestoreReport,
+    target: &TargetDir,
+    plan: &RestorePlan,
+) -> Result<()> {
+    for item in plan
+        .items
+        .iter()
+        .rev()
+        .filter(|i| i.entry.kind == EntryKind::Dir)
+    {
+        report
+            .warnings
+            .extend(write::dir_metadata(target, &item.rel, &item.entry)?);
+    }
+    if let Some(root) = &plan.root {
+        report
+            .warnings
+            .extend(write::dir_metadata(target, Path::new(""), root)?);
+    }
+    Ok(())
+}
+
+/// Creates the plan's directories, parents first; returns how many.
+fn make_dirs(target: &TargetDir, plan: &RestorePlan, overwrite: bool) -> Result<u64> {
+    let mut dirs = 0;
+    for item in plan.items.iter().filter(|i| i.entry.kind == EntryKind::Dir) {
+        dirs += 1;
+        let shown = target.shown(&item.rel);
+        let (dir, name) = target
+            .parent_of(&item.rel)
+            .map_err(Error::io("cannot open the directory of", shown.clone()))?;
+        target::ensure_dir(dir.as_fd(), name, overwrite)
+            .map_err(Error::io("cannot create directory", shown))?;
+    }
+    Ok(dirs)
+}
+
+/// Splits the plan's files into those to write and (first name, other name) hardlink pairs:
+/// the first name of each inode gets the data, the others link to it.
+fn hardlink_groups(plan: &RestorePlan) -> (Vec<&PlanItem>, Vec<(&PlanItem, &PlanItem)>) {
+    let mut first_of_inode: HashMap<u64, &PlanItem> = HashMap::new();
+    let mut links = Vec::new();
+    let mut files = Vec::new();
+    for item in plan
+        .items
+        .iter()
+        .filter(|i| i.entry.kind == EntryKind::File)
+    {
+        if item.entry.nlink > 1 {
+            if let Some(first) = first_of_inode.get(&item.entry.inode) {
+                links.push((*first, item));
+                continue;
+            }
+            first_of_inode.insert(item.entry.inode, item);
+        }
+        files.push(item);
+    }
+    (files, links)
+}

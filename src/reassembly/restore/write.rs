@@ -1,0 +1,228 @@
+//! Writing one planned item beneath the target: a file's data and metadata, a hardlink, a
+//! symlink or special file, a directory's metadata.
+//!
+//! Everything is made under a temporary name in its directory and renamed into place only
+//! when it is complete, metadata included. So a name in the target is either the old thing or
+//! the whole new one: a file whose blocks are damaged or missing never appears with zeros in
+//! their place, and a file already there (perhaps hardlinked to one outside the target) is
+//! replaced, not written through.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rayon::prelude::*;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use super::target::{discard, replace, stat_at, temp_name, TargetDir};
+use super::PlanItem;
+use crate::catalog::{Entry, EntryKind};
+use crate::error::Error;
+use crate::fsmeta;
+use crate::progress::Progress;
+use crate::reassembly::{BlockMap, PointReader};
+use crate::store::{BlockId, StoreError};
+
+/// What became of one file.
+pub(super) enum FileOutcome {
+    /// Data and metadata written; the warnings are metadata that could not be set.
+    Written(Vec<String>),
+    Skipped,
+    /// Its data is damaged or missing: nothing was put in place.
+    Damaged(String),
+    Failed(Error),
+    Interrupted,
+}
+
+/// Restores one file: skipped if an identical one is there (with `overwrite`), otherwise
+/// written whole under a temporary name and renamed over whatever is at its name.
+pub(super) fn restore_file(
+    reader: &PointReader<'_>,
+    target: &TargetDir,
+    item: &PlanItem,
+    overwrite: bool,
+    progress: &dyn Progress,
+) -> FileOutcome {
+    let shown = target.shown(&item.rel);
+    let (dir, name) = match target.parent_of(&item.rel) {
+        Ok(found) => found,
+        Err(e) => return FileOutcome::Failed(Error::io("cannot open the directory of", shown)(e)),
+    };
+    if overwrite && already_restored(dir.as_fd(), name, &item.entry) {
+        progress.add_bytes(item.entry.size);
+        return FileOutcome::Skipped;
+    }
+    let temp = temp_name();
+    let file = match create_temp(dir.as_fd(), &temp) {
+        Ok(file) => file,
+        Err(e) => return FileOutcome::Failed(Error::io("cannot create", shown)(e)),
+    };
+    match fill(reader, &file, item, progress, &shown) {
+        Ok(warnings) => match replace(dir.as_fd(), &temp, name, overwrite) {
+            Ok(()) => FileOutcome::Written(warnings),
+            Err(e) => FileOutcome::Failed(Error::io("cannot create", shown)(e)),
+        },
+        Err(outcome) => {
+            discard(dir.as_fd(), &temp);
+            outcome
+        }
+    }
+}
+
+/// A file already restored has its size and mtime: the mtime is set only once the data is
+/// complete, so an interrupted restore resumes where it stopped.
+fn already_restored(dir: BorrowedFd<'_>, name: &OsStr, entry: &Entry) -> bool {
+    match stat_at(dir, name) {
+        Ok(Some(found)) => {
+            found.file_type == FileType::RegularFile
+                && found.size == entry.size
+                && found.mtime_ns == entry.mtime_ns
+        }
+        _ => false,
+    }
+}
+
+fn create_temp(dir: BorrowedFd<'_>, temp: &OsStr) -> std::io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, temp, flags, Mode::from_raw_mode(0o600))?;
+    Ok(File::from(fd))
+}
+
+/// Sizes the file, writes its blocks and sets its metadata; the error is the outcome to report.
+fn fill(
+    reader: &PointReader<'_>,
+    file: &File,
+    item: &PlanItem,
+    progress: &dyn Progress,
+    shown: &Path,
+) -> Result<Vec<String>, FileOutcome> {
+    let empty = BlockMap::empty();
+    let map = item.blocks.as_ref().unwrap_or(&empty);
+    file.set_len(item.entry.size)
+        .map_err(|e| FileOutcome::Failed(Error::io("cannot size", shown)(e)))?;
+    match write_blocks(reader, file, map, progress) {
+        Ok(()) => {}
+        Err(BlockWriteError::Store(e)) => return Err(FileOutcome::Damaged(e.to_string())),
+        Err(BlockWriteError::Io(e)) => {
+            return Err(FileOutcome::Failed(Error::io("cannot write", shown)(e)))
+        }
+    }
+    fsmeta::apply_metadata_fd(file.as_fd(), &item.entry, shown)
+        .map_err(|e| FileOutcome::Failed(Error::io("cannot set metadata of", shown)(e)))
+}
+
+enum BlockWriteError {
+    Store(StoreError),
+    Io(std::io::Error),
+}
+
+/// Writes a file's blocks with positional writes, in parallel across the blocks of a large
+/// file; zero blocks stay holes.
+fn write_blocks(
+    reader: &PointReader<'_>,
+    file: &File,
+    map: &BlockMap,
+    progress: &dyn Progress,
+) -> Result<(), BlockWriteError> {
+    let write_one = |&(offset, id, len): &(u64, BlockId, u32)| {
+        if id == BlockId::ZERO {
+            progress.add_bytes(u64::from(len));
+            return Ok(()); // a hole: set_len already made it
+        }
+        let data = reader
+            .blocks()
+            .read_block(&id, len)
+            .map_err(BlockWriteError::Store)?;
+        file.write_all_at(&data, offset)
+            .map_err(BlockWriteError::Io)?;
+        progress.add_bytes(u64::from(len));
+        Ok(())
+    };
+    if map.blocks.len() > 1 {
+        map.blocks.par_iter().try_for_each(write_one)
+    } else {
+        map.blocks.iter().try_for_each(write_one)
+    }
+}
+
+/// Makes `other` a hardlink to `first` (already restored); returns false if it already was.
+pub(super) fn link(
+    target: &TargetDir,
+    first: &PlanItem,
+    other: &PlanItem,
+    overwrite: bool,
+) -> Result<bool, Error> {
+    let shown = target.shown(&other.rel);
+    let io = |e: std::io::Error| Error::io("cannot create hardlink", shown.clone())(e);
+    let (src_dir, src_name) = target.parent_of(&first.rel).map_err(io)?;
+    let (dst_dir, dst_name) = target.parent_of(&other.rel).map_err(io)?;
+    if overwrite {
+        let src = stat_at(src_dir.as_fd(), src_name).map_err(io)?;
+        let dst = stat_at(dst_dir.as_fd(), dst_name).map_err(io)?;
+        if let (Some(a), Some(b)) = (src, dst) {
+            if (a.dev, a.ino) == (b.dev, b.ino) {
+                return Ok(false);
+            }
+        }
+    }
+    let temp = temp_name();
+    // No AT_SYMLINK_FOLLOW: the name itself is linked, never what it might point to.
+    rustix::fs::linkat(&src_dir, src_name, &dst_dir, &temp, AtFlags::empty())
+        .map_err(|e| io(e.into()))?;
+    replace(dst_dir.as_fd(), &temp, dst_name, overwrite).map_err(io)?;
+    Ok(true)
+}
+
+/// Makes a symlink, FIFO or device node with its metadata, under a temporary name renamed
+/// over whatever is at its name. Sockets are not recreated: they belong to a running process.
+pub(super) fn make_special(
+    target: &TargetDir,
+    item: &PlanItem,
+    overwrite: bool,
+) -> Result<Vec<String>, Error> {
+    if item.entry.kind == EntryKind::Socket {
+        return Ok(Vec::new());
+    }
+    let shown = target.shown(&item.rel);
+    let io = |e: std::io::Error| Error::io("cannot create", shown.clone())(e);
+    let (dir, name) = target.parent_of(&item.rel).map_err(io)?;
+    let temp = temp_name();
+    create_special(dir.as_fd(), &temp, &item.entry).map_err(io)?;
+    let warnings = match fsmeta::apply_metadata_at(dir.as_fd(), &temp, &item.entry, &shown) {
+        Ok(warnings) => warnings,
+        Err(e) => {
+            discard(dir.as_fd(), &temp);
+            return Err(Error::io("cannot set metadata of", shown)(e));
+        }
+    };
+    replace(dir.as_fd(), &temp, name, overwrite).map_err(io)?;
+    Ok(warnings)
+}
+
+fn create_special(dir: BorrowedFd<'_>, temp: &OsStr, entry: &Entry) -> std::io::Result<()> {
+    match entry.kind {
+        EntryKind::Symlink => {
+            let link_target = OsStr::from_bytes(entry.target.as_deref().unwrap_or_default());
+            Ok(rustix::fs::symlinkat(link_target, dir, temp)?)
+        }
+        _ => fsmeta::make_special_at(dir, temp, entry),
+    }
+}
+
+/// Sets a restored directory's metadata through its own descriptor (empty `rel`: the target).
+pub(super) fn dir_metadata(
+    target: &TargetDir,
+    rel: &Path,
+    entry: &Entry,
+) -> Result<Vec<String>, Error> {
+    let shown = target.shown(rel);
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    let dir = target
+        .open_at(rel, flags)
+        .map_err(Error::io("cannot open directory", shown.clone()))?;
+    fsmeta::apply_metadata_fd(dir.as_fd(), entry, &shown)
+        .map_err(Error::io("cannot set metadata of", shown))
+}
