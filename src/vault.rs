@@ -238,15 +238,14 @@ impl Vault {
     /// The entries of a tree, checked before they are trusted: names are plain (see
     /// `tree_codec::decode`) and the entries hash to the tree's id under this vault's key, so a
     /// tree edited in the catalog is an error, never a listing.
-    pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
+    pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>, CatalogError> {
         let entries = self.catalog().tree_entries(tree)?;
         // The id is computed by ingest; the catalog alone cannot check it (it has no key).
         if crate::ingest::tree_id(&self.codec.keys().id, &entries) != *tree {
             return Err(CatalogError::BadTree {
                 tree: *tree,
                 source: TreeError::HashMismatch,
-            }
-            .into());
+            });
         }
         Ok(entries)
     }

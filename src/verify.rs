@@ -27,7 +27,7 @@ use crate::catalog::{
     BlockLocation, Catalog, CatalogError, Content, ContentId, Entry, EntryKind, PackState,
     PointState, TreeId,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::progress::Progress;
 use crate::store::{BlockId, IdSet, PackId};
 use crate::vault::Vault;
@@ -458,15 +458,15 @@ impl TreeCheck<'_> {
     fn check_entries(&mut self, point: &str, tree: TreeId, path: &Path) -> Result<()> {
         let entries = match self.vault.tree_entries(&tree) {
             Ok(entries) => entries,
-            Err(Error::Catalog(CatalogError::BadTree { source, .. })) => {
+            Err(CatalogError::BadTree { source, .. }) => {
                 self.report(point, tree, path, source.to_string());
                 return Ok(());
             }
-            Err(Error::Catalog(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows))) => {
+            Err(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows)) => {
                 self.report(point, tree, path, "it is not in the catalog".into());
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         for entry in entries {
             if let Some(sub) = entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {

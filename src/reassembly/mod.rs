@@ -263,7 +263,7 @@ impl<'v> PointReader<'v> {
 
     /// The entries of a directory tree, checked against its id (see [`Vault::tree_entries`]).
     pub fn list(&self, tree: &TreeId) -> Result<Vec<Entry>> {
-        self.vault.tree_entries(tree)
+        Ok(self.vault.tree_entries(tree)?)
     }
 
     /// Resolves a path of the point. The empty path is the root.

@@ -149,7 +149,7 @@ impl Default for BenchOptions {
 }
 
 fn collect_files(reader: &BlockReader<'_>, tree: TreeId, out: &mut Vec<BlockMap>) -> Result<()> {
-    let entries = reader.vault().catalog().tree_entries(&tree)?;
+    let entries = reader.vault().tree_entries(&tree)?;
     for entry in entries {
         match (entry.kind, entry.content, entry.subtree) {
             (EntryKind::File, Some(content), _) => {

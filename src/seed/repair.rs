@@ -45,7 +45,7 @@ fn collect_damaged(
     lost: &IdSet,
     out: &mut Vec<Damaged>,
 ) -> Result<()> {
-    let entries = vault.catalog().tree_entries(&tree)?;
+    let entries = vault.tree_entries(&tree)?;
     for entry in entries {
         let child = rel.join(OsStr::from_bytes(&entry.name));
         match (entry.kind, entry.subtree, entry.content) {

@@ -682,7 +682,7 @@ impl<'v> View<'v> {
         if let Some(listing) = lock(&self.listings).get(tree) {
             return Ok(listing.clone());
         }
-        let mut entries = self.blocks.vault().catalog().tree_entries(tree)?;
+        let mut entries = self.blocks.vault().tree_entries(tree)?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         let listing = Arc::new(entries);
         lock(&self.listings).put(*tree, listing.clone());

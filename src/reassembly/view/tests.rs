@@ -258,3 +258,33 @@ fn catalog_errors_are_reported_once_each() {
     });
     assert_eq!(told.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_tree_edited_in_the_catalog_is_an_error_not_a_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with_tree(dir.path(), 3);
+    let point = vault.resolve_point("latest").unwrap();
+    let root = vault.tree_entries(&point.root_tree).unwrap();
+    let wide = root.iter().find(|e| e.name == b"wide").unwrap();
+    let wide_tree = wide.subtree.unwrap();
+    // A plain-looking rename, written straight into the catalog: names stay valid, so only
+    // the check against the tree's id can catch it.
+    let mut edited = vault.tree_entries(&wide_tree).unwrap();
+    edited[0].name = b"renamed".to_vec();
+    let db = rusqlite::Connection::open(vault.root().join("catalog.db")).unwrap();
+    db.execute(
+        "UPDATE trees SET entries = ?1 WHERE id = ?2",
+        rusqlite::params![
+            crate::catalog::tree_codec::encode(&edited),
+            &wide_tree.0[..]
+        ],
+    )
+    .unwrap();
+
+    let view = view(&vault, Layout::Point(Box::new(point)));
+    let wide = view.lookup(ROOT, b"wide").unwrap();
+    assert!(matches!(
+        view.read_dir(wide.ino, 0, 100),
+        Err(ViewError::Catalog(CatalogError::BadTree { .. }))
+    ));
+}
