@@ -8,9 +8,10 @@ use cli::output::StdoutError;
 
 fn main() -> ExitCode {
     report_panics_in_one_line();
-    let result = cli::run().and_then(|code| {
-        cli::output::flush()?;
-        Ok(code)
+    // A reader gone at the last flush does not change the command's outcome either.
+    let result = cli::run().and_then(|code| match cli::output::flush() {
+        Err(err) if !err.is_closed_pipe() => Err(err.into()),
+        _ => Ok(code),
     });
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use synvault::{BlockReader, PointReader, ReaderOptions, RestoreOptions};
+use synvault::{BlockReader, PointReader, ReaderOptions, RestoreOptions, RestoreReport};
 
 const RESTORE_CACHE_BYTES: usize = 32 << 20;
 
-use super::output::{bytes, Bar};
+use super::output::{after_report, bytes, Bar};
 use super::{code_for, interrupt_flag, split_point_path, Cli};
 
 #[derive(Debug, Args)]
@@ -63,6 +63,14 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
         eprintln!("damaged: {damaged}");
     }
     let secs = started.elapsed().as_secs_f64();
+    after_report(
+        code_for(!report.damaged.is_empty()),
+        print_report(&report, secs),
+    )
+}
+
+/// The restore is done: what follows only tells about it.
+fn print_report(report: &RestoreReport, secs: f64) -> anyhow::Result<()> {
     outln!(
         "restored {} files, {} directories, {} in {secs:.2} s ({:.0} MB/s){}",
         report.files,
@@ -81,5 +89,5 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
             report.damaged.len()
         );
     }
-    Ok(code_for(!report.damaged.is_empty()))
+    Ok(())
 }

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use synvault::catalog::{Catalog, PackState};
 use synvault::lock::Acquired;
-use synvault::seed::{self, prepare::PrepareOptions};
+use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
 use synvault::{exit, BackupOptions, Error};
 
 use super::backup::ChunkerArg;
-use super::output::{bytes, json, short, Bar};
+use super::output::{after_report, bytes, json, short, Bar};
 use super::{code_for, interrupt_flag, size, Cli};
 
 #[derive(Debug, Args)]
@@ -189,9 +189,16 @@ fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
     let report = seed::import::import(root, &args.job, &args.disks, &bar, &interrupt_flag());
     bar.finish();
     let report = report?;
+    after_report(
+        code_for(!report.bad.is_empty()),
+        print_import(&report, args),
+    )
+}
+
+/// The import is done: what follows only tells about it.
+fn print_import(report: &ImportReport, args: &ImportArgs) -> anyhow::Result<()> {
     if args.json {
-        json(&report)?;
-        return Ok(code_for(!report.bad.is_empty()));
+        return json(report);
     }
     for b in &report.bad {
         outln!(
@@ -223,7 +230,7 @@ fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
             args.job
         );
     }
-    Ok(code_for(!report.bad.is_empty()))
+    Ok(())
 }
 
 #[derive(serde::Serialize)]

@@ -1,10 +1,10 @@
 //! `synvault verify`.
 
 use clap::Args;
-use synvault::verify::AffectedFile;
+use synvault::verify::{AffectedFile, VerifyReport};
 use synvault::VerifyOptions;
 
-use super::output::{bytes, json, short, Bar};
+use super::output::{after_report, bytes, json, short, Bar};
 use super::{code_for, Cli};
 
 #[derive(Debug, Args)]
@@ -29,9 +29,13 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
     );
     bar.finish();
     let report = report?;
+    after_report(code_for(!report.is_clean()), print_report(&report, args))
+}
+
+/// Verify has run: what follows only tells about it.
+fn print_report(report: &VerifyReport, args: &VerifyArgs) -> anyhow::Result<()> {
     if args.json {
-        json(&report)?;
-        return Ok(code_for(!report.is_clean()));
+        return json(report);
     }
     for problem in &report.problems {
         outln!("damaged: {problem}");
@@ -81,7 +85,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
             )
         }
     );
-    Ok(code_for(!report.is_clean()))
+    Ok(())
 }
 
 /// ", N files of M points not restorable", or nothing.

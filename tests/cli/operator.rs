@@ -240,3 +240,28 @@ fn stdout_on_a_full_disk_is_one_line_and_exit_1() {
         assert_one_line_error(&out, "cannot write to standard output");
     }
 }
+
+#[test]
+fn a_closed_stdout_keeps_an_incomplete_outcome() {
+    let env = env_with_point();
+    let packs = env.pack_files();
+    fs::remove_file(&packs[0]).unwrap();
+    let target = env.path("restored");
+    let damaged: [&[&str]; 3] = [
+        &["verify"],
+        &["verify", "--json"],
+        &["restore", "latest", "--target", s(&target)],
+    ];
+    for args in damaged {
+        let mut child = env
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_no_panic(&out);
+        assert_eq!(code(&out), 3, "{args:?}: {}", stderr(&out));
+    }
+}
