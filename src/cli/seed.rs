@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use synvault::catalog::{Catalog, PackState};
 use synvault::lock::Acquired;
 use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
-use synvault::{exit, BackupOptions, Error};
+use synvault::{exit, BackupOptions, BackupReport, Error};
 
 use super::backup::ChunkerArg;
 use super::output::{after_report, bytes, json, short, Bar};
@@ -137,24 +137,34 @@ fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
     let report = seed::prepare::prepare(&vault, &options, &bar, &interrupt_flag());
     bar.finish();
     let report = report?;
-    if args.json {
-        json(&report)?;
-    } else {
-        outln!(
-            "seed job {:?}: point {} awaits import; {} in {} packs written to disk in {:.2} s ({:.0} MB/s read)",
-            args.job,
-            short(&report.point),
-            bytes(report.bytes_stored),
-            report.packs_written,
-            report.seconds,
-            report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
-        );
-        outln!("ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives", args.job);
-    }
     for error in &report.errors {
         eprintln!("warning: skipped {error}");
     }
-    Ok(code_for(!report.errors.is_empty()))
+    after_report(
+        code_for(!report.errors.is_empty()),
+        print_prepared(&report, args),
+    )
+}
+
+/// The job is prepared: what follows only tells about it.
+fn print_prepared(report: &BackupReport, args: &PrepareArgs) -> anyhow::Result<()> {
+    if args.json {
+        return json(report);
+    }
+    outln!(
+        "seed job {:?}: point {} awaits import; {} in {} packs written to disk in {:.2} s ({:.0} MB/s read)",
+        args.job,
+        short(&report.point),
+        bytes(report.bytes_stored),
+        report.packs_written,
+        report.seconds,
+        report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
+    );
+    outln!(
+        "ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives",
+        args.job
+    );
+    Ok(())
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<u8> {

@@ -21,6 +21,8 @@ fn env_with_point() -> Env {
     generate_tree(&src, 5, &TreeSpec::small());
     write_file(src.join("big.bin"), seeded_bytes(5, 3 * MIB));
     env.backup(&src);
+    // Data for a seed job, which a backup has not stored yet.
+    write_file(env.path("seeded").join("data.bin"), seeded_bytes(6, MIB));
     env
 }
 
@@ -133,6 +135,33 @@ fn init_refuses_an_empty_passphrase() {
 }
 
 #[test]
+fn init_with_stdout_closed_or_full_still_makes_the_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, closed) in [("closed", true), ("full", false)] {
+        let vault = dir.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synvault"));
+        cmd.args(["--vault", s(&vault), "init"])
+            .env("SYNVAULT_PASSWORD", "pw")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = if closed {
+            let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+            drop(child.stdout.take());
+            child.wait_with_output().unwrap()
+        } else {
+            let full = fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            cmd.stdout(full).output().unwrap()
+        };
+        assert_no_panic(&out);
+        assert_eq!(code(&out), if closed { 0 } else { 1 }, "{}", stderr(&out));
+        assert!(vault.join("config.json").exists(), "{name}");
+    }
+}
+
+#[test]
 fn sizes_and_counts_out_of_bounds_are_usage_errors() {
     let env = env_with_point();
     let mnt = env.path("mnt");
@@ -170,6 +199,8 @@ fn sizes_and_counts_out_of_bounds_are_usage_errors() {
 fn printing_commands(env: &Env) -> Vec<Vec<String>> {
     let src = s(&env.path("src")).to_string();
     let target = s(&env.path("restored")).to_string();
+    let seeded = s(&env.path("seeded")).to_string();
+    let disk = s(&env.path("disk")).to_string();
     [
         vec!["points"],
         vec!["points", "--json"],
@@ -183,6 +214,9 @@ fn printing_commands(env: &Env) -> Vec<Vec<String>> {
         vec!["backup", "--json", &src],
         vec!["restore", "latest", "--target", &target, "--overwrite"],
         vec!["bench", "reassembly"],
+        vec!["seed", "prepare", "--job", "j", "--disk", &disk, &seeded],
+        vec!["seed", "check", &disk],
+        vec!["seed", "import", "--job", "j", &disk],
         vec!["seed", "status"],
     ]
     .into_iter()
@@ -232,10 +266,6 @@ fn stdout_on_a_full_disk_is_one_line_and_exit_1() {
             .unwrap();
         let out = env.cmd(&args).stdout(full).output().unwrap();
         assert_no_panic(&out);
-        if args[0] == "seed" {
-            // Nothing to list: `seed status` prints nothing on a vault without seed jobs.
-            continue;
-        }
         assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
         assert_one_line_error(&out, "cannot write to standard output");
     }
