@@ -29,6 +29,12 @@ pub trait Backend: Send + Sync {
     fn list(&self) -> Result<Vec<(PackId, u64)>>;
     /// Removes a pack.
     fn delete(&self, id: &PackId) -> Result<()>;
+    /// Removes what an interrupted `put` left behind (temporary files); returns how many.
+    /// Only a writer holding the writer lock may call this: another writer's `put` in
+    /// progress would lose its temporary file.
+    fn remove_temporary(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Packs in a local directory: `packs/<first two hex>/<hex>.pack`, read through memmap2.
@@ -183,6 +189,32 @@ impl Backend for LocalBackend {
         let path = self.path_of(id);
         fs::remove_file(&path).map_err(StoreError::io("delete pack", &path))
     }
+
+    fn remove_temporary(&self) -> Result<usize> {
+        let mut removed = 0;
+        let dirs = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
+        for dir in dirs {
+            let dir = dir.map_err(StoreError::io("list", &self.root))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
+                let path = file.map_err(StoreError::io("list", &dir))?.path();
+                if is_temporary(&path) {
+                    fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A temporary name of [`write_durably`]: `.<name>.<pid>.tmp`.
+fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
 }
 
 /// Packs in memory, for tests.
@@ -266,6 +298,23 @@ mod tests {
             backend.read_all(&id),
             Err(StoreError::MissingPack { .. })
         ));
+    }
+
+    #[test]
+    fn temporary_files_are_removed_and_packs_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let id = PackId::of(b"kept");
+        backend.put(&id, b"kept").unwrap();
+        let hex = id.to_hex();
+        let tmp = dir
+            .path()
+            .join(&hex[..2])
+            .join(format!(".{hex}.pack.77.tmp"));
+        fs::write(&tmp, b"half a pack").unwrap();
+        assert_eq!(backend.remove_temporary().unwrap(), 1);
+        assert!(!tmp.exists());
+        assert_eq!(backend.read_all(&id).unwrap(), b"kept");
     }
 
     #[test]
