@@ -481,3 +481,6 @@ fn excludes_at_backup_and_includes_at_restore() {
 
 #[path = "cli/seed.rs"]
 mod seed;
+
+#[path = "cli/ingest_trust.rs"]
+mod ingest_trust;
