@@ -59,8 +59,9 @@ pub struct Walk {
 
 /// `statfs` types of file systems that hold no user data: proc, sysfs, devpts, cgroup,
 /// cgroup2, debugfs, tracefs, securityfs, pstore, bpf, configfs, fusectl, mqueue, hugetlbfs,
-/// binfmt_misc, selinuxfs, smackfs, efivarfs, nsfs, autofs (from `linux/magic.h`).
-const PSEUDO_FS_MAGIC: [i64; 20] = [
+/// binfmt_misc, selinuxfs, smackfs, efivarfs, nsfs (from `linux/magic.h`). Not autofs: its
+/// mount points lead to real data (home directories) once triggered.
+const PSEUDO_FS_MAGIC: [i64; 19] = [
     0x9fa0,
     0x6265_6572,
     0x1cd1,
@@ -80,7 +81,6 @@ const PSEUDO_FS_MAGIC: [i64; 20] = [
     0x4341_5d53,
     0xde5e_81e4,
     0x6e73_6673,
-    0x0187,
 ];
 
 /// True if `path` is the root of a pseudo file system (see [`PSEUDO_FS_MAGIC`]).
