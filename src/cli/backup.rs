@@ -143,15 +143,18 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
 }
 
 /// What the interrupt watchdog does before it ends a backup stuck in a read: take back the
-/// packs not committed, clear the lock's holder name.
+/// packs not committed, clear the lock's holder name. The vault is held weakly, so a backup
+/// that ends normally still closes its catalog.
 fn last_words(
     vault: &Arc<Vault>,
     ledger: &Arc<PackLedger>,
     note: Option<LockNote>,
 ) -> Box<dyn FnOnce() + Send> {
-    let (vault, ledger) = (vault.clone(), ledger.clone());
+    let (vault, ledger) = (Arc::downgrade(vault), ledger.clone());
     Box::new(move || {
-        let _ = synvault::ingest::abandon(&ToStore(vault.backend()), &ledger);
+        if let Some(vault) = vault.upgrade() {
+            let _ = synvault::ingest::abandon(&ToStore(vault.backend()), &ledger);
+        }
         if let Some(note) = note {
             note.clear();
         }
