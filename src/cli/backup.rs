@@ -1,10 +1,9 @@
 //! `synvault backup`.
 
 use std::path::PathBuf;
-
-use clap::{Args, ValueEnum};
 use std::sync::Arc;
 
+use clap::{Args, ValueEnum};
 use synvault::ingest::{sink::ToStore, PackLedger, Target};
 use synvault::lock::{Acquired, LockNote};
 use synvault::{BackupOptions, ChunkerKind, Vault};

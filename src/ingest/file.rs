@@ -376,7 +376,88 @@ fn data_extents(file: &File, stamp: &Stamp) -> std::io::Result<Vec<(u64, u64)>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::ChunkerKind;
+    use crate::crypto::{Key, Keys, RingCipher};
+    use crate::store::IdSet;
     use std::os::unix::fs::FileExt;
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicU32;
+
+    const LEN: usize = 64 << 10;
+
+    /// Rewrites the file under the reader, in place, after each of its first `times` reads
+    /// (a new version: every byte the rewrite's number plus one).
+    struct Rewriter {
+        path: PathBuf,
+        times: u32,
+        done: AtomicU32,
+    }
+
+    impl Progress for Rewriter {
+        fn add_bytes(&self, _n: u64) {
+            let n = self.done.fetch_add(1, Ordering::SeqCst);
+            if n < self.times {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.path)
+                    .unwrap();
+                file.write_all_at(&[n as u8 + 2; LEN], 0).unwrap();
+            }
+        }
+    }
+
+    /// Reads `path` (64 KiB of ones) while `times` rewrites happen under the reader.
+    fn read_while_rewritten(times: u32) -> (Result<FileVersion, FileError>, BlockCodec) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy");
+        std::fs::write(&path, [1u8; LEN]).unwrap();
+        // Let the clock tick past the creation, so the first read is not distrusted for it.
+        std::thread::sleep(Duration::from_millis(50));
+        let codec = BlockCodec::new(
+            Keys::derive(&Key::from_bytes([9; 32])),
+            Box::new(RingCipher),
+            3,
+        );
+        let chunker = Chunker::new(ChunkerKind::Cdc, &Key::from_bytes([8; 32]));
+        let (sink, _packs) = BlockSink::new(&codec, IdSet::default());
+        let progress = Rewriter {
+            path: path.clone(),
+            times,
+            done: AtomicU32::new(0),
+        };
+        let result = FileReader {
+            codec: &codec,
+            chunker: &chunker,
+            sink: &sink,
+            bytes_read: &AtomicU64::new(0),
+            progress: &progress,
+            interrupted: &AtomicBool::new(false),
+        }
+        .read_version(&path);
+        drop(sink);
+        (result, codec)
+    }
+
+    #[test]
+    fn a_file_changed_during_one_read_is_read_again_and_kept_whole() {
+        let (result, codec) = read_while_rewritten(1);
+        let version = result.unwrap();
+        assert!(version.changed_before);
+        let rewritten = [2u8; LEN];
+        assert_eq!(
+            version.content.blocks,
+            vec![(codec.id_of(&rewritten), LEN as u32)]
+        );
+    }
+
+    #[test]
+    fn a_file_that_keeps_changing_is_an_error_not_a_torn_content() {
+        let (result, _) = read_while_rewritten(READ_ATTEMPTS);
+        match result {
+            Err(FileError::Source(e)) => assert!(e.to_string().contains("changed while")),
+            other => panic!("expected changed while read, got {other:?}"),
+        }
+    }
 
     fn stamp_of(file: &File) -> Stamp {
         Stamp::of(file).unwrap()
