@@ -418,7 +418,8 @@ fn sigterm_ends_a_backup_blocked_in_a_read_within_seconds() {
     }
     let env = Env::new();
     let src = env.path("src");
-    write_file(src.join("a.bin"), seeded_bytes(70, 4 * MIB));
+    // More than a pack of data, so the backup has written a pack when it is stopped.
+    write_file(src.join("a.bin"), seeded_bytes(70, 40 * MIB));
     // A FIFO without a writer and a character device whose reads block (as /dev/kmsg,
     // 1:11): both are entries, never opened for reading.
     mknod(&src.join("fifo"), rustix::fs::FileType::Fifo, 0);
@@ -437,6 +438,13 @@ fn sigterm_ends_a_backup_blocked_in_a_read_within_seconds() {
         assert!(Instant::now() < deadline, "the backup never read the file");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The other reader thread goes on with a.bin and writes a pack (on one core it cannot).
+    let pack_deadline = Instant::now() + Duration::from_secs(20);
+    while env.pack_files().is_empty() && Instant::now() < pack_deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let packs_written = env.pack_files().len();
+    eprintln!("packs written before SIGTERM: {packs_written}");
     std::thread::sleep(Duration::from_millis(200));
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
@@ -450,6 +458,11 @@ fn sigterm_ends_a_backup_blocked_in_a_read_within_seconds() {
     assert_eq!(env.json(&["points", "--json"]).as_array().unwrap().len(), 0);
     let lock = fs::read_to_string(env.vault().join("lock")).unwrap_or_default();
     assert!(lock.trim().is_empty(), "lock still names {lock}");
+    assert!(
+        env.pack_files().is_empty(),
+        "{packs_written} uncommitted packs written, left: {:?}",
+        env.pack_files()
+    );
 
     let next = env.run(&["backup", "--json", "--exclude", "proc-like", s(&src)]);
     assert_eq!(code(&next), 0, "{}", stderr(&next));
