@@ -282,47 +282,23 @@ fn run_backup(
     let root_tree = build_trees(vault, &mut walk, &roots, &catalog, &mut commit)?;
     drop(catalog);
     let stats = point_stats(&walk, bytes_read.load(Ordering::Relaxed), totals);
-    let root = root_meta(&walk, &roots, &sources, started_ns);
-    // A seed point waits for its own job; an incremental on top of a waiting point waits too.
-    let awaiting_job = match target {
-        Target::Seed(dest) => Some(dest.job().to_string()),
-        Target::Store => parent.as_ref().and_then(|p| p.awaiting_job.clone()),
-    };
-    let point = RecoveryPoint {
-        id: RecoveryPointId::random(),
-        parent: parent.as_ref().map(|p| p.id.clone()),
+    let point = new_point(NewPoint {
+        options,
+        target,
+        parent: parent.as_ref(),
+        source,
         root_tree,
-        source: source.clone(),
-        host: rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
-        tags: options.tags.clone(),
-        kind: match (target, &parent) {
-            (Target::Seed(_), _) => PointKind::Seeded,
-            (Target::Store, Some(_)) => PointKind::Incremental,
-            (Target::Store, None) => PointKind::Full,
-        },
-        state: if awaiting_job.is_some() {
-            PointState::AwaitingSeed
-        } else if walk.errors.is_empty() {
-            PointState::Complete
-        } else {
-            PointState::Partial
-        },
-        awaiting_job,
+        root: root_meta(&walk, &roots, &sources, started_ns),
         started_ns,
-        finished_ns: crate::time::now_ns(),
         stats,
         errors: walk.errors.clone(),
-        root,
-    };
+    });
     commit_point(vault, &commit, &point, ledger, interrupted)?;
     Ok(BackupReport {
         point: point.id.0.clone(),
         parent: point.parent.map(|p| p.0),
         state: point.state.as_str(),
-        source,
+        source: point.source,
         files: stats.files,
         dirs: stats.dirs,
         files_changed: stats.files_changed,
@@ -336,6 +312,58 @@ fn run_backup(
         errors: walk.errors,
         warnings,
     })
+}
+
+/// What a new recovery point is made of.
+struct NewPoint<'a> {
+    options: &'a BackupOptions,
+    target: Target<'a>,
+    parent: Option<&'a RecoveryPoint>,
+    source: String,
+    root_tree: TreeId,
+    root: RootMeta,
+    started_ns: i64,
+    stats: PointStats,
+    errors: Vec<String>,
+}
+
+/// The point a backup commits: its kind and state follow from the target, the parent and
+/// whether anything was left out.
+fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
+    // A seed point waits for its own job; an incremental on top of a waiting point waits too.
+    let awaiting_job = match p.target {
+        Target::Seed(dest) => Some(dest.job().to_string()),
+        Target::Store => p.parent.and_then(|parent| parent.awaiting_job.clone()),
+    };
+    RecoveryPoint {
+        id: RecoveryPointId::random(),
+        parent: p.parent.map(|parent| parent.id.clone()),
+        root_tree: p.root_tree,
+        source: p.source,
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        tags: p.options.tags.clone(),
+        kind: match (p.target, p.parent) {
+            (Target::Seed(_), _) => PointKind::Seeded,
+            (Target::Store, Some(_)) => PointKind::Incremental,
+            (Target::Store, None) => PointKind::Full,
+        },
+        state: if awaiting_job.is_some() {
+            PointState::AwaitingSeed
+        } else if p.errors.is_empty() {
+            PointState::Complete
+        } else {
+            PointState::Partial
+        },
+        awaiting_job,
+        started_ns: p.started_ns,
+        finished_ns: crate::time::now_ns(),
+        stats: p.stats,
+        errors: p.errors,
+        root: p.root,
+    }
 }
 
 /// Commits the point unless the backup was interrupted or its ledger abandoned; the ledger
