@@ -218,6 +218,9 @@ fn a_backup_that_fills_the_disk_takes_back_its_packs() {
         return;
     };
     let env = env_on(dir, &disk);
+    // Declared after `env`, so it unmounts before the temporary directory is removed, also
+    // when the test fails.
+    let fs64 = fs64;
     let small = env.path("small");
     write_file(small.join("a.bin"), seeded_bytes(50, 2 * MIB));
     assert_eq!(env.backup(&small)["state"], "complete");
@@ -244,8 +247,6 @@ fn a_backup_that_fills_the_disk_takes_back_its_packs() {
     let smaller = env.path("smaller");
     write_file(smaller.join("b.bin"), seeded_bytes(60, 8 * MIB));
     assert_eq!(env.backup(&smaller)["state"], "complete");
-    drop(env);
-    drop(fs64);
 }
 
 #[test]
