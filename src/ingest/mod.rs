@@ -4,8 +4,12 @@
 //! ([`file`], rayon — the fan-out lives here only), sends new blocks to the [`sink`], builds
 //! Merkle trees bottom-up (unchanged directories keep their tree id and are not stored again)
 //! and commits packs, blocks, contents, trees and the point in one catalog transaction.
-//! Packs are durable before that commit; if the process dies first, the vault is unchanged
-//! but for unreferenced packs.
+//! Packs are durable before that commit. A backup that fails (disk full, I/O error) or is
+//! interrupted removes the packs it wrote before it returns ([`ledger`]), so the disk is as
+//! full as before; only a process killed outright leaves unreferenced packs, and the next
+//! writer removes the temporary files it left. What the backup reads and what it leaves out
+//! (pseudo file systems, the vault itself) is [`walk`]'s rule; how a file that changes while
+//! it is read is kept whole is [`file`]'s.
 
 pub mod file;
 pub mod ledger;

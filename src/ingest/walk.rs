@@ -83,7 +83,8 @@ const PSEUDO_FS_MAGIC: [i64; 19] = [
     0x6e73_6673,
 ];
 
-/// True if `path` is the root of a pseudo file system (see [`PSEUDO_FS_MAGIC`]).
+/// True if `path` is the root of a pseudo file system: proc, sysfs, devpts, cgroup and the
+/// like (the list is in `PSEUDO_FS_MAGIC`).
 // `f_type`'s width differs between architectures, hence the cast.
 #[allow(clippy::unnecessary_cast)]
 pub fn is_pseudo_fs(path: &Path) -> bool {
