@@ -1,7 +1,7 @@
 //! Ingest: full and incremental backups of directory trees and disk images.
 //!
 //! A backup walks the source ([`walk`]), reads only new or changed files in parallel
-//! ([`file`], rayon — the fan-out lives here only), sends new blocks to the [`sink`], builds
+//! ([`file`](mod@file), rayon — the fan-out lives here only), sends new blocks to the [`sink`], builds
 //! Merkle trees bottom-up (unchanged directories keep their tree id and are not stored again)
 //! and commits packs, blocks, contents, trees and the point in one catalog transaction.
 //! Packs are durable before that commit. A backup that fails (disk full, I/O error) or is
@@ -9,7 +9,7 @@
 //! full as before; only a process killed outright leaves unreferenced packs, and the next
 //! writer removes the temporary files it left. What the backup reads and what it leaves out
 //! (pseudo file systems, the vault itself) is [`walk`]'s rule; how a file that changes while
-//! it is read is kept whole is [`file`]'s.
+//! it is read is kept whole is [`file`](mod@file)'s.
 
 pub mod file;
 pub mod ledger;
