@@ -1,9 +1,10 @@
 //! Ingest: full and incremental backups of directory trees and disk images.
 //!
 //! A backup walks the source ([`walk`]), reads only new or changed files in parallel
-//! ([`file`](mod@file), rayon — the fan-out lives here only), sends new blocks to the [`sink`], builds
-//! Merkle trees bottom-up (unchanged directories keep their tree id and are not stored again)
-//! and commits packs, blocks, contents, trees and the point in one catalog transaction.
+//! ([`file`](mod@file), rayon — the fan-out lives here only), sends new blocks to the
+//! [`sink`], builds Merkle trees bottom-up (unchanged directories keep their tree id and are
+//! not stored again) and commits packs, blocks, contents, trees and the point in one catalog
+//! transaction.
 //! Packs are durable before that commit. A backup that fails (disk full, I/O error) or is
 //! interrupted removes the packs it wrote before it returns ([`ledger`]), so the disk is as
 //! full as before; only a process killed outright leaves unreferenced packs, and the next
