@@ -4,6 +4,10 @@
 //! however it dies: a stale lock is never left for the user to clear. The file's text names
 //! the holder (pid, host, command, since) for the error the next writer gets; text left behind
 //! by a holder that died is reported as taken over.
+//!
+//! Because the lock is an `flock`, a process that exits without unwinding (the CLI's
+//! interrupt watchdog ends a command stuck in a blocking read with `exit`) releases it too;
+//! [`LockNote`] lets it clear its name first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -79,6 +83,27 @@ impl WriterLock {
     }
 }
 
+/// Clears the holder's name from the lock file from any thread, for a process about to exit
+/// without unwinding (the kernel then drops the `flock` with the process).
+#[derive(Debug)]
+pub struct LockNote {
+    file: File,
+}
+
+impl LockNote {
+    /// Clears the holder's name, so the next writer does not report a takeover.
+    pub fn clear(&self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+impl WriterLock {
+    /// A [`LockNote`] for this lock, or `None` if the file cannot be shared.
+    pub fn note(&self) -> Option<LockNote> {
+        self.file.try_clone().ok().map(|file| LockNote { file })
+    }
+}
+
 impl Drop for WriterLock {
     fn drop(&mut self) {
         // Clear the holder's name first, so the next writer does not report a takeover.
@@ -103,6 +128,17 @@ mod tests {
         drop(held);
         let (_again, how) = WriterLock::acquire(dir.path(), "backup /c").unwrap();
         assert_eq!(how, Acquired::Free);
+    }
+
+    #[test]
+    fn a_cleared_note_is_no_takeover() {
+        let dir = tempfile::tempdir().unwrap();
+        let (held, _) = WriterLock::acquire(dir.path(), "backup /a").unwrap();
+        held.note().unwrap().clear();
+        // As after an exit without unwinding: the flock goes, the text was cleared.
+        std::mem::forget(held);
+        let text = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+        assert!(text.is_empty(), "{text}");
     }
 
     #[test]

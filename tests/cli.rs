@@ -339,11 +339,16 @@ fn flipped_byte_is_found_and_other_files_still_restore() {
     );
 }
 
-/// Starts a backup of `src` made long by a 64 GiB sparse file (all holes, read as zeros) and
-/// returns once it holds the writer lock.
+/// Starts a backup of `src` made long by a 32 GiB sparse file and returns once it holds the
+/// writer lock. Its holes are 3 MiB, below the size backup skips without reading, so its
+/// zeros are read (a file of only large holes would cost no reading at all).
 fn start_long_backup(env: &Env, src: &Path, stderr: Stdio) -> std::process::Child {
     let sparse = fs::File::create(src.join("sparse.img")).unwrap();
-    sparse.set_len(64 << 30).unwrap();
+    let size: u64 = 32 << 30;
+    sparse.set_len(size).unwrap();
+    for at in (0..size).step_by(3 * MIB) {
+        sparse.write_all_at(&[1], at).unwrap();
+    }
     drop(sparse);
     let child = env
         .cmd(&["backup", src.to_str().unwrap()])
@@ -490,3 +495,6 @@ mod verify_restorable;
 
 #[path = "cli/restore_confinement.rs"]
 mod restore_confinement;
+
+#[path = "cli/ingest_trust.rs"]
+mod ingest_trust;

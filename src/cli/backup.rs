@@ -1,13 +1,15 @@
 //! `synvault backup`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use synvault::lock::Acquired;
-use synvault::{BackupOptions, BackupReport, ChunkerKind};
+use synvault::ingest::{sink::ToStore, PackLedger, Target};
+use synvault::lock::{Acquired, LockNote};
+use synvault::{BackupOptions, BackupReport, ChunkerKind, Vault};
 
 use super::output::{after_report, bytes, json, short, Bar};
-use super::{code_for, interrupt_flag, Cli};
+use super::{code_for, interrupt_flag_with, Cli};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ChunkerArg {
@@ -58,7 +60,7 @@ pub struct BackupArgs {
 }
 
 pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
-    let vault = cli.open_vault()?;
+    let vault = Arc::new(cli.open_vault()?);
     let mut exclude = args.exclude.clone();
     for file in &args.exclude_file {
         exclude.extend(synvault::filter::read_pattern_file(file)?);
@@ -71,7 +73,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let (_lock, acquired) = vault.lock_writer(&command)?;
+    let (lock, acquired) = vault.lock_writer(&command)?;
     if let Acquired::TakenOver(holder) = acquired {
         eprintln!("warning: took over the lock left by {holder}, which is no longer running");
     }
@@ -85,12 +87,24 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
         force: args.force,
     };
     let bar = Bar::new("backup");
-    let interrupted = interrupt_flag();
-    let report = synvault::backup(&vault, &options, &bar, &interrupted);
+    let ledger = Arc::new(PackLedger::new());
+    let interrupted = interrupt_flag_with(last_words(&vault, &ledger, lock.note()));
+    let report = synvault::ingest::backup_recorded(
+        &vault,
+        &options,
+        Target::Store,
+        &bar,
+        &interrupted,
+        &ledger,
+    );
     bar.finish();
     let report = report?;
+    drop(lock);
     for error in &report.errors {
         eprintln!("warning: skipped {error}");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
     }
     let code = code_for(!report.errors.is_empty());
     after_report(code, print_report(&report, args.json))
@@ -130,4 +144,23 @@ fn print_report(report: &BackupReport, as_json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the interrupt watchdog does before it ends a backup stuck in a read: take back the
+/// packs not committed, clear the lock's holder name. The vault is held weakly, so a backup
+/// that ends normally still closes its catalog.
+fn last_words(
+    vault: &Arc<Vault>,
+    ledger: &Arc<PackLedger>,
+    note: Option<LockNote>,
+) -> Box<dyn FnOnce() + Send> {
+    let (vault, ledger) = (Arc::downgrade(vault), ledger.clone());
+    Box::new(move || {
+        if let Some(vault) = vault.upgrade() {
+            let _ = synvault::ingest::abandon(&ToStore(vault.backend()), &ledger);
+        }
+        if let Some(note) = note {
+            note.clear();
+        }
+    })
 }

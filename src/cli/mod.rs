@@ -23,6 +23,7 @@ mod verify;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
@@ -137,14 +138,47 @@ impl Cli {
     }
 }
 
+/// How long a command may take to stop after SIGINT or SIGTERM before the process ends it.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
 /// A flag set by SIGINT or SIGTERM, polled by long operations so they stop cleanly.
 fn interrupt_flag() -> Arc<AtomicBool> {
+    interrupt_flag_with(Box::new(|| {}))
+}
+
+/// [`interrupt_flag`], and a watchdog for what polling cannot stop: a read that blocks (a
+/// file on a hung FUSE or NFS mount, a pseudo file named as a source) never polls the flag.
+/// If the command has not ended [`INTERRUPT_GRACE`] after the signal, or at a second signal,
+/// the watchdog runs `last_words` (work that is safe from another thread at any moment, such
+/// as taking back uncommitted packs), says `interrupted` and exits with 130. The writer lock
+/// is an `flock`, so the kernel releases it with the process.
+fn interrupt_flag_with(last_words: Box<dyn FnOnce() + Send>) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    for signal in signals {
         // Registration fails only for forbidden signals; these two are allowed.
         let _ = signal_hook::flag::register(signal, flag.clone());
     }
+    if let Ok(signals) = signal_hook::iterator::Signals::new(signals) {
+        // Without the watchdog the flag still works; only a blocked read would not stop.
+        let _ = std::thread::Builder::new()
+            .name("interrupt watchdog".into())
+            .spawn(move || watchdog(signals, last_words));
+    }
     flag
+}
+
+fn watchdog(mut signals: signal_hook::iterator::Signals, last_words: Box<dyn FnOnce() + Send>) {
+    if signals.forever().next().is_none() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + INTERRUPT_GRACE;
+    while std::time::Instant::now() < deadline && signals.pending().next().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last_words();
+    eprintln!("synvault: interrupted");
+    std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
 /// Exit code for a finished command that left something out.

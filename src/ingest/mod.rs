@@ -1,18 +1,25 @@
 //! Ingest: full and incremental backups of directory trees and disk images.
 //!
 //! A backup walks the source ([`walk`]), reads only new or changed files in parallel
-//! ([`file`], rayon — the fan-out lives here only), sends new blocks to the [`sink`], builds
-//! Merkle trees bottom-up (unchanged directories keep their tree id and are not stored again)
-//! and commits packs, blocks, contents, trees and the point in one catalog transaction.
-//! Packs are durable before that commit; if the process dies first, the vault is unchanged
-//! but for unreferenced packs.
+//! ([`file`](mod@file), rayon — the fan-out lives here only), sends new blocks to the
+//! [`sink`], builds Merkle trees bottom-up (unchanged directories keep their tree id and are
+//! not stored again) and commits packs, blocks, contents, trees and the point in one catalog
+//! transaction.
+//! Packs are durable before that commit. A backup that fails (disk full, I/O error) or is
+//! interrupted removes the packs it wrote before it returns ([`ledger`]), so the disk is as
+//! full as before; only a process killed outright leaves unreferenced packs, and the next
+//! writer removes the temporary files it left. What the backup reads and what it leaves out
+//! (pseudo file systems, the vault itself) is [`walk`]'s rule; how a file that changes while
+//! it is read is kept whole is [`file`](mod@file)'s.
 
 pub mod file;
+pub mod ledger;
 pub mod sink;
 pub mod walk;
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -27,7 +34,8 @@ use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::progress::Progress;
 use crate::vault::Vault;
-use file::{FileError, FileReader};
+use file::{FileError, FileReader, FileVersion};
+pub use ledger::PackLedger;
 use sink::BlockSink;
 use walk::{Walk, WalkOptions};
 
@@ -64,6 +72,9 @@ pub struct BackupReport {
     pub seconds: f64,
     /// Paths skipped, with the reason.
     pub errors: Vec<String>,
+    /// What the user should know that did not make the point partial: the vault left out of
+    /// its own source, pseudo file systems not walked, files read again because they changed.
+    pub warnings: Vec<String>,
 }
 
 /// The identity of a source: its canonical paths.
@@ -145,7 +156,78 @@ pub fn backup_to(
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<BackupReport> {
+    let ledger = PackLedger::new();
+    backup_recorded(vault, options, target, progress, interrupted, &ledger)
+}
+
+/// Runs a backup whose packs go to `target`, recording them in `ledger`. If it fails it
+/// takes back the packs it wrote before it returns (see [`ledger`]); another thread may
+/// [`abandon`] the ledger meanwhile, and then nothing is committed. Temporary files that an
+/// interrupted writer left in the store are removed first. The writer lock must be held by
+/// the caller.
+pub fn backup_recorded(
+    vault: &Vault,
+    options: &BackupOptions,
+    target: Target<'_>,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+    ledger: &PackLedger,
+) -> Result<BackupReport> {
+    let to_store = sink::ToStore(vault.backend());
+    let destination: &dyn sink::PackDestination = match target {
+        Target::Store => &to_store,
+        Target::Seed(seed) => seed,
+    };
     let started = std::time::Instant::now();
+    let removed_tmp = vault.backend().remove_temporary();
+    let result = run_backup(
+        vault,
+        options,
+        target,
+        destination,
+        progress,
+        interrupted,
+        ledger,
+    );
+    match result {
+        Ok(mut report) => {
+            report.seconds = started.elapsed().as_secs_f64();
+            if let Err(e) = removed_tmp {
+                report
+                    .warnings
+                    .push(format!("cannot remove temporary files: {e}"));
+            }
+            Ok(report)
+        }
+        Err(err) => {
+            // The failure is what the user needs to hear of; a pack that cannot be removed
+            // stays as unreferenced garbage, which verify reports.
+            let _ = abandon(destination, ledger);
+            Err(err)
+        }
+    }
+}
+
+/// Takes back the packs `ledger` recorded, unless a commit has begun. Safe from any thread
+/// (it touches neither the catalog nor the backup's state), so a watchdog may call it while
+/// the backup is stuck in a read.
+pub fn abandon(
+    destination: &dyn sink::PackDestination,
+    ledger: &PackLedger,
+) -> Result<usize, crate::store::StoreError> {
+    ledger.abandon(&|id| destination.discard(id))
+}
+
+/// The steps of a backup; on error the caller takes back the packs.
+fn run_backup(
+    vault: &Vault,
+    options: &BackupOptions,
+    target: Target<'_>,
+    destination: &dyn sink::PackDestination,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+    ledger: &PackLedger,
+) -> Result<BackupReport> {
     let started_ns = crate::time::now_ns();
     let sources = canonical_sources(&options.paths)?;
     let source = source_name(&sources);
@@ -159,6 +241,7 @@ pub fn backup_to(
         exclude: &exclude,
         one_file_system: options.one_file_system,
         force: options.force,
+        skip_dir: vault_identity(vault, &sources)?,
     };
 
     let (mut walk, roots) = walk_sources(vault, &sources, parent.as_ref(), &walk_options)?;
@@ -177,15 +260,12 @@ pub fn backup_to(
     let known = vault.catalog().dedup_block_ids(waits_for)?;
     let chunker = vault.chunker(options.chunker);
     let bytes_read = AtomicU64::new(0);
-    let to_store = sink::ToStore(vault.backend());
-    let destination: &dyn sink::PackDestination = match target {
-        Target::Store => &to_store,
-        Target::Seed(seed) => seed,
-    };
-    let (contents, totals, packs) = sink::with_sink(
+    let mut warnings = walk_warnings(&walk);
+    let (contents, totals, packs) = sink::with_sink_recorded(
         BlockSink::new(vault.codec(), known),
         vault.codec(),
         destination,
+        ledger,
         |sink| {
             let reader = FileReader {
                 codec: vault.codec(),
@@ -195,7 +275,7 @@ pub fn backup_to(
                 progress,
                 interrupted,
             };
-            read_files(&reader, &mut walk, interrupted)
+            read_files(&reader, &mut walk, &mut warnings, interrupted)
         },
     )?;
 
@@ -211,49 +291,25 @@ pub fn backup_to(
     };
     let catalog = vault.catalog();
     let root_tree = build_trees(vault, &mut walk, &roots, &catalog, &mut commit)?;
+    drop(catalog);
     let stats = point_stats(&walk, bytes_read.load(Ordering::Relaxed), totals);
-    let root = root_meta(&walk, &roots, &sources, started_ns);
-    // A seed point waits for its own job; an incremental on top of a waiting point waits too.
-    let awaiting_job = match target {
-        Target::Seed(dest) => Some(dest.job().to_string()),
-        Target::Store => parent.as_ref().and_then(|p| p.awaiting_job.clone()),
-    };
-    let point = RecoveryPoint {
-        id: RecoveryPointId::random(),
-        parent: parent.as_ref().map(|p| p.id.clone()),
+    let point = new_point(NewPoint {
+        options,
+        target,
+        parent: parent.as_ref(),
+        source,
         root_tree,
-        source: source.clone(),
-        host: rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
-        tags: options.tags.clone(),
-        kind: match (target, &parent) {
-            (Target::Seed(_), _) => PointKind::Seeded,
-            (Target::Store, Some(_)) => PointKind::Incremental,
-            (Target::Store, None) => PointKind::Full,
-        },
-        state: if awaiting_job.is_some() {
-            PointState::AwaitingSeed
-        } else if walk.errors.is_empty() {
-            PointState::Complete
-        } else {
-            PointState::Partial
-        },
-        awaiting_job,
+        root: root_meta(&walk, &roots, &sources, started_ns),
         started_ns,
-        finished_ns: crate::time::now_ns(),
         stats,
         errors: walk.errors.clone(),
-        root,
-    };
-    drop(catalog);
-    vault.catalog().commit_backup(&commit, &point)?;
+    });
+    commit_point(vault, &commit, &point, ledger, interrupted)?;
     Ok(BackupReport {
         point: point.id.0.clone(),
         parent: point.parent.map(|p| p.0),
         state: point.state.as_str(),
-        source,
+        source: point.source,
         files: stats.files,
         dirs: stats.dirs,
         files_changed: stats.files_changed,
@@ -263,9 +319,122 @@ pub fn backup_to(
         bytes_new: stats.bytes_new,
         bytes_stored: stats.bytes_stored,
         packs_written: commit.packs.len() as u64,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: 0.0,
         errors: walk.errors,
+        warnings,
     })
+}
+
+/// What a new recovery point is made of.
+struct NewPoint<'a> {
+    options: &'a BackupOptions,
+    target: Target<'a>,
+    parent: Option<&'a RecoveryPoint>,
+    source: String,
+    root_tree: TreeId,
+    root: RootMeta,
+    started_ns: i64,
+    stats: PointStats,
+    errors: Vec<String>,
+}
+
+/// The point a backup commits: its kind and state follow from the target, the parent and
+/// whether anything was left out.
+fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
+    // A seed point waits for its own job; an incremental on top of a waiting point waits too.
+    let awaiting_job = match p.target {
+        Target::Seed(dest) => Some(dest.job().to_string()),
+        Target::Store => p.parent.and_then(|parent| parent.awaiting_job.clone()),
+    };
+    RecoveryPoint {
+        id: RecoveryPointId::random(),
+        parent: p.parent.map(|parent| parent.id.clone()),
+        root_tree: p.root_tree,
+        source: p.source,
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        tags: p.options.tags.clone(),
+        kind: match (p.target, p.parent) {
+            (Target::Seed(_), _) => PointKind::Seeded,
+            (Target::Store, Some(_)) => PointKind::Incremental,
+            (Target::Store, None) => PointKind::Full,
+        },
+        state: if awaiting_job.is_some() {
+            PointState::AwaitingSeed
+        } else if p.errors.is_empty() {
+            PointState::Complete
+        } else {
+            PointState::Partial
+        },
+        awaiting_job,
+        started_ns: p.started_ns,
+        finished_ns: crate::time::now_ns(),
+        stats: p.stats,
+        errors: p.errors,
+        root: p.root,
+    }
+}
+
+/// Commits the point unless the backup was interrupted or its ledger abandoned; the ledger
+/// knows while the commit runs, so its packs are never taken back from under it.
+fn commit_point(
+    vault: &Vault,
+    commit: &BackupCommit,
+    point: &RecoveryPoint,
+    ledger: &PackLedger,
+    interrupted: &AtomicBool,
+) -> Result<()> {
+    if interrupted.load(Ordering::Relaxed) || !ledger.begin_commit() {
+        return Err(Error::Interrupted);
+    }
+    let committed = vault.catalog().commit_backup(commit, point);
+    ledger.end_commit(committed.is_ok());
+    Ok(committed?)
+}
+
+/// Device and inode of the vault directory, which the walk leaves out. A source that is the
+/// vault itself is refused.
+fn vault_identity(vault: &Vault, sources: &[PathBuf]) -> Result<Option<(u64, u64)>> {
+    let Ok(meta) = std::fs::metadata(vault.root()) else {
+        return Ok(None);
+    };
+    let identity = (meta.dev(), meta.ino());
+    for source in sources {
+        if let Ok(m) = std::fs::metadata(source) {
+            if (m.dev(), m.ino()) == identity {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is the vault itself: it cannot be backed up into itself",
+                    source.display()
+                )));
+            }
+        }
+    }
+    Ok(Some(identity))
+}
+
+/// What the walk left out on purpose, said once each.
+fn walk_warnings(walk: &Walk) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(vault) = &walk.skipped_dir {
+        out.push(format!(
+            "left out {}: it is the vault being written to",
+            vault.display()
+        ));
+    }
+    if !walk.pseudo_mounts.is_empty() {
+        let list: Vec<String> = walk
+            .pseudo_mounts
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        out.push(format!(
+            "did not descend into pseudo file systems (name them as sources to back them up): {}",
+            list.join(", ")
+        ));
+    }
+    out
 }
 
 /// Walks every source path. One directory is the root itself; otherwise each path is one
@@ -331,6 +500,7 @@ fn synthetic_dir(name: &[u8], tree: TreeId) -> Entry {
 fn read_files(
     reader: &FileReader<'_>,
     walk: &mut Walk,
+    warnings: &mut Vec<String>,
     interrupted: &AtomicBool,
 ) -> Result<Vec<(ContentId, Content)>> {
     let mut first_of_inode: HashMap<u64, usize> = HashMap::new();
@@ -348,13 +518,13 @@ fn read_files(
         unique.push(i);
     }
     let nodes = &walk.nodes;
-    let results: Vec<(usize, Result<Content, FileError>)> = unique
+    let results: Vec<(usize, Result<FileVersion, FileError>)> = unique
         .par_iter()
         .map(|&i| {
             if interrupted.load(Ordering::Relaxed) {
                 return (i, Err(FileError::Interrupted));
             }
-            let result = reader.read(&nodes[i].path);
+            let result = reader.read_version(&nodes[i].path);
             reader.progress.add_file();
             (i, result)
         })
@@ -366,10 +536,22 @@ fn read_files(
     let mut new_contents = Vec::new();
     for (i, result) in results {
         match result {
-            Ok(content) => {
+            Ok(version) => {
+                if version.changed_before {
+                    warnings.push(format!(
+                        "{}: changed while it was read; kept a later read of one version",
+                        walk.nodes[i].path.display()
+                    ));
+                }
+                let content = version.content;
                 let id = content_id(reader, &content);
-                walk.nodes[i].entry.content = Some(id);
-                walk.nodes[i].entry.size = content.size;
+                let entry = &mut walk.nodes[i].entry;
+                entry.content = Some(id);
+                // The entry describes the version read, not the one the walk saw.
+                entry.size = content.size;
+                entry.mtime_ns = version.stamp.mtime_ns;
+                entry.ctime_ns = version.stamp.ctime_ns;
+                entry.inode = version.stamp.inode;
                 contents.insert(i, id);
                 new_contents.push((id, content));
             }

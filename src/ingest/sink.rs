@@ -4,14 +4,18 @@
 //! the `known` set). Full packs go to one writer thread through a small bounded channel, so
 //! fsync stalls do not stop hashing and compression, and memory stays bounded. Where packs go
 //! is a [`PackDestination`]: the store, or (seed disks) removable disk directories.
+//!
+//! Every pack the writer creates is recorded in a [`PackLedger`], so a backup that fails
+//! after writing packs can remove them again (see `ledger`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
+use super::ledger::PackLedger;
 use crate::catalog::{NewPack, PackState};
 use crate::store::pack::FinishedPack;
-use crate::store::{BlockCodec, BlockId, IdSet, PackWriter, StoreError};
+use crate::store::{BlockCodec, BlockId, IdSet, PackId, PackWriter, StoreError};
 
 /// Target pack size.
 pub const PACK_TARGET_BYTES: usize = 32 << 20;
@@ -20,6 +24,14 @@ pub const PACK_TARGET_BYTES: usize = 32 << 20;
 pub trait PackDestination: Send + Sync {
     /// Writes one pack durably and says how the catalog should record it.
     fn write(&self, pack: &FinishedPack) -> Result<(PackState, Option<String>), StoreError>;
+    /// True if the destination already holds this pack (then it is not this run's to remove).
+    fn holds(&self, _id: &PackId) -> bool {
+        false
+    }
+    /// Removes a pack this run wrote and will not commit. By default the pack is left.
+    fn discard(&self, _id: &PackId) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Packs go straight into the vault's store.
@@ -29,6 +41,15 @@ impl PackDestination for ToStore<'_> {
     fn write(&self, pack: &FinishedPack) -> Result<(PackState, Option<String>), StoreError> {
         self.0.put(&pack.id, &pack.bytes)?;
         Ok((PackState::Stored, None))
+    }
+
+    fn holds(&self, id: &PackId) -> bool {
+        // If the store cannot tell, the pack is taken as not this run's: left, never removed.
+        self.0.size(id).map_or(true, |size| size.is_some())
+    }
+
+    fn discard(&self, id: &PackId) -> Result<(), StoreError> {
+        self.0.delete(id)
     }
 }
 
@@ -158,10 +179,26 @@ pub fn run_writer(
     packs: Receiver<PackWriter>,
     destination: &dyn PackDestination,
 ) -> Result<Vec<NewPack>, StoreError> {
+    run_writer_recorded(codec, packs, destination, &PackLedger::new())
+}
+
+/// [`run_writer`], recording every pack it creates in `ledger`.
+pub fn run_writer_recorded(
+    codec: &BlockCodec,
+    packs: Receiver<PackWriter>,
+    destination: &dyn PackDestination,
+    ledger: &PackLedger,
+) -> Result<Vec<NewPack>, StoreError> {
     let mut written = Vec::new();
     for writer in packs {
         let pack = writer.finish(codec);
+        let existed = destination.holds(&pack.id);
         let (state, seed_job) = destination.write(&pack)?;
+        if !existed && !ledger.record(pack.id) {
+            // Abandoned while this pack was written: take it back, and stop.
+            destination.discard(&pack.id)?;
+            return Err(StoreError::WriterStopped);
+        }
         written.push(NewPack {
             id: pack.id,
             size: pack.bytes.len() as u64,
@@ -182,9 +219,21 @@ pub fn with_sink<T>(
     destination: &dyn PackDestination,
     work: impl FnOnce(&BlockSink<'_>) -> crate::error::Result<T>,
 ) -> crate::error::Result<(T, SinkTotals, Vec<NewPack>)> {
+    with_sink_recorded(sink, codec, destination, &PackLedger::new(), work)
+}
+
+/// [`with_sink`], recording every pack written in `ledger`, also when it fails: the caller
+/// then abandons the ledger to take the packs back.
+pub fn with_sink_recorded<T>(
+    sink: (BlockSink<'_>, Receiver<PackWriter>),
+    codec: &BlockCodec,
+    destination: &dyn PackDestination,
+    ledger: &PackLedger,
+    work: impl FnOnce(&BlockSink<'_>) -> crate::error::Result<T>,
+) -> crate::error::Result<(T, SinkTotals, Vec<NewPack>)> {
     let (sink, packs) = sink;
     let (done, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| run_writer(codec, packs, destination));
+        let writer = scope.spawn(|| run_writer_recorded(codec, packs, destination, ledger));
         let done = work(&sink).and_then(|value| Ok((value, sink.finish()?)));
         sink.close();
         (

@@ -104,7 +104,7 @@ pub fn import(
         .map(|p| (p.pack, p))
         .collect();
     let backend = LocalBackend::new(root.join("packs"));
-    backend.remove_partial_copies()?;
+    backend.remove_temporary()?;
     let started = Instant::now();
     let mut report = ImportReport {
         job: job.to_string(),

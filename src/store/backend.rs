@@ -52,10 +52,11 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Removes partial copies left by a writer that was killed. Only a writer holding the
-    /// vault's writer lock may call it: nobody else is copying then.
-    fn remove_partial_copies(&self) -> Result<()> {
-        Ok(())
+    /// Removes what an interrupted `put` or `put_file` left behind (temporary files);
+    /// returns how many. Only a writer holding the writer lock may call this: another
+    /// writer's copy in progress would lose its temporary file.
+    fn remove_temporary(&self) -> Result<usize> {
+        Ok(0)
     }
 }
 
@@ -313,27 +314,32 @@ impl Backend for LocalBackend {
         rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("sync", &self.root)(e.into()))
     }
 
-    fn remove_partial_copies(&self) -> Result<()> {
-        let Ok(dirs) = fs::read_dir(&self.root) else {
-            return Ok(());
-        };
-        for dir in dirs.flatten() {
-            let Ok(files) = fs::read_dir(dir.path()) else {
+    fn remove_temporary(&self) -> Result<usize> {
+        let mut removed = 0;
+        let dirs = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
+        for dir in dirs {
+            let dir = dir.map_err(StoreError::io("list", &self.root))?.path();
+            if !dir.is_dir() {
                 continue;
-            };
-            for file in files.flatten() {
-                if file
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(PARTIAL_COPY_SUFFIX)
-                {
-                    let path = file.path();
+            }
+            for file in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
+                let path = file.map_err(StoreError::io("list", &dir))?.path();
+                if is_temporary(&path) {
                     fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+                    removed += 1;
                 }
             }
         }
-        Ok(())
+        Ok(removed)
     }
+}
+
+/// A temporary name of [`write_durably`] (`.<name>.<pid>.tmp`) or of
+/// [`LocalBackend::put_file`] (`.<hex>.<pid>.import`).
+fn is_temporary(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.starts_with('.') && (n.ends_with(".tmp") || n.ends_with(PARTIAL_COPY_SUFFIX))
+    })
 }
 
 /// Starts writing a checked copy to disk now (POSIX_FADV_DONTNEED begins writeback of dirty
@@ -429,6 +435,23 @@ mod tests {
             backend.read_all(&id),
             Err(StoreError::MissingPack { .. })
         ));
+    }
+
+    #[test]
+    fn temporary_files_are_removed_and_packs_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let id = PackId::of(b"kept");
+        backend.put(&id, b"kept").unwrap();
+        let hex = id.to_hex();
+        let tmp = dir
+            .path()
+            .join(&hex[..2])
+            .join(format!(".{hex}.pack.77.tmp"));
+        fs::write(&tmp, b"half a pack").unwrap();
+        assert_eq!(backend.remove_temporary().unwrap(), 1);
+        assert!(!tmp.exists());
+        assert_eq!(backend.read_all(&id).unwrap(), b"kept");
     }
 
     #[test]
