@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::tree_codec::TreeError;
+use crate::catalog::tree_codec::{self, TreeError};
 use crate::catalog::{Catalog, CatalogError, Entry, RecoveryPoint, TreeId};
 use crate::chunk::{Chunker, ChunkerKind};
 use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
@@ -240,8 +240,8 @@ impl Vault {
     /// tree edited in the catalog is an error, never a listing.
     pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>, CatalogError> {
         let entries = self.catalog().tree_entries(tree)?;
-        // The id is computed by ingest; the catalog alone cannot check it (it has no key).
-        if crate::ingest::tree_id(&self.codec.keys().id, &entries) != *tree {
+        // The catalog alone cannot check the id: it has no key.
+        if tree_codec::tree_id(&self.codec.keys().id, &entries) != *tree {
             return Err(CatalogError::BadTree {
                 tree: *tree,
                 source: TreeError::HashMismatch,

@@ -257,6 +257,40 @@ fn decode_entries(blob: &[u8]) -> Option<Vec<Entry>> {
     r.buf.is_empty().then_some(entries)
 }
 
+/// The Merkle id of a directory: keyed blake3 of its canonical encoding (ingest computes it,
+/// readers check a tree against it; the key keeps ids from revealing content).
+pub fn tree_id(key: &crate::crypto::Key, entries: &[Entry]) -> TreeId {
+    let mut h = blake3::Hasher::new_keyed(&key.0);
+    h.update(b"tree v1");
+    for e in entries {
+        h.update(&(e.name.len() as u32).to_le_bytes());
+        h.update(&e.name);
+        h.update(e.kind.as_str().as_bytes());
+        for n in [
+            u64::from(e.mode),
+            u64::from(e.uid),
+            u64::from(e.gid),
+            e.mtime_ns as u64,
+            e.ctime_ns as u64,
+            e.size,
+            e.inode,
+            e.nlink,
+            e.rdev,
+        ] {
+            h.update(&n.to_le_bytes());
+        }
+        h.update(&e.content.map(|c| c.0).unwrap_or_default());
+        h.update(&e.subtree.map(|t| t.0).unwrap_or_default());
+        let target = e.target.as_deref().unwrap_or_default();
+        h.update(&(target.len() as u32).to_le_bytes());
+        h.update(target);
+        let xattrs = super::encode_xattrs(&e.xattrs).unwrap_or_default();
+        h.update(&(xattrs.len() as u32).to_le_bytes());
+        h.update(&xattrs);
+    }
+    TreeId(*h.finalize().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
