@@ -8,14 +8,14 @@
 //! place at all; the rest is restored and the damaged files are listed.
 //!
 //! Everything is written beneath the target through [`target::TargetDir`], never through a
-//! link restore did not make, and each file is renamed into place only once it is complete
-//! ([`write`]). The vault, or anything in it, is never a target; a vault beneath the target is
+//! link restore did not make: a free name is created exclusively, a taken one is replaced by
+//! a complete file renamed over it ([`write`]). The vault, or anything in it, is never a target; a vault beneath the target is
 //! left out. Trees come checked from [`PointReader::list`], and the walk stops at a tree that
 //! contains itself or nests too deep.
 //!
-//! With `overwrite`, a file whose size and mtime already match is skipped. A file appears at
-//! its name only complete and with its mtime, so an interrupted restore resumes where it
-//! stopped.
+//! With `overwrite`, a file whose size and mtime already match is skipped. A file gets its
+//! mtime only once complete, so an interrupted restore resumes where it stopped: a file it
+//! left half written has the wrong mtime and is written again.
 
 mod target;
 mod write;
