@@ -145,6 +145,22 @@ impl LocalBackend {
         open.put(*id, file.clone());
         Ok(file)
     }
+
+    /// Every file in the two-hex-digit folders of `packs/`: packs and temporaries.
+    fn files_in_pack_dirs(&self) -> Result<Vec<fs::DirEntry>> {
+        let mut out = Vec::new();
+        let dirs = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
+        for dir in dirs {
+            let dir = dir.map_err(StoreError::io("list", &self.root))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
+                out.push(file.map_err(StoreError::io("list", &dir))?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Mode of every file synvault creates in a vault: key files, the catalog and packs are the
@@ -244,25 +260,17 @@ impl Backend for LocalBackend {
 
     fn list(&self) -> Result<Vec<(PackId, u64)>> {
         let mut out = Vec::new();
-        let dirs = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
-        for dir in dirs {
-            let dir = dir.map_err(StoreError::io("list", &self.root))?.path();
-            if !dir.is_dir() {
+        for file in self.files_in_pack_dirs()? {
+            let name = file.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else {
                 continue;
-            }
-            for file in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-                let file = file.map_err(StoreError::io("list", &dir))?;
-                let name = file.file_name();
-                let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else {
-                    continue;
-                };
-                if let Some(id) = PackId::from_hex(hex) {
-                    let len = file
-                        .metadata()
-                        .map_err(StoreError::io("stat", file.path()))?
-                        .len();
-                    out.push((id, len));
-                }
+            };
+            if let Some(id) = PackId::from_hex(hex) {
+                let len = file
+                    .metadata()
+                    .map_err(StoreError::io("stat", file.path()))?
+                    .len();
+                out.push((id, len));
             }
         }
         Ok(out)
@@ -316,18 +324,11 @@ impl Backend for LocalBackend {
 
     fn remove_temporary(&self) -> Result<usize> {
         let mut removed = 0;
-        let dirs = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
-        for dir in dirs {
-            let dir = dir.map_err(StoreError::io("list", &self.root))?.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            for file in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
-                let path = file.map_err(StoreError::io("list", &dir))?.path();
-                if is_temporary(&path) {
-                    fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
-                    removed += 1;
-                }
+        for file in self.files_in_pack_dirs()? {
+            let path = file.path();
+            if is_temporary(&path) {
+                fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+                removed += 1;
             }
         }
         Ok(removed)
