@@ -1,5 +1,5 @@
-//! The block engine every reader shares: the in-memory locator, positional pack reads, the
-//! decoded-block cache, and the read-ahead workers.
+//! The block engine every reader shares: the in-memory locator, the decoded-block cache, and
+//! the read-ahead workers; frames are fetched by the pack reader ([`crate::store::pack_reader`]).
 //!
 //! Invariants: a block enters the cache only verified; the locator is replaced wholesale
 //! (never edited) when a block is unknown or still in transit, so a backup or seed import
@@ -14,7 +14,8 @@ use std::time::Instant;
 use super::cache::{Block, BlockCache, CacheStats};
 use crate::catalog::{BlockLocation, PackState};
 use crate::error::Result;
-use crate::store::{BlockId, IdMap, PackId, StoreError};
+use crate::store::pack_reader::{FrameAt, PackReadStats, PackReader};
+use crate::store::{BlockId, IdMap, StoreError};
 use crate::vault::Vault;
 /// Default size of the block cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
@@ -100,12 +101,11 @@ pub struct ReadTimes {
 #[derive(Default)]
 struct Counters {
     locate_ns: AtomicU64,
-    read_ns: AtomicU64,
     decode_ns: AtomicU64,
     blocks: AtomicU64,
     plain_bytes: AtomicU64,
-    stored_bytes: AtomicU64,
-    reads: AtomicU64,
+    /// Reads from packs, counted by the pack reader.
+    packs: PackReadStats,
 }
 
 impl Counters {
@@ -113,12 +113,12 @@ impl Counters {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ReadTimes {
             locate_ns: g(&self.locate_ns),
-            read_ns: g(&self.read_ns),
+            read_ns: self.packs.read_ns(),
             decode_ns: g(&self.decode_ns),
             blocks: g(&self.blocks),
             plain_bytes: g(&self.plain_bytes),
-            stored_bytes: g(&self.stored_bytes),
-            reads: g(&self.reads),
+            stored_bytes: self.packs.bytes(),
+            reads: self.packs.reads(),
         }
     }
 }
@@ -127,12 +127,13 @@ fn elapsed_ns(since: Instant) -> u64 {
     since.elapsed().as_nanos() as u64
 }
 
-thread_local! {
-    /// This thread's frame buffer: frames (or spans of frames) are read into it and decrypted
-    /// in place. One buffer used over and over stays in the CPU's cache; a fresh or recycled
-    /// one per block made reading a frame several times slower. It grows to the largest read
-    /// the thread made (at most [`SPAN_MAX`] or one frame).
-    static FRAME: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+/// Where a block's frame lies, for the pack reader.
+fn frame_at(loc: &BlockLocation) -> FrameAt {
+    FrameAt {
+        pack: loc.pack,
+        offset: loc.offset,
+        len: loc.stored_len,
+    }
 }
 
 /// The error of a frame that does not decode.
@@ -142,37 +143,6 @@ fn corrupt(id: &BlockId, loc: &BlockLocation) -> StoreError {
         pack: loc.pack,
         offset: loc.offset,
     }
-}
-
-/// Frames at most this far apart in a pack are read together, the gap with them.
-const SPAN_GAP: u64 = 64 << 10;
-/// A joint read of several frames grows to at most this (one larger frame is read alone).
-const SPAN_MAX: u64 = 2 << 20;
-
-/// Splits frames sorted by (pack, offset) into runs that one read covers.
-fn spans(frames: &[(BlockId, BlockLocation)]) -> impl Iterator<Item = &[(BlockId, BlockLocation)]> {
-    let mut rest = frames;
-    std::iter::from_fn(move || {
-        let first = rest.first()?.1;
-        let mut end = first.offset + u64::from(first.stored_len);
-        let len = 1 + rest[1..]
-            .iter()
-            .take_while(|(_, loc)| {
-                let next_end = loc.offset + u64::from(loc.stored_len);
-                let joins = loc.pack == first.pack
-                    && loc.offset >= end
-                    && loc.offset - end <= SPAN_GAP
-                    && next_end - first.offset <= SPAN_MAX;
-                if joins {
-                    end = next_end;
-                }
-                joins
-            })
-            .count();
-        let (span, tail) = rest.split_at(len);
-        rest = tail;
-        Some(span)
-    })
 }
 
 /// What a block read needs, shared with read-ahead threads.
@@ -190,6 +160,11 @@ struct Engine {
 type Locator = IdMap<(BlockLocation, PackState)>;
 
 impl Engine {
+    /// The pack reader of `vault`, counting into this engine's counters.
+    fn packs<'a>(&'a self, vault: &'a Vault) -> PackReader<'a> {
+        PackReader::new(vault.backend(), &self.counters.packs)
+    }
+
     fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
         let locator = self.locator.read().unwrap_or_else(|e| e.into_inner());
         locator.get(id).copied()
@@ -215,7 +190,8 @@ impl Engine {
     /// Reads and decodes one block, bypassing the cache.
     fn load(&self, vault: &Vault, id: &BlockId) -> Result<Vec<u8>, StoreError> {
         let loc = self.locate_readable(vault, id)?;
-        self.with_frame(vault, &loc, |frame| self.decode(vault, id, &loc, frame))
+        self.packs(vault)
+            .with_frame(frame_at(&loc), |frame| self.decode(vault, id, &loc, frame))
     }
 
     /// Where a block's frame is, if it can be read now (timed as locating).
@@ -232,57 +208,12 @@ impl Engine {
         }
     }
 
-    /// Reads a block's frame into this thread's frame buffer and hands it to `use_frame`.
-    fn with_frame<T>(
-        &self,
-        vault: &Vault,
-        loc: &BlockLocation,
-        use_frame: impl FnOnce(&mut [u8]) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut scratch = FRAME.take();
-        let done = self
-            .read_frames(
-                vault,
-                &loc.pack,
-                loc.offset,
-                loc.stored_len as usize,
-                &mut scratch,
-            )
-            .and_then(use_frame);
-        FRAME.set(scratch);
-        done
-    }
-
     /// Counts one decoded block of `plain_len` bytes, decoded since `since`.
     fn count_decoded(&self, since: Instant, plain_len: u64) {
         let c = &self.counters;
         c.decode_ns.fetch_add(elapsed_ns(since), Ordering::Relaxed);
         c.blocks.fetch_add(1, Ordering::Relaxed);
         c.plain_bytes.fetch_add(plain_len, Ordering::Relaxed);
-    }
-
-    /// Reads a frame, or a span of neighbouring frames, into `scratch`, counting the time.
-    fn read_frames<'b>(
-        &self,
-        vault: &Vault,
-        pack: &PackId,
-        offset: u64,
-        len: usize,
-        scratch: &'b mut Vec<u8>,
-    ) -> Result<&'b mut [u8], StoreError> {
-        let t = Instant::now();
-        // The buffer grows (zeroed, once) to hold the read and is never shrunk, so a buffer
-        // used again costs neither allocation nor initialization.
-        if scratch.len() < len {
-            scratch.resize(len, 0);
-        }
-        let bytes = &mut scratch[..len];
-        vault.backend().read_into(pack, offset, bytes)?;
-        let c = &self.counters;
-        c.read_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
-        c.stored_bytes.fetch_add(len as u64, Ordering::Relaxed);
-        c.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(bytes)
     }
 
     /// Opens, decompresses and verifies a frame read from `loc` into a pooled buffer.
@@ -308,10 +239,9 @@ impl Engine {
         Ok(plain)
     }
 
-    /// Loads those of `ids` that are neither cached nor under way, reading frames that lie
-    /// close together in a pack with one read: a directory of small files is often one run
-    /// of a pack, and a system call per frame cost as much as decoding a small one. Errors
-    /// are dropped: the read that needs the block meets them again and reports them.
+    /// Loads those of `ids` that are neither cached nor under way, neighbouring frames of a
+    /// pack with one read. Errors are dropped: the read that needs the block meets them again
+    /// and reports them.
     fn warm_many(&self, vault: &Vault, ids: &[BlockId]) {
         let mut wanted: Vec<(BlockId, BlockLocation)> = ids
             .iter()
@@ -323,35 +253,21 @@ impl Engine {
             .collect();
         wanted.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
         wanted.dedup_by_key(|(id, _)| *id);
-        let mut scratch = FRAME.take();
-        for span in spans(&wanted) {
-            let (first, last) = (&span[0].1, &span[span.len() - 1].1);
-            let start = first.offset;
-            let end = last.offset + u64::from(last.stored_len);
-            let Ok(bytes) = self.read_frames(
-                vault,
-                &first.pack,
-                start,
-                (end - start) as usize,
-                &mut scratch,
-            ) else {
-                continue;
-            };
-            for (id, loc) in span {
-                let at = (loc.offset - start) as usize;
-                let frame = &mut bytes[at..at + loc.stored_len as usize];
+        let _ = self.packs(vault).read_neighbours(
+            &wanted,
+            |(_, loc)| frame_at(loc),
+            |(id, loc), frame| {
                 self.cache
                     .load_if_absent(id, || self.decode(vault, id, loc, frame));
-            }
-        }
-        FRAME.set(scratch);
+            },
+        );
     }
 
     /// Reads and decodes one block straight into `out` (its exact length), bypassing the
     /// cache.
     fn load_to(&self, vault: &Vault, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
         let loc = self.locate_readable(vault, id)?;
-        self.with_frame(vault, &loc, |frame| {
+        self.packs(vault).with_frame(frame_at(&loc), |frame| {
             let t = Instant::now();
             vault
                 .codec()
@@ -534,11 +450,7 @@ impl<'v> BlockReader<'v> {
 
     /// The frame of a block as stored, read from its pack (the bench times decoding apart).
     pub(crate) fn read_frame(&self, loc: &BlockLocation) -> Result<Vec<u8>, StoreError> {
-        let mut frame = vec![0; loc.stored_len as usize];
-        self.vault
-            .backend()
-            .read_into(&loc.pack, loc.offset, &mut frame)?;
-        Ok(frame)
+        self.engine.packs(&self.vault).read_frame(frame_at(loc))
     }
 
     /// Hit and miss counts of the cache.
@@ -637,60 +549,6 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(pack: u8, offset: u64, len: u32) -> (BlockId, BlockLocation) {
-        let loc = BlockLocation {
-            pack: PackId([pack; 32]),
-            offset,
-            stored_len: len,
-            raw_len: len,
-        };
-        (BlockId([offset as u8; 32]), loc)
-    }
-
-    fn span_offsets(frames: &[(BlockId, BlockLocation)]) -> Vec<Vec<u64>> {
-        spans(frames)
-            .map(|span| span.iter().map(|(_, loc)| loc.offset).collect())
-            .collect()
-    }
-
-    #[test]
-    fn neighbouring_frames_share_a_read() {
-        let frames = [
-            frame(1, 0, 100),
-            frame(1, 100, 50),
-            // A gap within SPAN_GAP joins; one beyond it does not.
-            frame(1, 150 + SPAN_GAP, 10),
-            frame(1, 160 + 2 * SPAN_GAP + 1, 10),
-            // Another pack starts another read.
-            frame(2, 170 + 2 * SPAN_GAP + 1, 10),
-        ];
-        assert_eq!(
-            span_offsets(&frames),
-            vec![
-                vec![0, 100, 150 + SPAN_GAP],
-                vec![160 + 2 * SPAN_GAP + 1],
-                vec![170 + 2 * SPAN_GAP + 1],
-            ]
-        );
-        // A read stops growing at SPAN_MAX; a larger frame is read alone.
-        let half = (SPAN_MAX / 2) as u32;
-        let frames = [
-            frame(1, 0, half),
-            frame(1, u64::from(half), half),
-            frame(1, u64::from(2 * half), 1),
-            frame(1, u64::from(2 * half) + 1, 3 * half),
-        ];
-        assert_eq!(
-            span_offsets(&frames),
-            vec![
-                vec![0, u64::from(half)],
-                vec![u64::from(2 * half)],
-                vec![u64::from(2 * half) + 1],
-            ]
-        );
-        assert_eq!(spans(&[]).count(), 0);
-    }
 
     #[test]
     fn a_damaged_frame_in_a_joint_read_spoils_only_its_own_block() {
