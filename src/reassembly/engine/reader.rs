@@ -1,22 +1,24 @@
-//! The block engine every reader shares: the in-memory locator, the decoded-block cache, and
-//! the read-ahead workers; frames are fetched by the pack reader ([`crate::store::pack_reader`]).
+//! [`BlockReader`], the handle every reader holds (restore, `cat`, the mount, the bench), and
+//! [`Loader`], the handle read-ahead jobs get: their options, and how their calls map onto the
+//! shared `Engine` and its read-ahead `Workers`.
 //!
-//! Invariants: a block enters the cache only verified; the locator is replaced wholesale
-//! (never edited) when a block is unknown or still in transit, so a backup or seed import
-//! committed after the reader started becomes readable; read-ahead never reports errors (the
-//! read that needs the block does). It knows nothing of files, paths or points.
+//! Read-ahead runs only over a shared vault handle (its threads outlive any borrow) and never
+//! reports errors: the read that needs the block does.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use super::cache::{Block, BlockCache, CacheStats};
+use super::metrics::ReadTimes;
+use super::workers::Workers;
+use super::{frame_at, Engine};
 use crate::catalog::{BlockLocation, PackState};
 use crate::error::Result;
-use crate::store::pack_reader::{FrameAt, PackReadStats, PackReader};
-use crate::store::{BlockId, IdMap, StoreError};
+use crate::reassembly::buffers::PoolStats;
+use crate::reassembly::cache::{Block, CacheStats};
+use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
+
 /// Default size of the block cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// Default read-ahead window of a sequential reader: 16 MiB.
@@ -79,267 +81,6 @@ impl Default for ReaderOptions {
     }
 }
 
-/// Where the time of block reads went, summed over every thread (ns), and how much was read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ReadTimes {
-    /// Looking blocks up in the in-memory locator.
-    pub locate_ns: u64,
-    /// Reading frames from packs.
-    pub read_ns: u64,
-    /// Opening, decompressing and verifying frames.
-    pub decode_ns: u64,
-    /// Blocks decoded (cache misses that reached the store).
-    pub blocks: u64,
-    /// Plaintext bytes of those blocks.
-    pub plain_bytes: u64,
-    /// Bytes read from packs (frames, and the gaps between frames read together).
-    pub stored_bytes: u64,
-    /// Reads from packs (one per frame, or per run of neighbouring frames).
-    pub reads: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    locate_ns: AtomicU64,
-    decode_ns: AtomicU64,
-    blocks: AtomicU64,
-    plain_bytes: AtomicU64,
-    /// Reads from packs, counted by the pack reader.
-    packs: PackReadStats,
-}
-
-impl Counters {
-    fn snapshot(&self) -> ReadTimes {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ReadTimes {
-            locate_ns: g(&self.locate_ns),
-            read_ns: self.packs.read_ns(),
-            decode_ns: g(&self.decode_ns),
-            blocks: g(&self.blocks),
-            plain_bytes: g(&self.plain_bytes),
-            stored_bytes: self.packs.bytes(),
-            reads: self.packs.reads(),
-        }
-    }
-}
-
-fn elapsed_ns(since: Instant) -> u64 {
-    since.elapsed().as_nanos() as u64
-}
-
-/// Where a block's frame lies, for the pack reader.
-fn frame_at(loc: &BlockLocation) -> FrameAt {
-    FrameAt {
-        pack: loc.pack,
-        offset: loc.offset,
-        len: loc.stored_len,
-    }
-}
-
-/// The error of a frame that does not decode.
-fn corrupt(id: &BlockId, loc: &BlockLocation) -> StoreError {
-    StoreError::CorruptFrame {
-        block: *id,
-        pack: loc.pack,
-        offset: loc.offset,
-    }
-}
-
-/// What a block read needs, shared with read-ahead threads.
-struct Engine {
-    /// Replaced wholesale when a block is not found: a backup or seed import committed since.
-    locator: RwLock<Arc<Locator>>,
-    /// Held while the locator is reloaded, so concurrent misses reload once.
-    reloading: Mutex<()>,
-    cache: BlockCache,
-    counters: Counters,
-    /// Read-ahead loads queued or running.
-    queued: AtomicUsize,
-}
-
-type Locator = IdMap<(BlockLocation, PackState)>;
-
-impl Engine {
-    /// The pack reader of `vault`, counting into this engine's counters.
-    fn packs<'a>(&'a self, vault: &'a Vault) -> PackReader<'a> {
-        PackReader::new(vault.backend(), &self.counters.packs)
-    }
-
-    fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
-        let locator = self.locator.read().unwrap_or_else(|e| e.into_inner());
-        locator.get(id).copied()
-    }
-
-    /// Where a block is, reloading the locator once if it is unknown or still in transit.
-    fn locate_fresh(&self, vault: &Vault, id: &BlockId) -> Option<(BlockLocation, PackState)> {
-        if let Some(found @ (_, PackState::Stored)) = self.locate(id) {
-            return Some(found);
-        }
-        let seen = Arc::as_ptr(&self.locator.read().unwrap_or_else(|e| e.into_inner()));
-        let _reloading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Arc::as_ptr(&self.locator.read().unwrap_or_else(|e| e.into_inner()));
-        if now == seen {
-            // Nobody reloaded while we waited: do it. A catalog error leaves the old map.
-            if let Ok(fresh) = vault.catalog().block_locations() {
-                *self.locator.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-            }
-        }
-        self.locate(id)
-    }
-
-    /// Reads and decodes one block, bypassing the cache.
-    fn load(&self, vault: &Vault, id: &BlockId) -> Result<Vec<u8>, StoreError> {
-        let loc = self.locate_readable(vault, id)?;
-        self.packs(vault)
-            .with_frame(frame_at(&loc), |frame| self.decode(vault, id, &loc, frame))
-    }
-
-    /// Where a block's frame is, if it can be read now (timed as locating).
-    fn locate_readable(&self, vault: &Vault, id: &BlockId) -> Result<BlockLocation, StoreError> {
-        let t = Instant::now();
-        let found = self.locate_fresh(vault, id);
-        self.counters
-            .locate_ns
-            .fetch_add(elapsed_ns(t), Ordering::Relaxed);
-        match found {
-            None => Err(StoreError::UnknownBlock { block: *id }),
-            Some((loc, PackState::InTransit)) => Err(StoreError::MissingPack { pack: loc.pack }),
-            Some((loc, PackState::Stored)) => Ok(loc),
-        }
-    }
-
-    /// Counts one decoded block of `plain_len` bytes, decoded since `since`.
-    fn count_decoded(&self, since: Instant, plain_len: u64) {
-        let c = &self.counters;
-        c.decode_ns.fetch_add(elapsed_ns(since), Ordering::Relaxed);
-        c.blocks.fetch_add(1, Ordering::Relaxed);
-        c.plain_bytes.fetch_add(plain_len, Ordering::Relaxed);
-    }
-
-    /// Opens, decompresses and verifies a frame read from `loc` into a pooled buffer.
-    fn decode(
-        &self,
-        vault: &Vault,
-        id: &BlockId,
-        loc: &BlockLocation,
-        frame: &mut [u8],
-    ) -> Result<Vec<u8>, StoreError> {
-        let t = Instant::now();
-        let buffers = self.cache.buffers();
-        let mut plain = buffers.take(loc.raw_len as usize);
-        if vault
-            .codec()
-            .decode_into(id, frame, loc.raw_len as usize, &mut plain)
-            .is_err()
-        {
-            buffers.give(plain);
-            return Err(corrupt(id, loc));
-        }
-        self.count_decoded(t, u64::from(loc.raw_len));
-        Ok(plain)
-    }
-
-    /// Loads those of `ids` that are neither cached nor under way, neighbouring frames of a
-    /// pack with one read. Errors are dropped: the read that needs the block meets them again
-    /// and reports them.
-    fn warm_many(&self, vault: &Vault, ids: &[BlockId]) {
-        let mut wanted: Vec<(BlockId, BlockLocation)> = ids
-            .iter()
-            .filter(|id| **id != BlockId::ZERO && !self.cache.contains_or_loading(id))
-            .filter_map(|id| match self.locate(id) {
-                Some((loc, PackState::Stored)) => Some((*id, loc)),
-                _ => None,
-            })
-            .collect();
-        wanted.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
-        wanted.dedup_by_key(|(id, _)| *id);
-        let _ = self.packs(vault).read_neighbours(
-            &wanted,
-            |(_, loc)| frame_at(loc),
-            |(id, loc), frame| {
-                self.cache
-                    .load_if_absent(id, || self.decode(vault, id, loc, frame));
-            },
-        );
-    }
-
-    /// Reads and decodes one block straight into `out` (its exact length), bypassing the
-    /// cache.
-    fn load_to(&self, vault: &Vault, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
-        let loc = self.locate_readable(vault, id)?;
-        self.packs(vault).with_frame(frame_at(&loc), |frame| {
-            let t = Instant::now();
-            vault
-                .codec()
-                .decode_to_slice(id, frame, out)
-                .map_err(|_| corrupt(id, &loc))?;
-            self.count_decoded(t, out.len() as u64);
-            Ok(())
-        })
-    }
-
-    fn block(&self, vault: &Vault, id: &BlockId) -> Result<Block, StoreError> {
-        self.cache.get_or_load(id, || self.load(vault, id))
-    }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Read-ahead threads. Idle threads block on the queue: a spinning pool (rayon's) would take
-/// CPU from the readers it is meant to help, on a machine with few cores.
-struct Workers {
-    queue: mpsc::Sender<Job>,
-    threads: usize,
-}
-
-impl Workers {
-    fn start(threads: usize, spare_a_cpu: bool) -> Option<Workers> {
-        let (queue, jobs) = mpsc::channel::<Job>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        for i in 0..threads {
-            let jobs = jobs.clone();
-            let worker = move || {
-                if spare_a_cpu {
-                    leave_first_cpu();
-                }
-                loop {
-                    let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    match next {
-                        Ok(job) => job(),
-                        Err(_) => return, // the reader is gone
-                    }
-                }
-            };
-            std::thread::Builder::new()
-                .name(format!("synvault-ra-{i}"))
-                .spawn(worker)
-                .ok()?;
-        }
-        Some(Workers { queue, threads })
-    }
-
-    fn spawn(&self, job: Job) {
-        // Fails only once every worker has exited, which happens only after the reader is
-        // dropped; then nobody waits for read-ahead.
-        let _ = self.queue.send(job);
-    }
-}
-
-/// Takes the calling thread off the first CPU it may run on, if it may run on others
-/// (best effort: an affinity the system refuses leaves the thread where it was).
-fn leave_first_cpu() {
-    let Ok(mut cpus) = rustix::thread::sched_getaffinity(None) else {
-        return;
-    };
-    if cpus.count() < 2 {
-        return;
-    }
-    if let Some(first) = (0..rustix::thread::CpuSet::MAX_CPU).find(|&c| cpus.is_set(c)) {
-        cpus.unset(first);
-        let _ = rustix::thread::sched_setaffinity(None, &cpus);
-    }
-}
-
 /// Reads and decodes blocks of one vault, through the cache.
 pub struct BlockReader<'v> {
     vault: VaultRef<'v>,
@@ -380,13 +121,7 @@ impl<'v> BlockReader<'v> {
             _ => None,
         };
         Ok(BlockReader {
-            engine: Arc::new(Engine {
-                locator: RwLock::new(Arc::new(locator)),
-                reloading: Mutex::new(()),
-                cache: BlockCache::new(options.cache_bytes),
-                counters: Counters::default(),
-                queued: AtomicUsize::new(0),
-            }),
+            engine: Arc::new(Engine::new(locator, options.cache_bytes)),
             vault,
             pool,
             options,
@@ -459,7 +194,7 @@ impl<'v> BlockReader<'v> {
     }
 
     /// How often loads reused a spare buffer.
-    pub fn buffer_stats(&self) -> super::buffers::PoolStats {
+    pub fn buffer_stats(&self) -> PoolStats {
         self.engine.cache.buffers().stats()
     }
 
@@ -495,7 +230,7 @@ impl<'v> BlockReader<'v> {
             return 0;
         };
         // Bound the queue: a reader far ahead of the decoders gains nothing from more.
-        let max_queued = 2 * pool.threads + 2;
+        let max_queued = 2 * pool.threads() + 2;
         for (taken, &(_, id, _)) in blocks.iter().enumerate() {
             if id == BlockId::ZERO || self.engine.cache.contains_or_loading(&id) {
                 continue;
