@@ -1,18 +1,18 @@
 //! Reassembly: turning a recovery point back into bytes.
 //!
 //! [`BlockReader`] is the engine every reader shares (restore, `cat`, the mount, the bench):
-//! it finds a block through an in-memory locator (no SQLite per block), reads its frame from
-//! the pack with a positional read, decodes it (open, decompress, verify) and keeps the
-//! plaintext in a byte-bounded LRU ([`cache::BlockCache`]). With a shared vault handle it also
-//! runs read-ahead on its own thread pool. [`PointReader`] resolves paths of one point to
+//! it finds a block through an in-memory locator (no SQLite per block), has the store's pack
+//! reader ([`crate::store::pack_reader`]) read its frame, decodes it (open, decompress,
+//! verify) and keeps the plaintext in a byte-bounded LRU ([`cache::BlockCache`]). With a
+//! shared vault handle it also runs read-ahead on its own thread pool. [`PointReader`] resolves paths of one point to
 //! entries and serves `read_at` over a file's block list by binary search; [`FileReader`] adds
 //! sequential detection to trigger read-ahead. [`view::View`] answers what a file system asks
 //! (lookup, attributes, directory pages, reads) for the mount. Restore ([`restore`]) is built
 //! on the same engine.
 //!
-//! Packs are read with `pread` rather than through memory maps: mapped pages of packs would
-//! count towards the reader's resident memory, and the mount promises a peak RSS bounded by
-//! the cache size.
+//! The local backend reads packs with `pread` rather than through memory maps: mapped pages
+//! of packs would count towards the reader's resident memory, and the mount promises a peak
+//! RSS bounded by the cache size.
 
 pub mod buffers;
 pub mod cache;

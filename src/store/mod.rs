@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod block;
 pub mod pack;
+pub mod pack_reader;
 
 use std::fmt;
 use std::path::PathBuf;
