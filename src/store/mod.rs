@@ -2,8 +2,9 @@
 //!
 //! The store knows nothing of files or recovery points. It turns plaintext blocks into sealed
 //! frames ([`block`]), groups frames into immutable packs ([`pack`]) and keeps packs in a
-//! [`backend::Backend`]. Packs are named by the plain blake3 of their bytes, so anyone can
-//! check a pack without the key.
+//! [`backend::Backend`], the one seam every pack byte goes through; [`pack_reader`] reads
+//! frames back over it (one at a time, or neighbours together). Packs are named by the plain
+//! blake3 of their bytes, so anyone can check a pack without the key.
 
 pub mod backend;
 pub mod block;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 pub use backend::{Backend, FileVerdict, LocalBackend, MemBackend};
 pub use block::{BlockCodec, BlockId, IdMap, IdSet};
 pub use pack::{PackEntry, PackWriter};
+pub use pack_reader::PackReader;
 
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
