@@ -34,6 +34,28 @@ pub struct VaultConfig {
     pub format: u32,
     pub vault_id: String,
     pub created: String,
+    /// Where the packs live. Vaults made before this field existed keep theirs locally.
+    #[serde(default)]
+    pub backend: BackendConfig,
+}
+
+/// Which [`Backend`] holds a vault's packs: the one place that knows, so that every command
+/// (with or without the passphrase) opens the same store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BackendConfig {
+    /// `<vault>/packs/<first two hex>/<hex>.pack`.
+    #[default]
+    Local,
+}
+
+impl BackendConfig {
+    /// Opens the backend of the vault at `root`.
+    pub fn open(&self, root: &Path) -> Box<dyn Backend> {
+        match self {
+            BackendConfig::Local => Box::new(LocalBackend::new(root.join("packs"))),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -179,6 +201,7 @@ impl Vault {
             format: VAULT_FORMAT,
             vault_id: hex::encode(crypto::random_array::<16>()),
             created: crate::time::format_utc(crate::time::now_ns()),
+            backend: BackendConfig::Local,
         };
         Catalog::create(&root.join("catalog.db"))?;
         // config.json last: a vault is a vault only once everything else is in place.
@@ -197,10 +220,10 @@ impl Vault {
         let catalog = Catalog::open(&root.join("catalog.db"))?;
         Ok(Vault {
             root: root.to_path_buf(),
+            backend: config.backend.open(root),
             config,
             chunker_key: keys.chunker.clone(),
             codec: BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL),
-            backend: Box::new(LocalBackend::new(root.join("packs"))),
             catalog: Mutex::new(catalog),
         })
     }
@@ -342,6 +365,18 @@ mod tests {
     use super::*;
 
     const FAST: CreateOptions = TEST_OPTIONS;
+
+    #[test]
+    fn a_config_without_a_backend_is_a_local_vault() {
+        let old = r#"{"format": 1, "vault_id": "ab", "created": "2026-01-01T00:00:00Z"}"#;
+        let config: VaultConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.backend, BackendConfig::Local);
+        let written = serde_json::to_string(&config).unwrap();
+        assert!(
+            written.contains(r#""backend":{"kind":"local"}"#),
+            "{written}"
+        );
+    }
 
     #[test]
     fn create_open_and_wrong_passphrase() {

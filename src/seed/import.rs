@@ -23,7 +23,7 @@ use crate::catalog::{Catalog, PackState};
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
 use crate::progress::Progress;
-use crate::store::{Backend, FileVerdict, LocalBackend, PackId};
+use crate::store::{Backend, FileVerdict, PackId};
 
 /// What an import did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -103,7 +103,7 @@ pub fn import(
         .into_iter()
         .map(|p| (p.pack, p))
         .collect();
-    let backend = LocalBackend::new(root.join("packs"));
+    let backend = config.backend.open(root);
     backend.remove_temporary()?;
     let started = Instant::now();
     let mut report = ImportReport {
@@ -113,7 +113,7 @@ pub fn import(
     progress.set_total(plans.iter().map(|p| p.journal.total_bytes).sum());
     for plan in &plans {
         let stored = import_disk(
-            &backend as &dyn Backend,
+            backend.as_ref(),
             plan,
             &expected,
             &mut report,
