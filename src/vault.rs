@@ -88,7 +88,40 @@ pub struct Vault {
     chunker_key: Key,
     backend: Box<dyn Backend>,
     catalog: Mutex<Catalog>,
+    /// Idle read connections; see [`Vault::read_catalog`].
+    readers: Mutex<Vec<Catalog>>,
 }
+
+/// A read connection to the catalog, lent by [`Vault::read_catalog`] and given back on drop.
+pub struct CatalogReader<'v> {
+    vault: &'v Vault,
+    catalog: Option<Catalog>,
+}
+
+impl std::ops::Deref for CatalogReader<'_> {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        // INVARIANT: `catalog` is Some from construction until drop takes it.
+        #[allow(clippy::expect_used)]
+        self.catalog
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for CatalogReader<'_> {
+    fn drop(&mut self) {
+        if let Some(catalog) = self.catalog.take() {
+            let mut idle = self.vault.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(catalog);
+            }
+        }
+    }
+}
+
+/// Read connections kept open between uses: about one per thread that reads at once.
+const MAX_IDLE_READERS: usize = 16;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -225,6 +258,7 @@ impl Vault {
             chunker_key: keys.chunker.clone(),
             codec: BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL),
             catalog: Mutex::new(catalog),
+            readers: Mutex::new(Vec::new()),
         })
     }
 
@@ -258,11 +292,26 @@ impl Vault {
         self.catalog.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A connection for reading only, one per caller: readers (the mount's request threads,
+    /// restore, read-ahead) neither queue behind each other nor behind a writer. Use
+    /// [`Vault::catalog`] to write.
+    pub fn read_catalog(&self) -> Result<CatalogReader<'_>, CatalogError> {
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let catalog = match idle {
+            Some(catalog) => catalog,
+            None => Catalog::open_reader(&self.root.join("catalog.db"))?,
+        };
+        Ok(CatalogReader {
+            vault: self,
+            catalog: Some(catalog),
+        })
+    }
+
     /// The entries of a tree, checked before they are trusted: names are plain (see
     /// `tree_codec::decode`) and the entries hash to the tree's id under this vault's key, so a
     /// tree edited in the catalog is an error, never a listing.
     pub fn tree_entries(&self, tree: &TreeId) -> Result<Vec<Entry>, CatalogError> {
-        let entries = self.catalog().tree_entries(tree)?;
+        let entries = self.read_catalog()?.tree_entries(tree)?;
         // The catalog alone cannot check the id: it has no key.
         if tree_codec::tree_id(&self.codec.keys().id, &entries) != *tree {
             return Err(CatalogError::BadTree {
@@ -375,6 +424,29 @@ mod tests {
         assert!(
             written.contains(r#""backend":{"kind":"local"}"#),
             "{written}"
+        );
+    }
+
+    #[test]
+    fn readers_do_not_wait_for_the_writer_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::create(&dir.path().join("v"), b"pw", FAST).unwrap();
+        let writer = vault.catalog(); // held, as during a long write
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let first = vault.read_catalog().unwrap();
+                let second = vault.read_catalog().unwrap(); // two readers at once
+                let points = (first.points().unwrap(), second.points().unwrap());
+                done.send(points).unwrap();
+            });
+            let read = finished.recv_timeout(std::time::Duration::from_secs(10));
+            drop(writer);
+            assert_eq!(read.unwrap(), (vec![], vec![]));
+        });
+        assert!(
+            vault.readers.lock().unwrap().len() == 2,
+            "connections are reused"
         );
     }
 

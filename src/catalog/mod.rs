@@ -220,6 +220,27 @@ impl Catalog {
         Ok(Catalog { conn })
     }
 
+    /// Opens a second connection for reading only, beside the one that writes: in WAL mode it
+    /// reads a consistent snapshot without waiting for a writer or for other readers. The
+    /// schema must already be current (the writer's [`Catalog::open`] migrated it).
+    pub fn open_reader(path: &Path) -> Result<Catalog> {
+        if !path.exists() {
+            return Err(CatalogError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Self::connect(path)?;
+        let found = migrate::version(&conn)?;
+        if found != SCHEMA_VERSION {
+            return Err(CatalogError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(Catalog { conn })
+    }
+
     fn connect(path: &Path) -> Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX

@@ -292,7 +292,7 @@ impl<'v> PointReader<'v> {
     /// The block map of a file entry.
     pub fn block_map(&self, entry: &Entry) -> Result<BlockMap> {
         match entry.content {
-            Some(c) => Ok(BlockMap::new(&self.vault.catalog().content(&c)?)),
+            Some(c) => Ok(BlockMap::new(&self.vault.read_catalog()?.content(&c)?)),
             None => Ok(BlockMap::empty()),
         }
     }

@@ -153,7 +153,7 @@ fn collect_files(reader: &BlockReader<'_>, tree: TreeId, out: &mut Vec<BlockMap>
     for entry in entries {
         match (entry.kind, entry.content, entry.subtree) {
             (EntryKind::File, Some(content), _) => {
-                let content = reader.vault().catalog().content(&content)?;
+                let content = reader.vault().read_catalog()?.content(&content)?;
                 out.push(BlockMap::new(&content));
             }
             (EntryKind::File, None, _) => out.push(BlockMap::empty()),

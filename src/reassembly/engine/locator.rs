@@ -50,7 +50,7 @@ impl Locator {
         let now = Arc::as_ptr(&self.map.read().unwrap_or_else(|e| e.into_inner()));
         if now == seen {
             // Nobody reloaded while we waited: do it. A catalog error leaves the old map.
-            if let Ok(fresh) = vault.catalog().block_locations() {
+            if let Ok(fresh) = vault.read_catalog().and_then(|c| c.block_locations()) {
                 *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
             }
         }

@@ -115,7 +115,7 @@ impl<'v> BlockReader<'v> {
         options: ReaderOptions,
     ) -> Result<BlockReader<'v>> {
         let vault = vault.into();
-        let locator = vault.catalog().block_locations()?;
+        let locator = vault.read_catalog()?.block_locations()?;
         let pool = match (&vault, options.readahead_threads) {
             (VaultRef::Shared(_), n) if n > 0 => Workers::start(n, options.readahead_spares_a_cpu),
             _ => None,

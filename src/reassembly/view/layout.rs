@@ -46,7 +46,7 @@ impl<'v> View<'v> {
         let points: Vec<RecoveryPoint> = self
             .blocks
             .vault()
-            .catalog()
+            .read_catalog()?
             .points()?
             .into_iter()
             .filter(is_shown)

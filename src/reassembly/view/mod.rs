@@ -254,7 +254,7 @@ fn load_map(
                 match cached {
                     Some(map) => map,
                     None => {
-                        let loaded = vault.catalog().content(&content)?;
+                        let loaded = vault.read_catalog()?.content(&content)?;
                         let map = Arc::new(BlockMap::new(&loaded));
                         lock(maps).put(content, map.clone());
                         map
@@ -607,8 +607,8 @@ impl<'v> View<'v> {
         let bytes = self
             .blocks
             .vault()
-            .catalog()
-            .store_totals()
+            .read_catalog()
+            .and_then(|catalog| catalog.store_totals())
             .map_or(0, |(raw, _)| raw);
         FsTotals {
             bytes,
