@@ -37,6 +37,8 @@ pub mod exit {
     pub const SEED_NO_ROOM: u8 = 14;
     /// The vault's catalog is missing or empty (only `init` creates one).
     pub const NO_CATALOG: u8 = 15;
+    /// The vault's catalog is damaged (SQLite cannot read it).
+    pub const CATALOG_DAMAGED: u8 = 16;
     /// The mount point does not exist.
     pub const MOUNT_POINT_MISSING: u8 = 20;
     /// The mount point is not a directory.
@@ -142,6 +144,9 @@ impl Error {
             },
             Error::Catalog(CatalogError::Missing { .. } | CatalogError::Empty { .. }) => {
                 exit::NO_CATALOG
+            }
+            Error::Catalog(CatalogError::Damaged(_) | CatalogError::IntegrityCheck(_)) => {
+                exit::CATALOG_DAMAGED
             }
             Error::VaultExists { .. }
             | Error::FormatTooNew { .. }

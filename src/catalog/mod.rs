@@ -44,7 +44,13 @@ pub enum CatalogError {
         source: rusqlite::Error,
     },
     #[error("catalog query failed")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[source] rusqlite::Error),
+    /// SQLite found the file damaged (a torn or overwritten page, a truncated file).
+    #[error("the catalog is damaged; restore catalog.db from a copy")]
+    Damaged(#[source] rusqlite::Error),
+    /// `verify`'s check of the catalog's own structure found problems.
+    #[error("the catalog is damaged: {0}")]
+    IntegrityCheck(String),
     #[error("catalog row is corrupt: {0}")]
     Corrupt(&'static str),
     #[error("tree {} is invalid", tree_codec::short_hex(.tree))]
@@ -53,6 +59,18 @@ pub enum CatalogError {
         #[source]
         source: tree_codec::TreeError,
     },
+}
+
+impl From<rusqlite::Error> for CatalogError {
+    /// A damaged file is told apart from a failed query: it is the user's to act on.
+    fn from(err: rusqlite::Error) -> CatalogError {
+        match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                CatalogError::Damaged(err)
+            }
+            _ => CatalogError::Sql(err),
+        }
+    }
 }
 
 /// A new pack and its blocks, to be recorded.
@@ -218,6 +236,19 @@ impl Catalog {
         Self::configure(&conn)?;
         migrate::migrate(&mut conn)?;
         Ok(Catalog { conn })
+    }
+
+    /// SQLite's own check of the file's structure (`PRAGMA quick_check`): every page and b-tree
+    /// readable and well formed. The problems it finds, or none.
+    pub fn check_structure(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let found = rows.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(found
+            .into_iter()
+            .filter(|line| line != "ok")
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect())
     }
 
     /// Opens a second connection for reading only, beside the one that writes: in WAL mode it

@@ -295,3 +295,45 @@ fn a_closed_stdout_keeps_an_incomplete_outcome() {
         assert_eq!(code(&out), 3, "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_damaged_catalog_is_one_line_with_its_own_code_and_verify_finds_a_bad_page() {
+    let env = env_with_point();
+    let catalog = env.vault().join("catalog.db");
+    // Fold the WAL into the file, so the damage below hits committed pages.
+    let out = env.run(&["backup", s(&env.path("src"))]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = rusqlite::Connection::open(&catalog).unwrap();
+    db.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .unwrap();
+    drop(db);
+    let good = fs::read(&catalog).unwrap();
+    assert!(good.len() >= 4 * 4096, "{}", good.len());
+
+    // A page of random bytes: queries that miss it still work, verify must not.
+    let mut paged = good.clone();
+    paged[2 * 4096..3 * 4096].copy_from_slice(&seeded_bytes(3, 4096));
+    fs::write(&catalog, &paged).unwrap();
+    let out = env.run(&["verify"]);
+    assert_no_panic(&out);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        super::stdout(&out).contains("damaged: catalog:"),
+        "{}",
+        super::stdout(&out)
+    );
+
+    // Half a file: every command says so in one line, with exit 16.
+    fs::write(&catalog, &good[..good.len() / 2]).unwrap();
+    for args in [
+        &["points"][..],
+        &["ls", "latest", "-r"],
+        &["verify"],
+        &["backup", s(&env.path("src"))],
+    ] {
+        let out = env.run(args);
+        assert_no_panic(&out);
+        assert_eq!(code(&out), 16, "{args:?}: {}", stderr(&out));
+        assert_one_line_error(&out, "catalog is damaged");
+    }
+}
