@@ -277,6 +277,14 @@ impl Vault {
         &self.codec
     }
 
+    /// This vault with its packs kept by `backend` instead: a decorator over the configured
+    /// one (a cache, a counter or a fault injector in tests). Every pack byte of every flow
+    /// goes through it.
+    pub fn with_backend(mut self, backend: Box<dyn Backend>) -> Vault {
+        self.backend = backend;
+        self
+    }
+
     /// Where packs live.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()

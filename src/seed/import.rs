@@ -89,6 +89,20 @@ pub fn import(
     interrupted: &AtomicBool,
 ) -> Result<ImportReport> {
     let config = crate::vault::read_config(root)?;
+    let backend = config.backend.open(root);
+    import_into(root, backend.as_ref(), job, disks, progress, interrupted)
+}
+
+/// [`import`] into the store `backend` (the vault's own, or a decorator over it).
+pub fn import_into(
+    root: &Path,
+    backend: &dyn Backend,
+    job: &str,
+    disks: &[PathBuf],
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<ImportReport> {
+    let config = crate::vault::read_config(root)?;
     let mut catalog = Catalog::open(&root.join("catalog.db"))?;
     let (_lock, _) = WriterLock::acquire(root, &format!("seed import --job {job}"))?;
     let plans = plan(disks, &config.vault_id, job)?;
@@ -103,7 +117,6 @@ pub fn import(
         .into_iter()
         .map(|p| (p.pack, p))
         .collect();
-    let backend = config.backend.open(root);
     backend.remove_temporary()?;
     let started = Instant::now();
     let mut report = ImportReport {
@@ -112,14 +125,7 @@ pub fn import(
     };
     progress.set_total(plans.iter().map(|p| p.journal.total_bytes).sum());
     for plan in &plans {
-        let stored = import_disk(
-            backend.as_ref(),
-            plan,
-            &expected,
-            &mut report,
-            progress,
-            interrupted,
-        )?;
+        let stored = import_disk(backend, plan, &expected, &mut report, progress, interrupted)?;
         for bad in report.bad.iter().filter(|b| b.disk == plan.disk) {
             if let Some(id) = PackId::from_hex(&bad.pack) {
                 catalog.record_bad_seed_pack(job, &id, &bad.reason)?;
