@@ -201,6 +201,63 @@ fn nothing_readable_leaves_the_vault() {
     }
 }
 
+/// Files under `root` holding `marker`, leaving out the catalog (which stays local).
+fn files_holding(root: &Path, marker: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("catalog.db") {
+            continue;
+        }
+        if p.is_dir() {
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if fs::read(&p)
+            .unwrap()
+            .windows(marker.len())
+            .any(|w| w == marker)
+        {
+            found.push(p.display().to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn names_link_targets_and_xattrs_stay_in_the_local_catalog() {
+    let env = Env::new();
+    let marker = "SVNAME-4c1e8b";
+    let src = env.path("src");
+    let dir = src.join(format!("dir-{marker}"));
+    write_file(dir.join(format!("file-{marker}.txt")), b"plain");
+    std::os::unix::fs::symlink(format!("/target/{marker}"), src.join("link")).unwrap();
+    let with_xattr = src.join("tagged");
+    write_file(&with_xattr, b"x");
+    rustix::fs::setxattr(
+        &with_xattr,
+        "user.note",
+        marker.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    env.backup(&src);
+    let disk = env.path("disk");
+    let out = env.run(&[
+        "seed",
+        "prepare",
+        "--job",
+        "j",
+        "--disk",
+        disk.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for root in [env.vault(), disk] {
+        let found = files_holding(&root, marker.as_bytes());
+        assert!(found.is_empty(), "{marker} found in {found:?}");
+    }
+}
+
 #[test]
 fn bad_inputs_get_one_line_errors_and_exit_codes() {
     let env = Env::new();
