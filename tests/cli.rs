@@ -240,7 +240,8 @@ fn names_link_targets_and_xattrs_stay_in_the_local_catalog() {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
-    env.backup(&src);
+    write_file(src.join("data.bin"), seeded_bytes(8, MIB));
+    // The seed job first, so its disk holds this data's packs and journal.
     let disk = env.path("disk");
     let out = env.run(&[
         "seed",
@@ -252,6 +253,7 @@ fn names_link_targets_and_xattrs_stay_in_the_local_catalog() {
         src.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    env.backup(&src);
     for root in [env.vault(), disk] {
         let found = files_holding(&root, marker.as_bytes());
         assert!(found.is_empty(), "{marker} found in {found:?}");
