@@ -137,12 +137,18 @@ fn options(paths: Vec<PathBuf>) -> BackupOptions {
     }
 }
 
-#[test]
-fn every_flow_reaches_the_store_through_the_backend() {
+/// A temporary directory with a new vault (`root`) and a source tree beside it.
+fn new_vault_and_source() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("vault");
     drop(Vault::create(&root, b"pw", FAST).unwrap());
     let src = source(dir.path());
+    (dir, root, src)
+}
+
+#[test]
+fn every_flow_reaches_the_store_through_the_backend() {
+    let (dir, root, src) = new_vault_and_source();
     let stop = AtomicBool::new(false);
 
     // Backup writes through it.
@@ -229,10 +235,7 @@ fn every_flow_reaches_the_store_through_the_backend() {
 
 #[test]
 fn a_failed_read_is_that_file_s_damage_and_a_failed_write_a_failed_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("vault");
-    drop(Vault::create(&root, b"pw", FAST).unwrap());
-    let src = source(dir.path());
+    let (dir, root, src) = new_vault_and_source();
     let stop = AtomicBool::new(false);
     let (vault, counts) = open_decorated(&root);
     backup(&vault, &options(vec![src.clone()]), &NoProgress, &stop).unwrap();
