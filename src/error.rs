@@ -39,6 +39,8 @@ pub mod exit {
     pub const NO_CATALOG: u8 = 15;
     /// The vault's catalog is damaged (SQLite cannot read it).
     pub const CATALOG_DAMAGED: u8 = 16;
+    /// `catalog rebuild` refused: the catalog opens cleanly (use --force to replace it).
+    pub const CATALOG_INTACT: u8 = 17;
     /// The mount point does not exist.
     pub const MOUNT_POINT_MISSING: u8 = 20;
     /// The mount point is not a directory.
@@ -88,6 +90,8 @@ pub enum Error {
     AwaitingSeed { point: String, job: String },
     #[error("interrupted")]
     Interrupted,
+    #[error("the catalog {} opens cleanly; `synvault catalog rebuild --force` replaces it (the old file is kept aside)", .path.display())]
+    CatalogIntact { path: PathBuf },
     #[error("{what} {}", .path.display())]
     Io {
         what: &'static str,
@@ -122,6 +126,7 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::CatalogIntact { .. } => exit::CATALOG_INTACT,
             Error::InvalidArgument(_) | Error::UnsafeTarget { .. } => exit::USAGE,
             Error::Seed(e) => match e {
                 SeedError::NoJournal { .. }

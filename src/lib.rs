@@ -9,8 +9,8 @@
 //!           Vault (vault.rs): open, lock, resolve points
 //!          /        |          \        \
 //!    ingest/   reassembly/   verify.rs   stats.rs        <- the flows
-//!          \        |          /
-//!    store/ (block, pack, backend)   catalog/ (SQLite)   crypto.rs   chunk.rs
+//!          \        |          /        rebuild.rs (the catalog from the store alone)
+//!    store/ (block, pack, meta_pack, backend)   catalog/ (SQLite)   crypto.rs   chunk.rs
 //! ```
 //! Data flows down, never up: the store knows nothing of files or points; the catalog knows
 //! nothing of bytes on disk.
@@ -27,6 +27,7 @@ pub mod lock;
 pub mod mount;
 pub mod progress;
 pub mod reassembly;
+pub mod rebuild;
 pub mod seed;
 pub mod stats;
 pub mod store;

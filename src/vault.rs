@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::sealed::{self, Record};
 use crate::catalog::tree_codec::{self, TreeError};
 use crate::catalog::{Catalog, CatalogError, Entry, RecoveryPoint, TreeId};
 use crate::chunk::{Chunker, ChunkerKind};
@@ -22,7 +23,8 @@ use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
 use crate::lock::{Acquired, WriterLock};
 use crate::store::backend::{create_private_dir_all, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
-use crate::store::{Backend, BlockCodec, LocalBackend};
+use crate::store::meta_pack::{self, MetaPack};
+use crate::store::{Backend, BlockCodec, LocalBackend, PackId};
 
 /// Vault format version written by this build.
 pub const VAULT_FORMAT: u32 = 1;
@@ -56,6 +58,16 @@ impl BackendConfig {
             BackendConfig::Local => Box::new(LocalBackend::new(root.join("packs"))),
         }
     }
+}
+
+/// The 16 bytes a vault id names (32 hex digits); an id in another form is hashed, so every
+/// vault still gets a stable one.
+fn vault_id_bytes(id: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if hex::decode_to_slice(id, &mut out).is_err() {
+        out.copy_from_slice(&blake3::hash(id.as_bytes()).as_bytes()[..16]);
+    }
+    out
 }
 
 #[derive(Serialize, Deserialize)]
@@ -249,17 +261,62 @@ impl Vault {
     pub fn open(root: &Path, passphrase: &[u8]) -> Result<Vault> {
         let config = read_config(root)?;
         let master = find_master_key(root, passphrase)?;
-        let keys = Keys::derive(&master);
         let catalog = Catalog::open(&root.join("catalog.db"))?;
-        Ok(Vault {
+        Ok(Vault::assemble(root, config, &master, catalog))
+    }
+
+    /// Opens the vault at `root` over a catalog of the caller's (`catalog rebuild` fills a
+    /// new one). Readers lent by [`Vault::read_catalog`] still open `catalog.db`.
+    pub fn open_with_catalog(root: &Path, passphrase: &[u8], catalog: Catalog) -> Result<Vault> {
+        let config = read_config(root)?;
+        let master = find_master_key(root, passphrase)?;
+        Ok(Vault::assemble(root, config, &master, catalog))
+    }
+
+    fn assemble(root: &Path, config: VaultConfig, master: &Key, catalog: Catalog) -> Vault {
+        let keys = Keys::derive(master);
+        let codec = BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL)
+            .for_vault(vault_id_bytes(&config.vault_id));
+        Vault {
             root: root.to_path_buf(),
             backend: config.backend.open(root),
             config,
-            chunker_key: keys.chunker.clone(),
-            codec: BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL),
+            chunker_key: codec.keys().chunker.clone(),
+            codec,
             catalog: Mutex::new(catalog),
             readers: Mutex::new(Vec::new()),
-        })
+        }
+    }
+
+    /// Seals `body` (catalog records, see [`crate::catalog::sealed`]) into a metadata pack
+    /// under the catalog key and writes it to the store. Returns the pack's name and size.
+    pub fn seal_into_store(&self, body: &[u8]) -> Result<(PackId, u64)> {
+        let pack = self.seal(body)?;
+        self.backend.put(&pack.id, &pack.bytes)?;
+        Ok((pack.id, pack.bytes.len() as u64))
+    }
+
+    /// Seals `body` into a metadata pack without writing it.
+    pub fn seal(&self, body: &[u8]) -> Result<MetaPack> {
+        meta_pack::seal(
+            self.codec.cipher(),
+            &self.codec.keys().catalog,
+            self.codec.vault_id(),
+            body,
+        )
+        .map_err(Error::io("cannot compress catalog records of", &self.root))
+    }
+
+    /// Opens a metadata pack of this vault and parses its records.
+    pub fn open_meta_pack(&self, bytes: &[u8]) -> Result<Vec<Record>, String> {
+        let body = meta_pack::open(
+            self.codec.cipher(),
+            &self.codec.keys().catalog,
+            self.codec.vault_id(),
+            bytes,
+        )
+        .map_err(|e| e.to_string())?;
+        sealed::decode(&body).map_err(|e| e.to_string())
     }
 
     /// The vault directory.

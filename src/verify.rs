@@ -105,7 +105,7 @@ pub fn verify(
     // query reaches the damaged page, so a clean verify must have looked at every page.
     for problem in vault.catalog().check_structure()? {
         report.problems.push(format!(
-            "catalog: {problem} (restore catalog.db from a copy)"
+            "catalog: {problem} (`synvault catalog rebuild --force` recreates it from the store)"
         ));
     }
     let packs = vault.catalog().packs()?;
@@ -499,7 +499,7 @@ impl TreeCheck<'_> {
 mod tests {
     use super::*;
     use crate::catalog::{
-        BackupCommit, PointKind, PointStats, RecoveryPoint, RecoveryPointId, RootMeta,
+        BackupCommit, PointKind, PointStats, RecoveryPoint, RecoveryPointId, RootMeta, TreeRow,
     };
 
     fn entry(name: &str, content: Option<u8>, subtree: Option<u8>) -> Entry {
@@ -538,7 +538,10 @@ mod tests {
         ];
         let sub = vec![entry("gone", Some(12), None), entry("ok", Some(11), None)];
         let commit = BackupCommit {
-            trees: vec![(TreeId([1; 32]), root), (TreeId([2; 32]), sub)],
+            trees: vec![
+                TreeRow::new(TreeId([1; 32]), &root),
+                TreeRow::new(TreeId([2; 32]), &sub),
+            ],
             ..BackupCommit::default()
         };
         let point = RecoveryPoint {

@@ -6,6 +6,8 @@
 
 mod migrate;
 pub mod model;
+mod rebuild;
+pub mod sealed;
 pub mod seed;
 pub mod tree_codec;
 pub mod tree_path;
@@ -16,6 +18,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
+pub use rebuild::Bulk;
+pub use sealed::TreeRow;
 
 use crate::store::{BlockId, IdMap, IdSet, PackEntry, PackId};
 
@@ -25,9 +29,9 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 /// Everything that can go wrong in the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("catalog {} is missing; only `synvault init` creates one (restore catalog.db from a copy)", .path.display())]
+    #[error("catalog {} is missing; `synvault catalog rebuild` recreates it from the store", .path.display())]
     Missing { path: PathBuf },
-    #[error("catalog {} is empty; only `synvault init` creates one (restore catalog.db from a copy)", .path.display())]
+    #[error("catalog {} is empty; `synvault catalog rebuild` recreates it from the store", .path.display())]
     Empty { path: PathBuf },
     #[error("cannot create catalog {}", .path.display())]
     Create {
@@ -46,7 +50,7 @@ pub enum CatalogError {
     #[error("catalog query failed")]
     Sql(#[source] rusqlite::Error),
     /// SQLite found the file damaged (a torn or overwritten page, a truncated file).
-    #[error("the catalog is damaged; restore catalog.db from a copy")]
+    #[error("the catalog is damaged; `synvault catalog rebuild` recreates it from the store")]
     Damaged(#[source] rusqlite::Error),
     /// `verify`'s check of the catalog's own structure found problems.
     #[error("the catalog is damaged: {0}")]
@@ -88,9 +92,12 @@ pub struct NewPack {
 pub struct BackupCommit {
     pub packs: Vec<NewPack>,
     pub contents: Vec<(ContentId, Content)>,
-    pub trees: Vec<(TreeId, Vec<Entry>)>,
+    pub trees: Vec<TreeRow>,
     /// Set when the backup is a seed job's: recorded in the same transaction.
     pub seed: Option<SeedJobRecord>,
+    /// The metadata pack (name, size) that sealed this commit into the store, and whose
+    /// pending seal the commit settles.
+    pub sealed_as: Option<(PackId, u64)>,
 }
 
 /// An open catalog.
@@ -316,6 +323,13 @@ impl Catalog {
         Ok(())
     }
 
+    /// Removes a vault setting.
+    pub fn clear_setting(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Every block id the vault holds or awaits.
     pub fn block_ids(&self) -> Result<IdSet> {
         let mut stmt = self.conn.prepare("SELECT id FROM blocks")?;
@@ -524,13 +538,58 @@ impl Catalog {
             }
         }
         let mut trees: Vec<_> = commit.trees.iter().collect();
-        trees.sort_unstable_by_key(|(id, _)| *id);
+        trees.sort_unstable_by_key(|tree| tree.id);
         insert_trees(&tx, &trees)?;
         insert_point(&tx, point)?;
         if let Some(seed) = &commit.seed {
             seed::insert_job(&tx, seed, &point.id)?;
         }
+        if let Some((pack, size)) = commit.sealed_as {
+            insert_meta_pack(&tx, &pack, size)?;
+            tx.execute("DELETE FROM pending_seals WHERE pack = ?1", [&pack.0[..]])?;
+        }
         Ok(tx.commit()?)
+    }
+
+    /// Records that metadata pack `pack` is about to be written for a commit (see
+    /// [`Catalog::pending_seals`]). Durable when this returns.
+    pub fn add_pending_seal(&self, pack: &PackId) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pending_seals (pack, started_ns) VALUES (?1, ?2)",
+            params![&pack.0[..], crate::time::now_ns()],
+        )?;
+        Ok(())
+    }
+
+    /// Metadata packs whose commit has not happened: their writer is still running, or died
+    /// between writing the pack and committing.
+    pub fn pending_seals(&self) -> Result<Vec<PackId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pack FROM pending_seals ORDER BY started_ns")?;
+        let rows = stmt.query_map([], |r| blob32(r, 0).map(PackId))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// True if the catalog lists this pack (data or metadata).
+    pub fn has_pack(&self, pack: &PackId) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM packs WHERE name = ?1")?;
+        Ok(stmt.exists([&pack.0[..]])?)
+    }
+
+    /// Forgets a pending seal (its pack never reached the store, or was taken back).
+    pub fn drop_pending_seal(&self, pack: &PackId) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM pending_seals WHERE pack = ?1", [&pack.0[..]])?;
+        Ok(())
+    }
+
+    /// Records a metadata pack written outside a backup (a snapshot of an older vault's
+    /// history, a seed job without a point).
+    pub fn record_meta_pack(&self, pack: &PackId, size: u64) -> Result<()> {
+        insert_meta_pack(&self.conn, pack, size)
     }
 
     /// Sums for `stats`: (unique plaintext bytes of blocks, bytes of packs).
@@ -547,7 +606,15 @@ impl Catalog {
     }
 }
 
-fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> Result<()> {
+fn insert_meta_pack(conn: &Connection, pack: &PackId, size: u64) -> Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO packs (name, size, state, kind) VALUES (?1, ?2, 'stored', 'meta')",
+        params![&pack.0[..], size as i64],
+    )?;
+    Ok(())
+}
+
+fn insert_packs(tx: &Connection, packs: &[NewPack]) -> Result<()> {
     let mut pack_stmt =
         tx.prepare("INSERT INTO packs (name, size, state, seed_job) VALUES (?1, ?2, ?3, ?4)")?;
     let mut blocks = Vec::new();
@@ -580,7 +647,7 @@ struct BlockInsert<'t> {
 }
 
 impl<'t> BlockInsert<'t> {
-    fn prepare(tx: &'t rusqlite::Transaction<'_>) -> Result<BlockInsert<'t>> {
+    fn prepare(tx: &'t Connection) -> Result<BlockInsert<'t>> {
         Ok(BlockInsert {
             upsert: tx.prepare(
                 "INSERT INTO blocks (id, pack, offset, stored_len, raw_len)
@@ -620,21 +687,22 @@ impl<'t> BlockInsert<'t> {
     }
 }
 
-fn insert_trees(tx: &rusqlite::Transaction<'_>, trees: &[&(TreeId, Vec<Entry>)]) -> Result<()> {
-    let mut stmt =
-        tx.prepare("INSERT OR IGNORE INTO trees (id, entry_count, entries) VALUES (?1, ?2, ?3)")?;
-    for (id, entries) in trees {
+fn insert_trees(tx: &Connection, trees: &[&TreeRow]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO trees (id, entry_count, entries) VALUES (?1, ?2, ?3)",
+    )?;
+    for tree in trees {
         // OR IGNORE: an unchanged directory is shared with an earlier point (Merkle).
         stmt.execute(params![
-            &id.0[..],
-            entries.len() as i64,
-            tree_codec::encode(entries)
+            &tree.id.0[..],
+            i64::from(tree.entry_count),
+            &tree.blob
         ])?;
     }
     Ok(())
 }
 
-fn insert_point(tx: &rusqlite::Transaction<'_>, p: &RecoveryPoint) -> Result<()> {
+fn insert_point(tx: &Connection, p: &RecoveryPoint) -> Result<()> {
     let s = &p.stats;
     tx.execute(
         &format!(
@@ -718,8 +786,9 @@ mod tests {
                 }],
             }],
             contents: vec![(ContentId([3; 32]), content.clone())],
-            trees: vec![(tree, vec![entry(b"a\xffb"), entry(b"c d")])],
+            trees: vec![TreeRow::new(tree, &[entry(b"a\xffb"), entry(b"c d")])],
             seed: None,
+            sealed_as: None,
         };
         let point = RecoveryPoint {
             id: RecoveryPointId("00112233aabbccdd".into()),

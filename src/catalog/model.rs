@@ -278,6 +278,8 @@ pub struct SeedJobRecord {
     pub name: String,
     pub source: String,
     pub disk_count: u32,
+    /// When the job was recorded.
+    pub created_ns: i64,
     /// Every pack shipped, with its 1-based disk index.
     pub packs: Vec<(crate::store::PackId, u32)>,
 }

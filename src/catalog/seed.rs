@@ -73,7 +73,7 @@ pub(super) fn insert_job(
             point.0,
             job.source,
             job.disk_count,
-            crate::time::now_ns()
+            job.created_ns
         ],
     )?;
     let mut stmt =
@@ -336,7 +336,7 @@ fn finish_if_done(tx: &Transaction<'_>, job: &str) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::catalog::{
-        BackupCommit, PointKind, PointState, PointStats, RecoveryPoint, RootMeta, TreeId,
+        BackupCommit, PointKind, PointState, PointStats, RecoveryPoint, RootMeta, TreeId, TreeRow,
     };
     use crate::store::PackEntry;
 
@@ -367,14 +367,16 @@ mod tests {
             name: name.into(),
             source: format!("/{name}"),
             disk_count: 1,
+            created_ns: 1,
             packs: packs.iter().map(|p| (p.id, 1)).collect(),
         });
         let root = TreeId([0; 32]);
         let commit = BackupCommit {
             packs,
             contents: vec![],
-            trees: vec![(root, vec![])],
+            trees: vec![TreeRow::new(root, &[])],
             seed,
+            ..BackupCommit::default()
         };
         let point = RecoveryPoint {
             id: RecoveryPointId(id.into()),

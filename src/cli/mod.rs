@@ -12,6 +12,7 @@ macro_rules! outln {
 mod backup;
 mod bench;
 mod browse;
+mod catalog;
 mod init;
 mod mount;
 pub(crate) mod output;
@@ -67,6 +68,8 @@ enum Command {
     Mount(mount::MountArgs),
     /// Measure how fast this machine reassembles a point.
     Bench(bench::BenchArgs),
+    /// The catalog itself: `catalog rebuild` recreates it from the store.
+    Catalog(catalog::CatalogArgs),
 }
 
 /// Parses the command line and runs it; returns the exit code.
@@ -84,6 +87,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Seed(args) => seed::run(&cli, args),
         Command::Mount(args) => mount::run(&cli, args),
         Command::Bench(args) => bench::run(&cli, args),
+        Command::Catalog(args) => catalog::run(&cli, args),
     }
 }
 
@@ -134,7 +138,11 @@ impl Cli {
             return Err(anyhow!(Error::NotAVault { path: dir.clone() }));
         }
         let pass = self.passphrase(false)?;
-        Ok(Vault::open(dir, &pass)?)
+        let vault = Vault::open(dir, &pass)?;
+        // A backup killed between sealing its point into the store and committing it is
+        // finished (or dropped) here, so every command sees what the store holds.
+        synvault::rebuild::settle_pending(&vault)?;
+        Ok(vault)
     }
 }
 

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use crate::catalog::tree_codec::tree_id;
 use crate::catalog::{
     BackupCommit, Content, ContentId, Entry, EntryKind, PointKind, PointState, PointStats,
-    RecoveryPoint, RecoveryPointId, RootMeta, TreeId,
+    RecoveryPoint, RecoveryPointId, RootMeta, TreeId, TreeRow,
 };
 use crate::chunk::ChunkerKind;
 use crate::error::{Error, Result};
@@ -181,6 +181,8 @@ pub fn backup_recorded(
     };
     let started = std::time::Instant::now();
     let removed_tmp = vault.backend().remove_temporary();
+    // A vault made before metadata packs existed seals its history into the store first.
+    crate::rebuild::seal_history(vault)?;
     let result = run_backup(
         vault,
         options,
@@ -305,7 +307,7 @@ fn run_backup(
         stats,
         errors: walk.errors.clone(),
     });
-    commit_point(vault, &commit, &point, ledger, interrupted)?;
+    commit_point(vault, &mut commit, &point, ledger, interrupted)?;
     Ok(BackupReport {
         point: point.id.0.clone(),
         parent: point.parent.map(|p| p.0),
@@ -378,21 +380,46 @@ fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
     }
 }
 
-/// Commits the point unless the backup was interrupted or its ledger abandoned; the ledger
-/// knows while the commit runs, so its packs are never taken back from under it.
+/// Seals the commit into the store, then commits the point, unless the backup was
+/// interrupted or its ledger abandoned; the ledger knows while the commit runs, so its packs
+/// are never taken back from under it.
+///
+/// The point's metadata is durable in the store before the catalog commits it, so a crash
+/// never leaves a catalog point that `catalog rebuild` cannot bring back. A pending seal
+/// recorded first lets the next open finish a commit that a crash cut off after the metadata
+/// pack was written (see [`crate::rebuild::settle_pending`]).
 fn commit_point(
     vault: &Vault,
-    commit: &BackupCommit,
+    commit: &mut BackupCommit,
     point: &RecoveryPoint,
     ledger: &PackLedger,
     interrupted: &AtomicBool,
 ) -> Result<()> {
-    if interrupted.load(Ordering::Relaxed) || !ledger.begin_commit() {
+    if interrupted.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
-    let committed = vault.catalog().commit_backup(commit, point);
-    ledger.end_commit(committed.is_ok());
-    Ok(committed?)
+    let meta = vault.seal(&crate::catalog::sealed::commit_body(commit, point))?;
+    vault.catalog().add_pending_seal(&meta.id)?;
+    if let Err(e) = vault.backend().put(&meta.id, &meta.bytes) {
+        let _ = vault.catalog().drop_pending_seal(&meta.id);
+        return Err(e.into());
+    }
+    commit.sealed_as = Some((meta.id, meta.bytes.len() as u64));
+    let committed = if interrupted.load(Ordering::Relaxed) || !ledger.begin_commit() {
+        Err(Error::Interrupted)
+    } else {
+        let committed = vault.catalog().commit_backup(commit, point);
+        ledger.end_commit(committed.is_ok());
+        committed.map_err(Error::from)
+    };
+    if committed.is_err() {
+        // Not committed: the metadata pack is taken back with the data packs. Should that
+        // fail, the next open finds the pending seal and settles it.
+        if vault.backend().delete(&meta.id).is_ok() {
+            let _ = vault.catalog().drop_pending_seal(&meta.id);
+        }
+    }
+    committed
 }
 
 /// Device and inode of the vault directory, which the walk leaves out. A source that is the
@@ -608,7 +635,7 @@ fn build_trees(
         let id = tree_id(key, &entries);
         if !added.contains(&id) && !catalog.has_tree(&id)? {
             added.insert(id);
-            commit.trees.push((id, entries));
+            commit.trees.push(TreeRow::new(id, &entries));
         }
         walk.nodes[i].entry.subtree = Some(id);
     }
@@ -622,7 +649,7 @@ fn build_trees(
     let entries = child_entries(walk, roots);
     let id = tree_id(key, &entries);
     if !catalog.has_tree(&id)? {
-        commit.trees.push((id, entries));
+        commit.trees.push(TreeRow::new(id, &entries));
     }
     Ok(id)
 }

@@ -159,6 +159,7 @@ impl SeedDestination for DiskSet {
             name: self.job.clone(),
             source: source.to_string(),
             disk_count,
+            created_ns: crate::time::now_ns(),
             packs: packs
                 .iter()
                 .map(|p| (p.id, disk_of.get(&p.id).copied().unwrap_or(1)))
@@ -227,6 +228,7 @@ pub fn prepare(
             vault
                 .catalog()
                 .record_incomplete_seed_job(&options.job, &source)?;
+            crate::rebuild::seal_incomplete_seed_job(vault, &options.job, &source)?;
             Err(SeedError::NoRoom {
                 job: options.job.clone(),
                 needed,

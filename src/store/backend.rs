@@ -202,11 +202,16 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write_all(bytes)
         .and_then(|()| file.sync_all())
         .and_then(|()| fs::rename(&tmp, path))
-        .and_then(|()| File::open(dir)?.sync_all());
+        .and_then(|()| sync_dir(dir));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes the entries of a directory (a rename into it) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl Backend for LocalBackend {

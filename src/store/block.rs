@@ -103,6 +103,7 @@ pub struct BlockCodec {
     keys: Keys,
     cipher: Box<dyn FrameCipher>,
     zstd_level: i32,
+    vault_id: [u8; 16],
 }
 
 impl fmt::Debug for BlockCodec {
@@ -127,7 +128,19 @@ impl BlockCodec {
             keys,
             cipher,
             zstd_level,
+            vault_id: [0; 16],
         }
+    }
+
+    /// This codec for the vault `vault_id`: the packs it finishes say so in their footers.
+    pub fn for_vault(mut self, vault_id: [u8; 16]) -> BlockCodec {
+        self.vault_id = vault_id;
+        self
+    }
+
+    /// The vault whose packs this codec writes.
+    pub fn vault_id(&self) -> &[u8; 16] {
+        &self.vault_id
     }
 
     /// The vault keys this codec uses.

@@ -3,11 +3,14 @@
 //! The store knows nothing of files or recovery points. It turns plaintext blocks into sealed
 //! frames ([`block`]), groups frames into immutable packs ([`pack`]) and keeps packs in a
 //! [`backend::Backend`], the one seam every pack byte goes through; [`pack_reader`] reads
-//! frames back over it (one at a time, or neighbours together). Packs are named by the plain
-//! blake3 of their bytes, so anyone can check a pack without the key.
+//! frames back over it (one at a time, or neighbours together). [`meta_pack`] seals the
+//! catalog's own records into packs of their own, so the store alone can rebuild the catalog.
+//! Packs are named by the plain blake3 of their bytes, so anyone can check a pack without the
+//! key.
 
 pub mod backend;
 pub mod block;
+pub mod meta_pack;
 pub mod pack;
 pub mod pack_reader;
 

@@ -1,0 +1,84 @@
+//! `synvault catalog rebuild`.
+
+use clap::{Args, Subcommand};
+use synvault::rebuild::{RebuildOptions, RebuildReport};
+use synvault::{exit, Error};
+
+use super::output::{after_report, json, short, Bar};
+use super::Cli;
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[command(subcommand)]
+    command: CatalogCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Recreate the catalog from the store alone (packs and sealed metadata) with the
+    /// passphrase. Refuses to replace a catalog that opens cleanly unless --force; the old file
+    /// is kept aside as catalog.db.replaced-<time>.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+struct RebuildArgs {
+    /// Replace the catalog even if it opens cleanly.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &CatalogArgs) -> anyhow::Result<u8> {
+    match &args.command {
+        CatalogCommand::Rebuild(args) => rebuild(cli, args),
+    }
+}
+
+fn rebuild(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<u8> {
+    let dir = cli.vault_dir()?;
+    if !dir.join("config.json").exists() {
+        return Err(Error::NotAVault { path: dir.clone() }.into());
+    }
+    let pass = cli.passphrase(false)?;
+    let bar = Bar::new("rebuild");
+    let report = synvault::rebuild::rebuild(dir, &pass, RebuildOptions { force: args.force }, &bar);
+    bar.finish();
+    let report = report?;
+    let code = if report.points_lost.is_empty() && report.unreadable_packs.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::INCOMPLETE
+    };
+    after_report(code, print_report(&report, args))
+}
+
+/// The rebuild is done: what follows only tells about it.
+fn print_report(report: &RebuildReport, args: &RebuildArgs) -> anyhow::Result<()> {
+    if args.json {
+        return json(report);
+    }
+    for lost in &report.points_lost {
+        outln!("lost: point {}: {}", short(&lost.id), lost.reason);
+    }
+    for pack in &report.unreadable_packs {
+        outln!("unreadable: pack {pack}");
+    }
+    if let Some(old) = &report.old_catalog {
+        outln!("the replaced catalog is kept as {old}");
+    }
+    outln!(
+        "rebuilt the catalog in {:.1} s: {} points ({} lost), {} packs, {} metadata packs, {} blocks, {} seed jobs ({} packs in transit)",
+        report.seconds,
+        report.points_recovered,
+        report.points_lost.len(),
+        report.packs,
+        report.metadata_packs,
+        report.blocks,
+        report.seed_jobs,
+        report.packs_in_transit
+    );
+    Ok(())
+}

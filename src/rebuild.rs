@@ -1,0 +1,590 @@
+//! `catalog rebuild`: the catalog recreated from the store alone, and the settling of a
+//! backup that died between sealing its metadata into the store and committing it.
+//!
+//! The store holds two kinds of packs. A data pack's footer lists its blocks; a metadata
+//! pack (written by every backup before its transaction commits) holds the trees, file
+//! versions and point the backup added, and a seed job's shipped packs with their footers.
+//! Rebuild reads every metadata pack into a new catalog, then every data pack's footer, then
+//! puts back the seed jobs (a pack a job shipped that is not in the store is still in
+//! transit) and the points. A point is put back only if everything it reaches is there: its
+//! trees, its file versions and a location for every block. Any other point is reported lost,
+//! never invented.
+//!
+//! The new catalog is written beside the old one and renamed into place once complete; the
+//! old file (if any) is kept aside under a name with the time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::catalog::sealed::{BodyWriter, Record, SealedSeedJob, SealedSeedPack};
+use crate::catalog::seed::SeedJobState;
+use crate::catalog::tree_path::MAX_TREE_DEPTH;
+use crate::catalog::{
+    tree_codec, Bulk, Catalog, ContentId, EntryKind, NewPack, PackState, PointState, RecoveryPoint,
+    TreeId,
+};
+use crate::error::{Error, Result};
+use crate::lock::WriterLock;
+use crate::progress::Progress;
+use crate::store::meta_pack::{is_meta_pack, META_HEADER_LEN};
+use crate::store::{pack, BlockId, PackId, StoreError};
+use crate::vault::Vault;
+
+/// What to do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RebuildOptions {
+    /// Replace a catalog that opens cleanly.
+    pub force: bool,
+}
+
+/// A point the store names but cannot give back whole.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct LostPoint {
+    pub id: String,
+    pub reason: String,
+}
+
+/// What a rebuild found and did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RebuildReport {
+    pub points_recovered: u64,
+    pub points_lost: Vec<LostPoint>,
+    /// Data packs in the store.
+    pub packs: u64,
+    pub metadata_packs: u64,
+    pub blocks: u64,
+    pub trees: u64,
+    pub contents: u64,
+    pub seed_jobs: u64,
+    /// Packs still on seed disks, known from their job's metadata.
+    pub packs_in_transit: u64,
+    /// Packs that could not be read or do not belong to this vault, with the reason.
+    pub unreadable_packs: Vec<String>,
+    /// Where the replaced catalog was kept, if there was one.
+    pub old_catalog: Option<String>,
+    pub seconds: f64,
+}
+
+const CATALOG: &str = "catalog.db";
+const REBUILDING: &str = "catalog.db.rebuilding";
+/// Data pack footers read per batch (in parallel), then recorded together.
+const FOOTER_BATCH: usize = 256;
+
+/// Rebuilds the catalog of the vault at `root` from its store. Takes the writer lock.
+pub fn rebuild(
+    root: &Path,
+    passphrase: &[u8],
+    options: RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<RebuildReport> {
+    let started = Instant::now();
+    crate::vault::read_config(root)?;
+    let (_lock, _) = WriterLock::acquire(root, "catalog rebuild")?;
+    let current = root.join(CATALOG);
+    if !options.force && opens_cleanly(&current) {
+        return Err(Error::CatalogIntact { path: current });
+    }
+    let fresh = root.join(REBUILDING);
+    remove_catalog_files(&fresh)?;
+    let catalog = Catalog::create(&fresh)?;
+    let vault = Vault::open_with_catalog(root, passphrase, catalog)?;
+    let mut report = fill(&vault, progress)?;
+    drop(vault);
+
+    if current.exists() {
+        let aside = root.join(format!(
+            "catalog.db.replaced-{}",
+            crate::time::format_utc(crate::time::now_ns())
+                .replace([':', ' '], "")
+                .replace('-', "")
+        ));
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", current.display()));
+            if from.exists() {
+                let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                std::fs::rename(&from, &to).map_err(Error::io("cannot move aside", &from))?;
+            }
+        }
+        report.old_catalog = Some(aside.display().to_string());
+    }
+    std::fs::rename(&fresh, &current).map_err(Error::io("cannot put in place", &fresh))?;
+    crate::store::backend::sync_dir(root).map_err(Error::io("cannot sync", root))?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// True if the catalog file opens and SQLite finds its structure sound.
+fn opens_cleanly(path: &Path) -> bool {
+    Catalog::open(path)
+        .and_then(|c| c.check_structure())
+        .is_ok_and(|problems| problems.is_empty())
+}
+
+fn remove_catalog_files(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot remove", file)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// What the metadata packs said, beside the rows already written.
+#[derive(Default)]
+struct Sealed {
+    points: Vec<RecoveryPoint>,
+    jobs: BTreeMap<String, SealedSeedJob>,
+    job_packs: Vec<SealedSeedPack>,
+}
+
+impl Sealed {
+    /// Writes trees and file versions at once; keeps the rest for later.
+    fn take(&mut self, bulk: &Bulk<'_>, records: Vec<Record>) -> Result<()> {
+        for record in records {
+            match record {
+                Record::Tree(tree) => bulk.tree(&tree)?,
+                Record::Content { id, size, list } => bulk.content(&id, size, &list)?,
+                Record::Point(point) => self.points.push(*point),
+                Record::SeedJob(job) => {
+                    self.jobs.insert(job.name.clone(), job);
+                }
+                Record::SeedPack(pack) => self.job_packs.push(pack),
+                Record::DataPacks(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fills the vault's (empty) catalog from its store.
+fn fill(vault: &Vault, progress: &dyn Progress) -> Result<RebuildReport> {
+    let mut report = RebuildReport::default();
+    let listing = vault.backend().list()?;
+    progress.set_total(listing.iter().map(|p| p.1).sum());
+    let present: HashMap<PackId, u64> = listing.iter().copied().collect();
+
+    let catalog = vault.catalog();
+    let bulk = catalog.bulk()?;
+    // Metadata first: which stored packs a seed job shipped is known before they are recorded.
+    let heads: Vec<(PackId, u64, Result<bool, StoreError>)> = listing
+        .par_iter()
+        .map(|&(id, size)| (id, size, is_meta(vault, &id, size)))
+        .collect();
+    let mut sealed = Sealed::default();
+    let mut data = Vec::new();
+    for (id, size, head) in heads {
+        match head {
+            Ok(true) => {
+                progress.add_bytes(size);
+                let records = vault
+                    .backend()
+                    .read_all(&id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| vault.open_meta_pack(&bytes));
+                match records {
+                    Ok(records) => {
+                        sealed.take(&bulk, records)?;
+                        bulk.meta_pack(&id, size)?;
+                        report.metadata_packs += 1;
+                    }
+                    Err(why) => report.unreadable_packs.push(format!("{id}: {why}")),
+                }
+            }
+            Ok(false) => data.push((id, size)),
+            Err(e) => report.unreadable_packs.push(format!("{id}: {e}")),
+        }
+    }
+
+    let job_of: HashMap<PackId, &str> = sealed
+        .job_packs
+        .iter()
+        .map(|p| (p.pack, p.job.as_str()))
+        .collect();
+    for batch in data.chunks(FOOTER_BATCH) {
+        let read: Vec<_> = batch
+            .par_iter()
+            .map(|&(id, size)| {
+                let index = pack::read_index(vault.backend(), vault.codec(), &id, size);
+                progress.add_bytes(size);
+                (id, size, index)
+            })
+            .collect();
+        let mut packs = Vec::new();
+        for (id, size, index) in read {
+            match index {
+                Ok(index)
+                    if index
+                        .vault_id
+                        .is_some_and(|v| v != *vault.codec().vault_id()) =>
+                {
+                    report
+                        .unreadable_packs
+                        .push(format!("{id}: a pack of another vault"));
+                }
+                Ok(index) => packs.push(NewPack {
+                    id,
+                    size,
+                    state: PackState::Stored,
+                    seed_job: job_of.get(&id).map(|job| job.to_string()),
+                    entries: index.entries,
+                }),
+                Err(e) => report.unreadable_packs.push(format!("{id}: {e}")),
+            }
+        }
+        report.packs += packs.len() as u64;
+        bulk.data_packs(&packs)?;
+    }
+
+    let job_states = put_back_seed_jobs(&bulk, &sealed, &present, &mut report)?;
+    put_back_points(&bulk, sealed.points, &job_states, &mut report)?;
+    let (_, blocks, trees, contents) = bulk.counts()?;
+    report.blocks = blocks;
+    report.trees = trees;
+    report.contents = contents;
+    bulk.commit()?;
+    Ok(report)
+}
+
+/// True if pack `id` is a metadata pack (by its first bytes).
+fn is_meta(vault: &Vault, id: &PackId, size: u64) -> Result<bool, StoreError> {
+    if size < META_HEADER_LEN as u64 {
+        return Ok(false);
+    }
+    let mut head = [0u8; 8];
+    vault.backend().read_into(id, 0, &mut head)?;
+    Ok(is_meta_pack(&head))
+}
+
+/// Records every sealed seed job: its packs not in the store are in transit (their blocks
+/// known from the sealed footers), its state follows from what has arrived. Returns each
+/// job's state.
+fn put_back_seed_jobs(
+    bulk: &Bulk<'_>,
+    sealed: &Sealed,
+    present: &HashMap<PackId, u64>,
+    report: &mut RebuildReport,
+) -> Result<HashMap<String, SeedJobState>> {
+    let mut jobs: Vec<&SealedSeedJob> = sealed.jobs.values().collect();
+    // Older jobs first, as they were recorded: the first job to ship a block holds it.
+    jobs.sort_by_key(|job| job.created_ns);
+    let mut states = HashMap::new();
+    for job in jobs {
+        let packs: Vec<&SealedSeedPack> = sealed
+            .job_packs
+            .iter()
+            .filter(|p| p.job == job.name)
+            .collect();
+        let in_transit: Vec<NewPack> = packs
+            .iter()
+            .filter(|p| !present.contains_key(&p.pack))
+            .map(|p| NewPack {
+                id: p.pack,
+                size: p.size,
+                state: PackState::InTransit,
+                seed_job: Some(job.name.clone()),
+                entries: p.entries.clone(),
+            })
+            .collect();
+        let arrived = packs.len() - in_transit.len();
+        let state = if job.incomplete {
+            SeedJobState::Incomplete
+        } else if in_transit.is_empty() {
+            SeedJobState::Imported
+        } else if arrived > 0 {
+            SeedJobState::Importing
+        } else {
+            SeedJobState::Prepared
+        };
+        let mut disks: BTreeMap<u32, bool> = BTreeMap::new();
+        for p in &packs {
+            let here = present.contains_key(&p.pack);
+            *disks.entry(p.disk).or_insert(true) &= here;
+        }
+        let seen: Vec<u32> = disks
+            .into_iter()
+            .filter(|&(_, all_here)| all_here)
+            .map(|(disk, _)| disk)
+            .collect();
+        report.packs_in_transit += in_transit.len() as u64;
+        bulk.data_packs(&in_transit)?;
+        let shipped: Vec<(PackId, u32)> = packs.iter().map(|p| (p.pack, p.disk)).collect();
+        bulk.seed_job(job, state, &shipped, &seen)?;
+        states.insert(job.name.clone(), state);
+        report.seed_jobs += 1;
+    }
+    Ok(states)
+}
+
+/// Records every point that is whole, oldest first; reports the others.
+fn put_back_points(
+    bulk: &Bulk<'_>,
+    mut points: Vec<RecoveryPoint>,
+    jobs: &HashMap<String, SeedJobState>,
+    report: &mut RebuildReport,
+) -> Result<()> {
+    points.sort_by(|a, b| (a.started_ns, &a.id.0).cmp(&(b.started_ns, &b.id.0)));
+    let mut check = WholeCheck::default();
+    for mut point in points {
+        if bulk.knows_point(&point.id.0)? {
+            continue;
+        }
+        if let Err(reason) = check.point(bulk, &point)? {
+            report.points_lost.push(LostPoint {
+                id: point.id.0.clone(),
+                reason,
+            });
+            continue;
+        }
+        // A point that waited for a seed job that has since arrived is whole now.
+        if point.state == PointState::AwaitingSeed {
+            let job = point.awaiting_job.as_deref().unwrap_or_default();
+            if jobs.get(job) == Some(&SeedJobState::Imported) {
+                point.state = PointState::Complete;
+                point.awaiting_job = None;
+            }
+        }
+        bulk.point(&point)?;
+        report.points_recovered += 1;
+    }
+    Ok(())
+}
+
+/// Checks that a point is whole; trees and file versions found whole are not looked at twice.
+#[derive(Default)]
+struct WholeCheck {
+    trees: HashSet<TreeId>,
+    contents: HashSet<ContentId>,
+}
+
+impl WholeCheck {
+    /// `Ok(Err(reason))` if the point is not whole.
+    fn point(
+        &mut self,
+        bulk: &Bulk<'_>,
+        point: &RecoveryPoint,
+    ) -> Result<std::result::Result<(), String>> {
+        let mut stack = vec![(point.root_tree, 0usize)];
+        let mut walked = Vec::new();
+        while let Some((tree, depth)) = stack.pop() {
+            if self.trees.contains(&tree) || walked.contains(&tree) {
+                continue;
+            }
+            if depth > MAX_TREE_DEPTH {
+                return Ok(Err("its trees are nested too deep".into()));
+            }
+            let Some(blob) = bulk.tree_blob(&tree)? else {
+                return Ok(Err(format!(
+                    "tree {} is not in the store",
+                    tree_codec::short_hex(&tree)
+                )));
+            };
+            let entries = match tree_codec::decode(&blob) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "tree {} is invalid: {e}",
+                        tree_codec::short_hex(&tree)
+                    )))
+                }
+            };
+            for entry in entries {
+                match (entry.kind, entry.subtree, entry.content) {
+                    (EntryKind::Dir, Some(sub), _) => stack.push((sub, depth + 1)),
+                    (EntryKind::File, _, Some(content)) => {
+                        if let Err(reason) = self.content(bulk, &content)? {
+                            return Ok(Err(reason));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            walked.push(tree);
+        }
+        self.trees.extend(walked);
+        Ok(Ok(()))
+    }
+
+    fn content(
+        &mut self,
+        bulk: &Bulk<'_>,
+        id: &ContentId,
+    ) -> Result<std::result::Result<(), String>> {
+        if self.contents.contains(id) {
+            return Ok(Ok(()));
+        }
+        let short = hex::encode(&id.0[..8]);
+        let content = match bulk.content_row(id)? {
+            None => return Ok(Err(format!("file version {short} is not in the store"))),
+            Some(None) => return Ok(Err(format!("file version {short} is malformed"))),
+            Some(Some(content)) => content,
+        };
+        for (block, _) in &content.blocks {
+            if *block != BlockId::ZERO && !bulk.block_located(block)? {
+                return Ok(Err(format!(
+                    "block {block} of file version {short} is in no pack"
+                )));
+            }
+        }
+        self.contents.insert(*id);
+        Ok(Ok(()))
+    }
+}
+
+/// Finishes the commits that a writer which died left between sealing its metadata into the
+/// store and committing it: a pending seal whose pack is in the store is applied (the point
+/// was durable, so it exists), one whose pack is not is dropped. Runs only when no writer
+/// holds the lock (a running writer's pending seal is its own). Returns how many points it
+/// put in.
+pub fn settle_pending(vault: &Vault) -> Result<usize> {
+    if vault.catalog().pending_seals()?.is_empty() {
+        return Ok(0);
+    }
+    let Ok(_lock) = WriterLock::acquire(vault.root(), "settle an interrupted commit") else {
+        return Ok(0);
+    };
+    let mut settled = 0;
+    for pack in vault.catalog().pending_seals()? {
+        let Some(size) = vault.backend().size(&pack)? else {
+            vault.catalog().drop_pending_seal(&pack)?;
+            continue;
+        };
+        let bytes = vault.backend().read_all(&pack)?;
+        let records = vault
+            .open_meta_pack(&bytes)
+            .map_err(|_| StoreError::CorruptPack {
+                pack,
+                why: "metadata pack does not open",
+            })?;
+        settled += apply_commit(vault, &pack, size, records)?;
+    }
+    Ok(settled)
+}
+
+/// Applies one backup's sealed records to a catalog that lacks them, in one transaction. A
+/// backup whose data packs were taken back (it was interrupted, and its metadata pack could
+/// not be removed then) never committed: its metadata pack is removed now instead.
+fn apply_commit(vault: &Vault, meta: &PackId, size: u64, records: Vec<Record>) -> Result<usize> {
+    let mut new_packs = Vec::new();
+    for record in &records {
+        let Record::DataPacks(packs) = record else {
+            continue;
+        };
+        for &id in packs {
+            if vault.catalog().has_pack(&id)? {
+                continue;
+            }
+            let Some(size) = vault.backend().size(&id)? else {
+                vault.backend().delete(meta)?;
+                vault.catalog().drop_pending_seal(meta)?;
+                return Ok(0);
+            };
+            let index = pack::read_index(vault.backend(), vault.codec(), &id, size)?;
+            new_packs.push(NewPack {
+                id,
+                size,
+                state: PackState::Stored,
+                seed_job: None,
+                entries: index.entries,
+            });
+        }
+    }
+    let catalog = vault.catalog();
+    let bulk = catalog.bulk()?;
+    let mut report = RebuildReport::default();
+    if !bulk.knows_pack(meta)? {
+        let mut sealed = Sealed::default();
+        sealed.take(&bulk, records)?;
+        bulk.data_packs(&new_packs)?;
+        let mut present = HashMap::new();
+        for p in &sealed.job_packs {
+            if let Some(size) = vault.backend().size(&p.pack)? {
+                present.insert(p.pack, size);
+            }
+        }
+        let jobs = put_back_seed_jobs(&bulk, &sealed, &present, &mut report)?;
+        put_back_points(&bulk, sealed.points, &jobs, &mut report)?;
+        bulk.meta_pack(meta, size)?;
+    }
+    bulk.drop_pending_seal(meta)?;
+    bulk.commit()?;
+    Ok(report.points_recovered as usize)
+}
+
+/// Seals what a vault made before metadata packs existed holds in its catalog only (trees,
+/// file versions, points, seed jobs with the footers of their packs in transit) into one
+/// metadata pack, once: the catalog's `unsealed_history` setting says it is due. A crash
+/// before the setting is cleared only seals the same records again. The writer lock must be
+/// held by the caller.
+pub fn seal_history(vault: &Vault) -> Result<bool> {
+    let catalog = vault.catalog();
+    if catalog.setting(UNSEALED_HISTORY)?.is_none() {
+        return Ok(false);
+    }
+    let mut body = BodyWriter::default();
+    catalog.for_each_tree(|tree| body.tree(&tree))?;
+    catalog.for_each_content_row(|id, size, list| body.content(&id, size, list))?;
+    for job in catalog.seed_jobs()? {
+        body.seed_job(&SealedSeedJob {
+            name: job.name.clone(),
+            source: job.source.clone(),
+            disk_count: job.disk_count,
+            created_ns: job.created_ns,
+            point: job.point.as_ref().map(|p| p.0.clone()),
+            incomplete: job.state == SeedJobState::Incomplete,
+        });
+        for shipped in catalog.seed_packs(&job.name)? {
+            let entries = catalog
+                .blocks_of_pack(&shipped.pack)?
+                .into_iter()
+                .map(|(id, loc)| crate::store::PackEntry {
+                    id,
+                    offset: loc.offset,
+                    stored_len: loc.stored_len,
+                    raw_len: loc.raw_len,
+                })
+                .collect();
+            body.seed_pack(&SealedSeedPack {
+                job: job.name.clone(),
+                pack: shipped.pack,
+                disk: shipped.disk_index,
+                size: shipped.size,
+                entries,
+            });
+        }
+    }
+    for point in catalog.points()? {
+        body.point(&point);
+    }
+    drop(catalog);
+    let (pack, size) = vault.seal_into_store(&body.finish())?;
+    let catalog = vault.catalog();
+    catalog.record_meta_pack(&pack, size)?;
+    catalog.clear_setting(UNSEALED_HISTORY)?;
+    Ok(true)
+}
+
+/// The setting that says a vault's history is not sealed into its store yet.
+const UNSEALED_HISTORY: &str = "unsealed_history";
+
+/// Seals a seed job recorded without a point (its prepare ran out of room), so a rebuilt
+/// catalog knows it too.
+pub fn seal_incomplete_seed_job(vault: &Vault, name: &str, source: &str) -> Result<()> {
+    let mut body = BodyWriter::default();
+    body.seed_job(&SealedSeedJob {
+        name: name.to_string(),
+        source: source.to_string(),
+        disk_count: 0,
+        created_ns: crate::time::now_ns(),
+        point: None,
+        incomplete: true,
+    });
+    let (pack, size) = vault.seal_into_store(&body.finish())?;
+    vault.catalog().record_meta_pack(&pack, size)?;
+    Ok(())
+}
