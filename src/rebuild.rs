@@ -241,8 +241,14 @@ fn fill(vault: &Vault, progress: &dyn Progress) -> Result<RebuildReport> {
         bulk.data_packs(&packs)?;
     }
 
-    let job_states = put_back_seed_jobs(&bulk, &sealed, &present, &mut report)?;
-    put_back_points(&bulk, sealed.points, &job_states, &mut report)?;
+    let jobs = put_back_transit_packs(&bulk, &sealed, &present, &mut report)?;
+    put_back_points(
+        &bulk,
+        sealed.points.clone(),
+        &job_states(&jobs),
+        &mut report,
+    )?;
+    put_back_jobs(&bulk, &jobs, &mut report)?;
     let (_, blocks, trees, contents) = bulk.counts()?;
     report.blocks = blocks;
     report.trees = trees;
@@ -261,19 +267,27 @@ fn is_meta(vault: &Vault, id: &PackId, size: u64) -> Result<bool, StoreError> {
     Ok(is_meta_pack(&head))
 }
 
-/// Records every sealed seed job: its packs not in the store are in transit (their blocks
-/// known from the sealed footers), its state follows from what has arrived. Returns each
-/// job's state.
-fn put_back_seed_jobs(
+/// A seed job to record once its point is in.
+struct JobRow<'s> {
+    job: &'s SealedSeedJob,
+    state: SeedJobState,
+    shipped: Vec<(PackId, u32)>,
+    seen: Vec<u32>,
+}
+
+/// Records the packs of every sealed seed job that are not in the store as in transit (their
+/// blocks known from the sealed footers); a job's state follows from what has arrived.
+/// Returns the jobs, to be recorded by [`put_back_jobs`] after the points.
+fn put_back_transit_packs<'s>(
     bulk: &Bulk<'_>,
-    sealed: &Sealed,
+    sealed: &'s Sealed,
     present: &HashMap<PackId, u64>,
     report: &mut RebuildReport,
-) -> Result<HashMap<String, SeedJobState>> {
+) -> Result<Vec<JobRow<'s>>> {
     let mut jobs: Vec<&SealedSeedJob> = sealed.jobs.values().collect();
     // Older jobs first, as they were recorded: the first job to ship a block holds it.
     jobs.sort_by_key(|job| job.created_ns);
-    let mut states = HashMap::new();
+    let mut rows = Vec::new();
     for job in jobs {
         let packs: Vec<&SealedSeedPack> = sealed
             .job_packs
@@ -313,12 +327,35 @@ fn put_back_seed_jobs(
             .collect();
         report.packs_in_transit += in_transit.len() as u64;
         bulk.data_packs(&in_transit)?;
-        let shipped: Vec<(PackId, u32)> = packs.iter().map(|p| (p.pack, p.disk)).collect();
-        bulk.seed_job(job, state, &shipped, &seen)?;
-        states.insert(job.name.clone(), state);
+        rows.push(JobRow {
+            job,
+            state,
+            shipped: packs.iter().map(|p| (p.pack, p.disk)).collect(),
+            seen,
+        });
+    }
+    Ok(rows)
+}
+
+/// Records the seed jobs; a job whose point was not put back keeps no point.
+fn put_back_jobs(bulk: &Bulk<'_>, jobs: &[JobRow<'_>], report: &mut RebuildReport) -> Result<()> {
+    for row in jobs {
+        let mut job = row.job.clone();
+        if let Some(point) = &job.point {
+            if !bulk.knows_point(point)? {
+                job.point = None;
+            }
+        }
+        bulk.seed_job(&job, row.state, &row.shipped, &row.seen)?;
         report.seed_jobs += 1;
     }
-    Ok(states)
+    Ok(())
+}
+
+fn job_states(jobs: &[JobRow<'_>]) -> HashMap<String, SeedJobState> {
+    jobs.iter()
+        .map(|row| (row.job.name.clone(), row.state))
+        .collect()
 }
 
 /// Records every point that is whole, oldest first; reports the others.
@@ -449,7 +486,8 @@ pub fn settle_pending(vault: &Vault) -> Result<usize> {
         return Ok(0);
     };
     let mut settled = 0;
-    for pack in vault.catalog().pending_seals()? {
+    let pending = vault.catalog().pending_seals()?;
+    for pack in pending {
         let Some(size) = vault.backend().size(&pack)? else {
             vault.catalog().drop_pending_seal(&pack)?;
             continue;
@@ -507,8 +545,14 @@ fn apply_commit(vault: &Vault, meta: &PackId, size: u64, records: Vec<Record>) -
                 present.insert(p.pack, size);
             }
         }
-        let jobs = put_back_seed_jobs(&bulk, &sealed, &present, &mut report)?;
-        put_back_points(&bulk, sealed.points, &jobs, &mut report)?;
+        let jobs = put_back_transit_packs(&bulk, &sealed, &present, &mut report)?;
+        put_back_points(
+            &bulk,
+            sealed.points.clone(),
+            &job_states(&jobs),
+            &mut report,
+        )?;
+        put_back_jobs(&bulk, &jobs, &mut report)?;
         bulk.meta_pack(meta, size)?;
     }
     bulk.drop_pending_seal(meta)?;
@@ -587,4 +631,110 @@ pub fn seal_incomplete_seed_job(vault: &Vault, name: &str, source: &str) -> Resu
     let (pack, size) = vault.seal_into_store(&body.finish())?;
     vault.catalog().record_meta_pack(&pack, size)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::backend::LocalBackend;
+    use crate::store::meta_pack::META_MAGIC;
+    use crate::store::Backend;
+    use crate::vault::TEST_OPTIONS;
+    use crate::{BackupOptions, NoProgress};
+
+    /// The local store, but the process "dies" (panics) right after a metadata pack is durable:
+    /// the moment between sealing a backup into the store and committing it.
+    struct DiesAfterSealing(LocalBackend);
+
+    impl Backend for DiesAfterSealing {
+        fn put(&self, id: &PackId, bytes: &[u8]) -> crate::store::Result<()> {
+            self.0.put(id, bytes)?;
+            if bytes.starts_with(META_MAGIC) {
+                panic!("killed after sealing");
+            }
+            Ok(())
+        }
+        fn read_into(&self, id: &PackId, offset: u64, buf: &mut [u8]) -> crate::store::Result<()> {
+            self.0.read_into(id, offset, buf)
+        }
+        fn read_all(&self, id: &PackId) -> crate::store::Result<Vec<u8>> {
+            self.0.read_all(id)
+        }
+        fn size(&self, id: &PackId) -> crate::store::Result<Option<u64>> {
+            self.0.size(id)
+        }
+        fn list(&self) -> crate::store::Result<Vec<(PackId, u64)>> {
+            self.0.list()
+        }
+        fn delete(&self, id: &PackId) -> crate::store::Result<()> {
+            self.0.delete(id)
+        }
+    }
+
+    fn backup(vault: &Vault, src: &Path) -> Result<crate::BackupReport> {
+        let options = BackupOptions {
+            paths: vec![src.to_path_buf()],
+            ..BackupOptions::default()
+        };
+        crate::backup(vault, &options, &NoProgress, &AtomicBool::new(false))
+    }
+
+    #[test]
+    fn a_commit_cut_off_after_sealing_is_settled_by_the_next_open_and_rebuilt_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a.txt"), b"first").unwrap();
+        let vault = Vault::create(&root, b"pw", TEST_OPTIONS).unwrap();
+        backup(&vault, &src).unwrap();
+        drop(vault);
+
+        std::fs::write(src.join("sub/b.txt"), b"second").unwrap();
+        let dying = Vault::open(&root, b"pw")
+            .unwrap()
+            .with_backend(Box::new(DiesAfterSealing(LocalBackend::new(
+                root.join("packs"),
+            ))));
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = backup(&dying, &src);
+        }));
+        assert!(died.is_err());
+        drop(dying);
+
+        let vault = Vault::open(&root, b"pw").unwrap();
+        assert_eq!(vault.catalog().points().unwrap().len(), 1);
+        assert_eq!(vault.catalog().pending_seals().unwrap().len(), 1);
+        assert_eq!(settle_pending(&vault).unwrap(), 1);
+        let settled = vault.catalog().points().unwrap();
+        assert_eq!(settled.len(), 2);
+        assert!(vault.catalog().pending_seals().unwrap().is_empty());
+        let report = crate::verify(
+            &vault,
+            crate::VerifyOptions { read_data: true },
+            &NoProgress,
+        )
+        .unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert!(report.unreferenced_packs.is_empty(), "{report:?}");
+        drop(vault);
+
+        let report = rebuild(&root, b"pw", RebuildOptions { force: true }, &NoProgress).unwrap();
+        assert_eq!(report.points_recovered, 2);
+        let vault = Vault::open(&root, b"pw").unwrap();
+        assert_eq!(vault.catalog().points().unwrap(), settled);
+    }
+
+    #[test]
+    fn a_pending_seal_whose_pack_never_landed_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let vault = Vault::create(&root, b"pw", TEST_OPTIONS).unwrap();
+        vault.catalog().add_pending_seal(&PackId([7; 32])).unwrap();
+        assert_eq!(settle_pending(&vault).unwrap(), 0);
+        assert!(vault.catalog().pending_seals().unwrap().is_empty());
+    }
 }

@@ -557,3 +557,6 @@ mod restore_confinement;
 
 #[path = "cli/ingest_trust.rs"]
 mod ingest_trust;
+
+#[path = "cli/catalog_rebuild.rs"]
+mod catalog_rebuild;

@@ -63,14 +63,9 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(ok.success());
 }
 
+/// The store's files but its metadata packs (which the vault writes itself, not the import).
 fn store_packs(env: &Env) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for dir in fs::read_dir(env.vault().join("packs")).unwrap() {
-        for f in fs::read_dir(dir.unwrap().path()).unwrap() {
-            out.push(f.unwrap().path());
-        }
-    }
-    out
+    env.pack_files()
 }
 
 fn disk_packs(disk: &Path) -> Vec<PathBuf> {

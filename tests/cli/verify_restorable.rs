@@ -29,7 +29,9 @@ fn two_points(env: &Env) -> (String, String) {
 /// The pack rowid that holds the blocks of the second point only (the newest pack).
 fn newest_pack(env: &Env) -> i64 {
     catalog(env)
-        .query_row("SELECT MAX(id) FROM packs", [], |r| r.get(0))
+        .query_row("SELECT MAX(id) FROM packs WHERE kind = 'data'", [], |r| {
+            r.get(0)
+        })
         .unwrap()
 }
 

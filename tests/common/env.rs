@@ -67,7 +67,23 @@ impl Env {
         self.json(&["backup", "--json", src.to_str().unwrap()])
     }
 
+    /// Every file in the store but metadata packs: data packs, and anything a writer left.
     pub fn pack_files(&self) -> Vec<PathBuf> {
+        self.store_files()
+            .into_iter()
+            .filter(|f| !is_meta_pack(f))
+            .collect()
+    }
+
+    /// The metadata packs in the store (the catalog's records, sealed).
+    pub fn meta_pack_files(&self) -> Vec<PathBuf> {
+        self.store_files()
+            .into_iter()
+            .filter(|f| is_meta_pack(f))
+            .collect()
+    }
+
+    fn store_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for dir in fs::read_dir(self.vault().join("packs")).unwrap() {
             for f in fs::read_dir(dir.unwrap().path()).unwrap() {
@@ -77,6 +93,15 @@ impl Env {
         out.sort();
         out
     }
+}
+
+/// True if the file starts as a metadata pack does.
+pub fn is_meta_pack(path: &Path) -> bool {
+    let mut head = [0u8; 8];
+    fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"SYNVMETA"
 }
 
 pub fn stderr(out: &Output) -> String {
