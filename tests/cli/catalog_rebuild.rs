@@ -98,7 +98,7 @@ fn a_lost_catalog_is_rebuilt_with_every_point_as_it_was() {
     let src = env.path("src");
     generate_tree(&src, 91, &TreeSpec::small());
     let full = env.backup(&src);
-    write_file(src.join("changed/new.bin"), &seeded_bytes(92, 3 * MIB));
+    write_file(src.join("changed/new.bin"), seeded_bytes(92, 3 * MIB));
     let tagged = env.json(&["backup", "--json", "--tag", "weekly", "--tag", "x", s(&src)]);
     write_file(src.join("changed/more.txt"), b"third point");
     let third = env.backup(&src);
@@ -108,7 +108,7 @@ fn a_lost_catalog_is_rebuilt_with_every_point_as_it_was() {
     assert_eq!(partial["state"], "partial");
     // A seed job, imported.
     let seeded = env.path("seeded");
-    write_file(seeded.join("big.bin"), &seeded_bytes(93, 5 * MIB));
+    write_file(seeded.join("big.bin"), seeded_bytes(93, 5 * MIB));
     let disk = env.path("disk");
     let out = env.run(&[
         "seed",
@@ -173,7 +173,7 @@ fn a_lost_catalog_is_rebuilt_with_every_point_as_it_was() {
 fn a_seed_job_in_transit_is_known_after_rebuild_and_its_import_completes_it() {
     let env = Env::new();
     let src = env.path("src");
-    write_file(src.join("a.bin"), &seeded_bytes(94, 6 * MIB));
+    write_file(src.join("a.bin"), seeded_bytes(94, 6 * MIB));
     write_file(src.join("dir/b.txt"), b"small");
     let disk = env.path("disk");
     let out = env.run(&[
@@ -217,7 +217,7 @@ fn a_damaged_catalog_is_mended_by_rebuild_force() {
     let src = env.path("src");
     generate_tree(&src, 95, &TreeSpec::small());
     env.backup(&src);
-    write_file(src.join("extra.bin"), &seeded_bytes(96, 2 * MIB));
+    write_file(src.join("extra.bin"), seeded_bytes(96, 2 * MIB));
     env.backup(&src);
     let catalog = env.vault().join("catalog.db");
     let db = rusqlite::Connection::open(&catalog).unwrap();
@@ -284,7 +284,7 @@ fn backups_killed_at_any_instant_leave_exactly_their_committed_points_after_rebu
             &seeded_bytes(100 + i, 4096 + (i as usize * 997) % 40_000),
         );
     }
-    write_file(src.join("large.bin"), &seeded_bytes(99, 12 * MIB));
+    write_file(src.join("large.bin"), seeded_bytes(99, 12 * MIB));
     // How long a backup that reads everything takes, to spread the kills over it.
     let started = Instant::now();
     env.json(&["backup", "--json", "--force", s(&src)]);
