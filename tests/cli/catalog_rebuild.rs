@@ -281,7 +281,7 @@ fn backups_killed_at_any_instant_leave_exactly_their_committed_points_after_rebu
     for i in 0..300u64 {
         write_file(
             src.join(format!("d{}/f{i}.bin", i % 17)),
-            &seeded_bytes(100 + i, 4096 + (i as usize * 997) % 40_000),
+            seeded_bytes(100 + i, 4096 + (i as usize * 997) % 40_000),
         );
     }
     write_file(src.join("large.bin"), seeded_bytes(99, 12 * MIB));
