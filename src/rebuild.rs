@@ -737,4 +737,47 @@ mod tests {
         assert_eq!(settle_pending(&vault).unwrap(), 0);
         assert!(vault.catalog().pending_seals().unwrap().is_empty());
     }
+
+    #[test]
+    fn an_older_vault_seals_its_history_on_its_next_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.txt"), b"before metadata packs").unwrap();
+        let vault = Vault::create(&root, b"pw", TEST_OPTIONS).unwrap();
+        backup(&vault, &src).unwrap();
+        // As a vault of an older build: no metadata pack, and the migration's mark.
+        for pack in vault.catalog().meta_packs().unwrap() {
+            vault.backend().delete(&pack).unwrap();
+        }
+        vault.catalog().set_setting(UNSEALED_HISTORY, "1").unwrap();
+        drop(vault);
+        let lost = rebuild(&root, b"pw", RebuildOptions { force: true }, &NoProgress).unwrap();
+        assert_eq!(
+            lost.points_recovered, 0,
+            "the history was only in the old catalog"
+        );
+        std::fs::rename(
+            std::fs::read_dir(&root)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains("catalog.db.replaced-"))
+                .unwrap(),
+            root.join("catalog.db"),
+        )
+        .unwrap();
+
+        let vault = Vault::open(&root, b"pw").unwrap();
+        std::fs::write(src.join("b.txt"), b"after").unwrap();
+        backup(&vault, &src).unwrap();
+        assert_eq!(vault.catalog().setting(UNSEALED_HISTORY).unwrap(), None);
+        let points = vault.catalog().points().unwrap();
+        drop(vault);
+        let report = rebuild(&root, b"pw", RebuildOptions { force: true }, &NoProgress).unwrap();
+        assert_eq!(report.points_recovered, 2, "{report:?}");
+        let vault = Vault::open(&root, b"pw").unwrap();
+        assert_eq!(vault.catalog().points().unwrap(), points);
+    }
 }

@@ -131,16 +131,20 @@ pub fn verify(
     for (id, (loc, _)) in vault.catalog().block_locations()? {
         by_pack.entry(loc.pack).or_default().push((id, loc));
     }
+    let meta = vault.catalog().meta_packs()?;
     let checks: Vec<PackCheck> = stored
         .par_iter()
         .map(|&(pack, size)| {
             let blocks = by_pack.get(&pack).map_or(&[][..], Vec::as_slice);
             check_pack(
                 vault,
-                pack,
-                size,
+                PackToCheck {
+                    pack,
+                    size,
+                    meta: meta.contains(&pack),
+                    found: on_disk.get(&pack).copied(),
+                },
                 blocks,
-                on_disk.get(&pack).copied(),
                 options,
                 progress,
             )
@@ -171,7 +175,7 @@ pub fn verify(
                 hit.insert(*id);
             } else if !known.contains(block) {
                 report.problems.push(format!(
-                    "block {block} used by a file is not in the catalog"
+                    "block {block} used by a file is not in the catalog (`synvault catalog rebuild --force` reads every pack's footer again)"
                 ));
                 hit.insert(*id);
             }
@@ -185,15 +189,29 @@ pub fn verify(
     Ok(report)
 }
 
-fn check_pack(
-    vault: &Vault,
+/// A pack the catalog names, and what the store holds under its name.
+struct PackToCheck {
     pack: PackId,
     size: u64,
-    blocks: &[(BlockId, BlockLocation)],
+    /// A metadata pack: it must open under the catalog key.
+    meta: bool,
+    /// Its size in the store, if it is there.
     found: Option<u64>,
+}
+
+fn check_pack(
+    vault: &Vault,
+    to_check: PackToCheck,
+    blocks: &[(BlockId, BlockLocation)],
     options: VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<PackCheck> {
+    let PackToCheck {
+        pack,
+        size,
+        meta,
+        found,
+    } = to_check;
     let mut check = PackCheck {
         pack,
         problem: None,
@@ -229,6 +247,10 @@ fn check_pack(
         check.problem = Some(format!(
             "pack {pack} does not match its name (its bytes changed)"
         ));
+    } else if meta {
+        if let Err(why) = vault.open_meta_pack(&bytes) {
+            check.problem = Some(format!("metadata pack {pack}: {why}"));
+        }
     }
     for (id, loc) in blocks {
         let frame = bytes
@@ -472,7 +494,12 @@ impl TreeCheck<'_> {
                 return Ok(());
             }
             Err(CatalogError::Sql(rusqlite::Error::QueryReturnedNoRows)) => {
-                self.report(point, tree, path, "it is not in the catalog".into());
+                self.report(
+                    point,
+                    tree,
+                    path,
+                    "it is not in the catalog (`synvault catalog rebuild --force` reads it back from the store's metadata packs)".into(),
+                );
                 return Ok(());
             }
             Err(e) => return Err(e.into()),

@@ -419,6 +419,15 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The metadata packs the catalog lists.
+    pub fn meta_packs(&self) -> Result<std::collections::HashSet<PackId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM packs WHERE kind = 'meta'")?;
+        let rows = stmt.query_map([], |r| blob32(r, 0).map(PackId))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The blocks the catalog says a pack holds. Scans the block table (there is no index by
     /// pack, to keep the catalog small): for many packs, group [`Catalog::block_locations`].
     pub fn blocks_of_pack(&self, pack: &PackId) -> Result<Vec<(BlockId, BlockLocation)>> {
