@@ -141,6 +141,8 @@ struct Sealed {
     points: Vec<RecoveryPoint>,
     jobs: BTreeMap<String, SealedSeedJob>,
     job_packs: Vec<SealedSeedPack>,
+    /// (job, lost packs) of every `seed repair`.
+    repairs: Vec<(String, Vec<PackId>)>,
 }
 
 impl Sealed {
@@ -156,6 +158,7 @@ impl Sealed {
                 }
                 Record::SeedPack(pack) => self.job_packs.push(pack),
                 Record::DataPacks(_) => {}
+                Record::SeedRepair { job, lost } => self.repairs.push((job, lost)),
             }
         }
         Ok(())
@@ -287,16 +290,11 @@ fn put_back_transit_packs<'s>(
     let mut jobs: Vec<&SealedSeedJob> = sealed.jobs.values().collect();
     // Older jobs first, as they were recorded: the first job to ship a block holds it.
     jobs.sort_by_key(|job| job.created_ns);
-    let mut rows = Vec::new();
-    for job in jobs {
-        let packs: Vec<&SealedSeedPack> = sealed
+    for job in &jobs {
+        let in_transit: Vec<NewPack> = sealed
             .job_packs
             .iter()
-            .filter(|p| p.job == job.name)
-            .collect();
-        let in_transit: Vec<NewPack> = packs
-            .iter()
-            .filter(|p| !present.contains_key(&p.pack))
+            .filter(|p| p.job == job.name && !present.contains_key(&p.pack))
             .map(|p| NewPack {
                 id: p.pack,
                 size: p.size,
@@ -305,19 +303,43 @@ fn put_back_transit_packs<'s>(
                 entries: p.entries.clone(),
             })
             .collect();
-        let arrived = packs.len() - in_transit.len();
+        bulk.data_packs(&in_transit)?;
+    }
+    // Repairs forget the lost packs they re-made, as they did when they ran.
+    let mut dropped = HashSet::new();
+    for (job, lost) in &sealed.repairs {
+        let lost: Vec<PackId> = lost
+            .iter()
+            .copied()
+            .filter(|p| !present.contains_key(p))
+            .collect();
+        dropped.extend(bulk.drop_lost_seed_packs(job, &lost)?);
+    }
+    let mut rows = Vec::new();
+    for job in jobs {
+        let packs: Vec<&SealedSeedPack> = sealed
+            .job_packs
+            .iter()
+            .filter(|p| p.job == job.name && !dropped.contains(&p.pack))
+            .collect();
+        let transit = packs
+            .iter()
+            .filter(|p| !present.contains_key(&p.pack))
+            .count();
+        let arrived = packs.len() - transit;
         let state = if job.incomplete {
             SeedJobState::Incomplete
-        } else if in_transit.is_empty() {
+        } else if transit == 0 {
             SeedJobState::Imported
         } else if arrived > 0 {
             SeedJobState::Importing
         } else {
             SeedJobState::Prepared
         };
+        // A disk is seen once every pack it carried is in the store or was re-made.
         let mut disks: BTreeMap<u32, bool> = BTreeMap::new();
-        for p in &packs {
-            let here = present.contains_key(&p.pack);
+        for p in sealed.job_packs.iter().filter(|p| p.job == job.name) {
+            let here = present.contains_key(&p.pack) || dropped.contains(&p.pack);
             *disks.entry(p.disk).or_insert(true) &= here;
         }
         let seen: Vec<u32> = disks
@@ -325,8 +347,7 @@ fn put_back_transit_packs<'s>(
             .filter(|&(_, all_here)| all_here)
             .map(|(disk, _)| disk)
             .collect();
-        report.packs_in_transit += in_transit.len() as u64;
-        bulk.data_packs(&in_transit)?;
+        report.packs_in_transit += transit as u64;
         rows.push(JobRow {
             job,
             state,

@@ -92,6 +92,11 @@ impl Bulk<'_> {
         insert_packs(self.conn, packs)
     }
 
+    /// Forgets the lost packs of a job that a repair re-made wholly (see `seed repair`).
+    pub fn drop_lost_seed_packs(&self, job: &str, lost: &[PackId]) -> Result<Vec<PackId>> {
+        super::seed::drop_lost_packs(self.conn, job, lost)
+    }
+
     /// Forgets a pending seal.
     pub fn drop_pending_seal(&self, pack: &PackId) -> Result<()> {
         self.conn

@@ -14,6 +14,7 @@
 //!   4 seed job   JSON (name, source, disks, created, point, incomplete)
 //!   5 seed pack  job_len u16 | job | pack [32] | disk u32 | size u64 | footer entries (48 each)
 //!   6 data packs n × pack [32]: the stored packs the commit wrote
+//!   7 seed repair job_len u16 | job | n × pack [32]: lost packs a repair re-made
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,12 @@ pub enum Record {
     SeedJob(SealedSeedJob),
     SeedPack(SealedSeedPack),
     DataPacks(Vec<PackId>),
+    /// `seed repair` re-made blocks of these lost packs of a job (into the data packs of the
+    /// same metadata pack): those now wholly re-made are forgotten, as the repair did.
+    SeedRepair {
+        job: String,
+        lost: Vec<PackId>,
+    },
 }
 
 /// A body that does not parse.
@@ -95,6 +102,7 @@ const TAG_POINT: u8 = 3;
 const TAG_SEED_JOB: u8 = 4;
 const TAG_SEED_PACK: u8 = 5;
 const TAG_DATA_PACKS: u8 = 6;
+const TAG_SEED_REPAIR: u8 = 7;
 const ENTRY_LEN: usize = 48;
 
 /// Appends records to a body.
@@ -158,6 +166,14 @@ impl BodyWriter {
     pub fn data_packs(&mut self, packs: &[PackId]) {
         let ids: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
         self.record(TAG_DATA_PACKS, &[&ids]);
+    }
+
+    pub fn seed_repair(&mut self, job: &str, lost: &[PackId]) {
+        let ids: Vec<u8> = lost.iter().flat_map(|p| p.0).collect();
+        self.record(
+            TAG_SEED_REPAIR,
+            &[&(job.len() as u16).to_le_bytes(), job.as_bytes(), &ids],
+        );
     }
 
     /// The body.
@@ -299,6 +315,19 @@ fn decode_record(tag: u8, p: &[u8]) -> Result<Record, Malformed> {
                 return Err(short);
             }
             Record::DataPacks(p.chunks_exact(32).map(|c| PackId(id32(c))).collect())
+        }
+        TAG_SEED_REPAIR => {
+            let job_len = p.get(..2).ok_or(short)?;
+            let job_len = u16::from_le_bytes([job_len[0], job_len[1]]) as usize;
+            let ids = p.get(2 + job_len..).ok_or(short)?;
+            if ids.len() % 32 != 0 {
+                return Err(short);
+            }
+            Record::SeedRepair {
+                job: String::from_utf8(p[2..2 + job_len].to_vec())
+                    .map_err(|_| Malformed("bad seed job name"))?,
+                lost: ids.chunks_exact(32).map(|c| PackId(id32(c))).collect(),
+            }
         }
         _ => return Err(Malformed("unknown record type")),
     })
@@ -479,6 +508,10 @@ mod tests {
                     raw_len: 30,
                 }],
             }),
+            Record::SeedRepair {
+                job: "job".into(),
+                lost: vec![PackId([8; 32])],
+            },
             Record::Point(Box::new(point)),
         ];
         let mut body = BodyWriter::default();
@@ -490,6 +523,7 @@ mod tests {
                 Record::SeedJob(j) => body.seed_job(j),
                 Record::SeedPack(p) => body.seed_pack(p),
                 Record::DataPacks(p) => body.data_packs(p),
+                Record::SeedRepair { job, lost } => body.seed_repair(job, lost),
             }
         }
         let bytes = body.finish();

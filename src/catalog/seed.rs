@@ -250,38 +250,48 @@ impl Catalog {
                     ])?;
                 }
             }
-            let mut orphaned = tx.prepare(
-                "SELECT COUNT(*) FROM blocks b JOIN packs p ON p.id = b.pack WHERE p.name = ?1",
-            )?;
-            let mut drop_seed =
-                tx.prepare("DELETE FROM seed_packs WHERE job = ?1 AND pack = ?2")?;
-            let mut drop_bad =
-                tx.prepare("DELETE FROM seed_bad_packs WHERE job = ?1 AND pack = ?2")?;
-            let mut copies_left = tx.prepare(
-                "SELECT COUNT(*) FROM block_copies c
-                 JOIN blocks b ON b.id = c.id LEFT JOIN packs q ON q.id = b.pack
-                 WHERE c.pack = (SELECT id FROM packs WHERE name = ?1)
-                   AND q.state IS NOT 'stored'",
-            )?;
-            let mut drop_copies = tx.prepare(
-                "DELETE FROM block_copies WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
-            )?;
-            let mut drop_pack = tx.prepare("DELETE FROM packs WHERE name = ?1")?;
-            for pack in lost {
-                let left: i64 = orphaned.query_row([&pack.0[..]], |r| r.get(0))?;
-                let copies: i64 = copies_left.query_row([&pack.0[..]], |r| r.get(0))?;
-                if left + copies == 0 {
-                    drop_seed.execute(params![job, &pack.0[..]])?;
-                    drop_bad.execute(params![job, &pack.0[..]])?;
-                    drop_copies.execute([&pack.0[..]])?;
-                    drop_pack.execute([&pack.0[..]])?;
-                }
-            }
         }
+        drop_lost_packs(&tx, job, lost)?;
         let done = finish_if_done(&tx, job)?;
         tx.commit()?;
         Ok(done)
     }
+}
+
+/// Forgets the lost packs of a job whose every block is now located elsewhere (re-made by a
+/// repair, or a copy no longer needed); a lost pack that still holds the only location of a
+/// block, or a copy some block still waits for, stays. Returns the packs forgotten.
+pub(super) fn drop_lost_packs(
+    tx: &rusqlite::Connection,
+    job: &str,
+    lost: &[PackId],
+) -> Result<Vec<PackId>> {
+    let mut orphaned = tx
+        .prepare("SELECT COUNT(*) FROM blocks b JOIN packs p ON p.id = b.pack WHERE p.name = ?1")?;
+    let mut drop_seed = tx.prepare("DELETE FROM seed_packs WHERE job = ?1 AND pack = ?2")?;
+    let mut drop_bad = tx.prepare("DELETE FROM seed_bad_packs WHERE job = ?1 AND pack = ?2")?;
+    let mut copies_left = tx.prepare(
+        "SELECT COUNT(*) FROM block_copies c
+         JOIN blocks b ON b.id = c.id LEFT JOIN packs q ON q.id = b.pack
+         WHERE c.pack = (SELECT id FROM packs WHERE name = ?1)
+           AND q.state IS NOT 'stored'",
+    )?;
+    let mut drop_copies =
+        tx.prepare("DELETE FROM block_copies WHERE pack = (SELECT id FROM packs WHERE name = ?1)")?;
+    let mut drop_pack = tx.prepare("DELETE FROM packs WHERE name = ?1")?;
+    let mut dropped = Vec::new();
+    for pack in lost {
+        let left: i64 = orphaned.query_row([&pack.0[..]], |r| r.get(0))?;
+        let copies: i64 = copies_left.query_row([&pack.0[..]], |r| r.get(0))?;
+        if left + copies == 0 {
+            drop_seed.execute(params![job, &pack.0[..]])?;
+            drop_bad.execute(params![job, &pack.0[..]])?;
+            drop_copies.execute([&pack.0[..]])?;
+            drop_pack.execute([&pack.0[..]])?;
+            dropped.push(*pack);
+        }
+    }
+    Ok(dropped)
 }
 
 /// A pack just stored: every block it holds a second copy of whose location is still not

@@ -157,9 +157,15 @@ pub fn repair(
         }
     }
     report.blocks_remade = totals.blocks_new;
+    // Sealed into the store first, like a backup: a rebuilt catalog forgets the same packs.
+    let mut body = crate::catalog::sealed::BodyWriter::default();
+    body.data_packs(&new_packs.iter().map(|p| p.id).collect::<Vec<_>>());
+    body.seed_repair(job, &lost_packs);
+    let (meta, meta_size) = vault.seal_into_store(&body.finish())?;
     report.job_complete = vault
         .catalog()
         .record_seed_repair(job, &new_packs, &lost_packs)?;
+    vault.catalog().record_meta_pack(&meta, meta_size)?;
     Ok(report)
 }
 
