@@ -23,7 +23,7 @@ use crate::catalog::sealed::{BodyWriter, Record, SealedSeedJob, SealedSeedPack};
 use crate::catalog::seed::SeedJobState;
 use crate::catalog::tree_path::MAX_TREE_DEPTH;
 use crate::catalog::{
-    tree_codec, Bulk, Catalog, ContentId, EntryKind, NewPack, PackState, PointState, RecoveryPoint,
+    tree_codec, Bulk, Catalog, CatalogError, ContentId, EntryKind, NewPack, PackState, PointState, RecoveryPoint,
     TreeId,
 };
 use crate::error::{Error, Result};
@@ -116,11 +116,16 @@ pub fn rebuild(
     Ok(report)
 }
 
-/// True if the catalog file opens and SQLite finds its structure sound.
+/// True if the catalog file opens and SQLite finds its structure sound, or if it is a newer
+/// synvault's (not damaged: only that build can tell what it holds).
 fn opens_cleanly(path: &Path) -> bool {
-    Catalog::open(path)
-        .and_then(|c| c.check_structure())
-        .is_ok_and(|problems| problems.is_empty())
+    match Catalog::open(path) {
+        Ok(catalog) => catalog
+            .check_structure()
+            .is_ok_and(|problems| problems.is_empty()),
+        Err(CatalogError::SchemaTooNew { .. }) => true,
+        Err(_) => false,
+    }
 }
 
 fn remove_catalog_files(path: &Path) -> Result<()> {
