@@ -19,12 +19,12 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::catalog::sealed::{BodyWriter, Record, SealedSeedJob, SealedSeedPack};
+use crate::catalog::sealed::{BodyWriter, Event, Record, SealedSeedJob, SealedSeedPack};
 use crate::catalog::seed::SeedJobState;
 use crate::catalog::tree_path::MAX_TREE_DEPTH;
 use crate::catalog::{
-    tree_codec, Bulk, Catalog, CatalogError, ContentId, EntryKind, NewPack, PackState, PointState, RecoveryPoint,
-    TreeId,
+    tree_codec, Bulk, Catalog, CatalogError, ContentId, EntryKind, NewPack, PackState, PointState,
+    RecoveryPoint, TreeId,
 };
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
@@ -51,6 +51,8 @@ pub struct LostPoint {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RebuildReport {
     pub points_recovered: u64,
+    /// Points the store still describes that were forgotten (left out).
+    pub points_forgotten: u64,
     pub points_lost: Vec<LostPoint>,
     /// Data packs in the store.
     pub packs: u64,
@@ -148,6 +150,8 @@ struct Sealed {
     job_packs: Vec<SealedSeedPack>,
     /// (job, lost packs) of every `seed repair`.
     repairs: Vec<(String, Vec<PackId>)>,
+    /// Changes made after commits (forget, protect, policy).
+    events: Vec<crate::catalog::sealed::Event>,
 }
 
 impl Sealed {
@@ -164,6 +168,7 @@ impl Sealed {
                 Record::SeedPack(pack) => self.job_packs.push(pack),
                 Record::DataPacks(_) => {}
                 Record::SeedRepair { job, lost } => self.repairs.push((job, lost)),
+                Record::Event(event) => self.events.push(event),
             }
         }
         Ok(())
@@ -249,20 +254,39 @@ fn fill(vault: &Vault, progress: &dyn Progress) -> Result<RebuildReport> {
         bulk.data_packs(&packs)?;
     }
 
-    let jobs = put_back_transit_packs(&bulk, &sealed, &present, &mut report)?;
-    put_back_points(
-        &bulk,
-        sealed.points.clone(),
-        &job_states(&jobs),
-        &mut report,
-    )?;
-    put_back_jobs(&bulk, &jobs, &mut report)?;
+    put_back(&bulk, &sealed, &present, &mut report)?;
     let (_, blocks, trees, contents) = bulk.counts()?;
     report.blocks = blocks;
     report.trees = trees;
     report.contents = contents;
     bulk.commit()?;
     Ok(report)
+}
+
+/// Puts back what the metadata packs said, once the data packs are recorded: the seed jobs'
+/// packs in transit, the points (but the forgotten ones), the seed jobs, then the changes
+/// made to points since their commits, in the order they were made.
+fn put_back(
+    bulk: &Bulk<'_>,
+    sealed: &Sealed,
+    present: &HashMap<PackId, u64>,
+    report: &mut RebuildReport,
+) -> Result<()> {
+    let jobs = put_back_transit_packs(bulk, sealed, present, report)?;
+    let mut events = sealed.events.clone();
+    events.sort_by_key(Event::at_ns);
+    let (forgets, changes): (Vec<&Event>, Vec<&Event>) = events
+        .iter()
+        .partition(|e| matches!(e, Event::Forget { .. }));
+    for event in forgets {
+        bulk.event(event)?;
+    }
+    put_back_points(bulk, sealed.points.clone(), &job_states(&jobs), report)?;
+    put_back_jobs(bulk, &jobs, report)?;
+    for event in changes {
+        bulk.event(event)?;
+    }
+    Ok(())
 }
 
 /// True if pack `id` is a metadata pack (by its first bytes).
@@ -395,6 +419,10 @@ fn put_back_points(
     let mut check = WholeCheck::default();
     for mut point in points {
         if bulk.knows_point(&point.id.0)? {
+            continue;
+        }
+        if bulk.is_forgotten(&point.id.0)? {
+            report.points_forgotten += 1;
             continue;
         }
         if let Err(reason) = check.point(bulk, &point)? {
@@ -571,14 +599,7 @@ fn apply_commit(vault: &Vault, meta: &PackId, size: u64, records: Vec<Record>) -
                 present.insert(p.pack, size);
             }
         }
-        let jobs = put_back_transit_packs(&bulk, &sealed, &present, &mut report)?;
-        put_back_points(
-            &bulk,
-            sealed.points.clone(),
-            &job_states(&jobs),
-            &mut report,
-        )?;
-        put_back_jobs(&bulk, &jobs, &mut report)?;
+        put_back(&bulk, &sealed, &present, &mut report)?;
         bulk.meta_pack(meta, size)?;
     }
     bulk.drop_pending_seal(meta)?;

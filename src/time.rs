@@ -24,6 +24,68 @@ pub fn format_utc(ns: i64) -> String {
     )
 }
 
+/// Parses a UTC time: `2026-11-24`, `2026-11-24 10:15`, `2026-11-24T10:15:03` (a trailing `Z`
+/// is allowed). Returns ns since the epoch, or what is wrong.
+pub fn parse_utc(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a UTC time (YYYY-MM-DD[THH:MM[:SS]][Z])");
+    let t = text.trim().trim_end_matches('Z');
+    let (date, clock) = match t.split_once(['T', ' ']) {
+        Some((d, c)) => (d, Some(c)),
+        None => (t, None),
+    };
+    let mut parts = date.split('-');
+    let mut num = |max: i64| -> Result<i64, String> {
+        let v: i64 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        if v < 0 || v > max {
+            return Err(bad());
+        }
+        Ok(v)
+    };
+    let (y, m, d) = (num(9999)?, num(12)?, num(31)?);
+    if parts.next().is_some() || m == 0 || d == 0 || d > days_in_month(y, m as u32) {
+        return Err(bad());
+    }
+    let mut secs = 0;
+    if let Some(clock) = clock {
+        let fields: Vec<&str> = clock.split(':').collect();
+        if !(2..=3).contains(&fields.len()) {
+            return Err(bad());
+        }
+        let limits = [23, 59, 59];
+        for (i, field) in fields.iter().enumerate() {
+            let v: i64 = field.parse().map_err(|_| bad())?;
+            if !(0..=limits[i]).contains(&v) {
+                return Err(bad());
+            }
+            secs += v * [3600, 60, 1][i];
+        }
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    (days * 86_400 + secs)
+        .checked_mul(1_000_000_000)
+        .ok_or_else(bad)
+}
+
+fn days_in_month(y: i64, m: u32) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Howard Hinnant's civil-to-days algorithm (proleptic Gregorian): days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -50,5 +112,27 @@ mod tests {
             "2026-11-29T10:15:03Z"
         );
         assert_eq!(format_utc(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_refuses_the_rest() {
+        for ns in [0, 1_795_947_303_000_000_000, 951_782_400_000_000_000] {
+            assert_eq!(parse_utc(&format_utc(ns)).unwrap(), ns);
+        }
+        assert_eq!(parse_utc("2026-11-29").unwrap(), 1_795_910_400_000_000_000);
+        assert_eq!(
+            parse_utc("2026-11-29 10:15").unwrap(),
+            1_795_947_300_000_000_000
+        );
+        for bad in [
+            "",
+            "2026-13-01",
+            "2026-02-29",
+            "2026-11-29T25:00",
+            "tomorrow",
+            "2026-1",
+        ] {
+            assert!(parse_utc(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -586,6 +586,7 @@ mod tests {
             errors: vec![],
             root: RootMeta::default(),
             awaiting_job: None,
+            retain_until_ns: None,
         };
         cat.commit_backup(&commit, &point).unwrap();
         cat

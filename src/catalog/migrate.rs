@@ -4,11 +4,12 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
     include_str!("../../catalog-schema/0004_sealed_metadata.sql"),
+    include_str!("../../catalog-schema/0005_retention.sql"),
 ];
 
 /// The schema version this build writes.

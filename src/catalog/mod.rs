@@ -7,6 +7,7 @@
 mod migrate;
 pub mod model;
 mod rebuild;
+mod retention;
 pub mod sealed;
 pub mod seed;
 pub mod tree_codec;
@@ -149,7 +150,7 @@ fn decode_xattrs(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
 const POINT_COLUMNS: &str =
     "id, parent, root_tree, source, host, tags, kind, state, started_ns, finished_ns, \
      files, dirs, bytes, files_changed, bytes_read, bytes_new, bytes_stored, errors, \
-     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs, awaiting_job";
+     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs, awaiting_job, retain_until_ns";
 
 /// A point from a row of `SELECT {POINT_COLUMNS}`, read by column name. A value the schema
 /// allows but this build does not know (a kind, a state, the error list) is an error, never a
@@ -204,6 +205,7 @@ fn point_from_row(row: &Row<'_>) -> rusqlite::Result<RecoveryPoint> {
             },
         },
         awaiting_job: row.get("awaiting_job")?,
+        retain_until_ns: row.get("retain_until_ns")?,
     })
 }
 
@@ -716,7 +718,7 @@ fn insert_point(tx: &Connection, p: &RecoveryPoint) -> Result<()> {
     tx.execute(
         &format!(
             "INSERT INTO points ({POINT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
         ),
         params![
             p.id.0,
@@ -743,6 +745,7 @@ fn insert_point(tx: &Connection, p: &RecoveryPoint) -> Result<()> {
             p.root.mtime_ns,
             encode_xattrs(&p.root.xattrs),
             p.awaiting_job,
+            p.retain_until_ns,
         ],
     )?;
     Ok(())
@@ -820,6 +823,7 @@ mod tests {
                 xattrs: vec![],
             },
             awaiting_job: None,
+            retain_until_ns: None,
         };
         cat.commit_backup(&commit, &point).unwrap();
         assert_eq!(cat.points().unwrap(), vec![point.clone()]);

@@ -270,6 +270,8 @@ pub struct RecoveryPoint {
     pub root: RootMeta,
     /// The seed job whose packs this point waits for (state `awaiting_seed`).
     pub awaiting_job: Option<String>,
+    /// Protected from forgetting by policy until this time (ns, UTC; `i64::MAX`: forever).
+    pub retain_until_ns: Option<i64>,
 }
 
 /// A seed job as recorded when its disks are prepared.

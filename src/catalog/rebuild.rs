@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sealed::{SealedSeedJob, TreeRow};
+use super::sealed::{Event, SealedSeedJob, TreeRow};
 use super::seed::SeedJobState;
 use super::{
     insert_meta_pack, insert_packs, insert_point, insert_trees, Catalog, Content, ContentId,
@@ -90,6 +90,55 @@ impl Bulk<'_> {
     /// over one in transit; a second copy in transit waits in `block_copies`).
     pub fn data_packs(&self, packs: &[NewPack]) -> Result<()> {
         insert_packs(self.conn, packs)
+    }
+
+    /// Applies a sealed change made after a commit: a forgotten point leaves a tombstone (and
+    /// its row, if it has one, goes); a protection or a policy is set.
+    pub fn event(&self, event: &Event) -> Result<()> {
+        match event {
+            Event::Forget { at_ns, points } => {
+                for id in points {
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO forgotten_points (id, forgotten_ns) VALUES (?1, ?2)",
+                        params![id, at_ns],
+                    )?;
+                    self.conn
+                        .execute("UPDATE seed_jobs SET point = NULL WHERE point = ?1", [id])?;
+                    self.conn
+                        .execute("DELETE FROM points WHERE id = ?1", [id])?;
+                }
+            }
+            Event::Protect {
+                point, until_ns, ..
+            } => {
+                self.conn.execute(
+                    "UPDATE points SET retain_until_ns = ?2 WHERE id = ?1",
+                    params![point, until_ns],
+                )?;
+            }
+            Event::Policy { source, policy, .. } => match policy {
+                Some(json) => {
+                    self.conn.execute(
+                        "INSERT INTO policies (source, policy) VALUES (?1, ?2)
+                         ON CONFLICT (source) DO UPDATE SET policy = excluded.policy",
+                        [source, json],
+                    )?;
+                }
+                None => {
+                    self.conn
+                        .execute("DELETE FROM policies WHERE source = ?1", [source])?;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// True if the point was forgotten.
+    pub fn is_forgotten(&self, id: &str) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM forgotten_points WHERE id = ?1")?;
+        Ok(stmt.exists([id])?)
     }
 
     /// Forgets the lost packs of a job that a repair re-made wholly (see `seed repair`).

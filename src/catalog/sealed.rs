@@ -15,6 +15,7 @@
 //!   5 seed pack  job_len u16 | job | pack [32] | disk u32 | size u64 | footer entries (48 each)
 //!   6 data packs n × pack [32]: the stored packs the commit wrote
 //!   7 seed repair job_len u16 | job | n × pack [32]: lost packs a repair re-made
+//!   8 event      JSON: a change to points after their commit (forget, protect, policy)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,39 @@ pub enum Record {
         job: String,
         lost: Vec<PackId>,
     },
+    Event(Event),
+}
+
+/// A change made after a point's commit, sealed when it is made. A rebuild applies events in
+/// time order; the latest of each kind per point or source wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// Points forgotten.
+    Forget { at_ns: i64, points: Vec<String> },
+    /// A point protected until a time (ns; `i64::MAX` forever), or no longer (`None`).
+    Protect {
+        at_ns: i64,
+        point: String,
+        until_ns: Option<i64>,
+    },
+    /// The retention policy of a source ('' the default) set (JSON), or removed (`None`).
+    Policy {
+        at_ns: i64,
+        source: String,
+        policy: Option<String>,
+    },
+}
+
+impl Event {
+    /// When the change was made.
+    pub fn at_ns(&self) -> i64 {
+        match self {
+            Event::Forget { at_ns, .. }
+            | Event::Protect { at_ns, .. }
+            | Event::Policy { at_ns, .. } => *at_ns,
+        }
+    }
 }
 
 /// A body that does not parse.
@@ -103,6 +137,7 @@ const TAG_SEED_JOB: u8 = 4;
 const TAG_SEED_PACK: u8 = 5;
 const TAG_DATA_PACKS: u8 = 6;
 const TAG_SEED_REPAIR: u8 = 7;
+const TAG_EVENT: u8 = 8;
 const ENTRY_LEN: usize = 48;
 
 /// Appends records to a body.
@@ -174,6 +209,11 @@ impl BodyWriter {
             TAG_SEED_REPAIR,
             &[&(job.len() as u16).to_le_bytes(), job.as_bytes(), &ids],
         );
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        let json = serde_json::to_vec(event).unwrap_or_default();
+        self.record(TAG_EVENT, &[&json]);
     }
 
     /// The body.
@@ -329,6 +369,9 @@ fn decode_record(tag: u8, p: &[u8]) -> Result<Record, Malformed> {
                 lost: ids.chunks_exact(32).map(|c| PackId(id32(c))).collect(),
             }
         }
+        TAG_EVENT => {
+            Record::Event(serde_json::from_slice(p).map_err(|_| Malformed("bad event record"))?)
+        }
         _ => return Err(Malformed("unknown record type")),
     })
 }
@@ -360,6 +403,8 @@ struct PointJson {
     root_mtime_ns: i64,
     root_xattrs: Option<String>,
     awaiting_job: Option<String>,
+    #[serde(default)]
+    retain_until_ns: Option<i64>,
 }
 
 impl From<&RecoveryPoint> for PointJson {
@@ -389,6 +434,7 @@ impl From<&RecoveryPoint> for PointJson {
             root_mtime_ns: p.root.mtime_ns,
             root_xattrs: encode_xattrs(&p.root.xattrs).map(hex::encode),
             awaiting_job: p.awaiting_job.clone(),
+            retain_until_ns: p.retain_until_ns,
         }
     }
 }
@@ -436,6 +482,7 @@ impl TryFrom<PointJson> for RecoveryPoint {
                 xattrs,
             },
             awaiting_job: j.awaiting_job,
+            retain_until_ns: j.retain_until_ns,
         })
     }
 }
@@ -475,6 +522,7 @@ mod tests {
                 xattrs: vec![(b"user.k".to_vec(), b"v".to_vec())],
             },
             awaiting_job: Some("job".into()),
+            retain_until_ns: Some(77),
         };
         let records = vec![
             Record::DataPacks(vec![PackId([1; 32]), PackId([2; 32])]),
@@ -512,6 +560,20 @@ mod tests {
                 job: "job".into(),
                 lost: vec![PackId([8; 32])],
             },
+            Record::Event(Event::Forget {
+                at_ns: 3,
+                points: vec!["ab".into()],
+            }),
+            Record::Event(Event::Protect {
+                at_ns: 4,
+                point: "cd".into(),
+                until_ns: Some(i64::MAX),
+            }),
+            Record::Event(Event::Policy {
+                at_ns: 5,
+                source: String::new(),
+                policy: Some("{}".into()),
+            }),
             Record::Point(Box::new(point)),
         ];
         let mut body = BodyWriter::default();
@@ -524,6 +586,7 @@ mod tests {
                 Record::SeedPack(p) => body.seed_pack(p),
                 Record::DataPacks(p) => body.data_packs(p),
                 Record::SeedRepair { job, lost } => body.seed_repair(job, lost),
+                Record::Event(e) => body.event(e),
             }
         }
         let bytes = body.finish();

@@ -411,6 +411,7 @@ mod tests {
             errors: vec![],
             root: RootMeta::default(),
             awaiting_job: job.map(str::to_string),
+            retain_until_ns: None,
         };
         cat.commit_backup(&commit, &point).unwrap();
     }

@@ -54,6 +54,10 @@ pub struct BackupArgs {
     /// Read every file, even the unchanged ones.
     #[arg(long)]
     force: bool,
+    /// Protect the point from forgetting by policy until DATE (UTC: YYYY-MM-DD[THH:MM[:SS]])
+    /// or `forever`.
+    #[arg(long, value_name = "DATE", value_parser = super::parse_until)]
+    retain_until: Option<i64>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -85,6 +89,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
         chunker: args.chunker.into(),
         parent: args.parent.clone(),
         force: args.force,
+        retain_until_ns: args.retain_until,
     };
     let bar = Bar::new("backup");
     let ledger = Arc::new(PackLedger::new());

@@ -198,6 +198,14 @@ fn code_for(incomplete: bool) -> u8 {
     }
 }
 
+/// A retain-until argument: a UTC time, or `forever` (`i64::MAX`).
+fn parse_until(text: &str) -> Result<i64, String> {
+    if text == "forever" {
+        return Ok(i64::MAX);
+    }
+    synvault::time::parse_utc(text)
+}
+
 /// Splits `POINT[:PATH]`.
 fn split_point_path(arg: &str) -> (&str, &str) {
     arg.split_once(':').unwrap_or((arg, ""))

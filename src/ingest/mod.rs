@@ -52,6 +52,9 @@ pub struct BackupOptions {
     pub parent: Option<String>,
     /// Read every file even if unchanged.
     pub force: bool,
+    /// Protect the point from forgetting by policy until this time (ns, UTC; `i64::MAX`:
+    /// forever).
+    pub retain_until_ns: Option<i64>,
 }
 
 /// What a backup did.
@@ -372,6 +375,7 @@ fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
             PointState::Partial
         },
         awaiting_job,
+        retain_until_ns: p.options.retain_until_ns,
         started_ns: p.started_ns,
         finished_ns: crate::time::now_ns(),
         stats: p.stats,
