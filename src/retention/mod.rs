@@ -9,5 +9,6 @@
 mod calendar;
 mod limit;
 pub mod policy;
+mod rule;
 
 pub use policy::{decide, Decision, Keep, PointInfo, Policy, Span, NOT_REMOVABLE};
