@@ -28,6 +28,7 @@ pub mod mount;
 pub mod progress;
 pub mod reassembly;
 pub mod rebuild;
+pub mod retention;
 pub mod seed;
 pub mod stats;
 pub mod store;
