@@ -12,6 +12,7 @@
 #   CHANGE_PCT    share of bytes changed before each incremental (default 2)
 #   LARGE_FILES   number of large files in the data set   (default 4)
 #   SMALL_PCT     share of the data set made of small files (default 60)
+#   RUNS          rebuilds per tool, interleaved; the fastest is reported (default 3)
 #
 # What it does: builds compare.sh's data set (its own functions, sourced from compare.sh, so
 # the data is the same by construction), then makes three points with synvault and three
@@ -25,7 +26,9 @@
 #             --read-all-packs (every pack header is read, the analogue of a rebuild from the
 #             store alone); each run with --no-cache. Checks `restic snapshots` lists 3.
 # Every timed step runs under /usr/bin/time -v (compare.sh's `measure`: wall seconds, peak
-# RSS, other-load warning). Prints a table and writes $WORK/rebuild.csv.
+# RSS, other-load warning). The rebuilds are repeated RUNS times, the tools interleaved,
+# and each tool's fastest run is reported (with that run's peak RSS; the highest peak RSS of
+# all runs is printed as well). Prints a table and writes $WORK/rebuild.csv.
 #
 # Needs root (apt-get). See benches/README.md.
 set -euo pipefail
@@ -46,6 +49,7 @@ source <(sed '$d' "$SCRIPT_DIR/compare.sh")
 
 RCSV=$WORK/rebuild.csv
 POINTS=3
+RUNS=${RUNS:-3}
 
 # The subcommand this restic has: `repair index` (>= 0.16) or `rebuild-index`.
 restic_rebuild_cmd() {
@@ -59,6 +63,20 @@ restic_rebuild_cmd() {
 # peak RSS in MiB of the last measured step (compare.sh's RSS_MB is KiB / 1024, i.e. MiB)
 rss_mib() { awk '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$LOGS/$1.time"; }
 
+# keep_fastest TOOL STEP: after `measure STEP`, keep the fastest run's seconds and RSS
+keep_fastest() {
+  local t=$1 rss
+  rss=$(rss_mib "$2")
+  R[$t.runs]+="$WALL "
+  if [[ -z ${R[$t.rebuild_s]:-} ]] || awk -v a="$WALL" -v b="${R[$t.rebuild_s]}" 'BEGIN { exit !(a < b) }'; then
+    R[$t.rebuild_s]=$WALL
+    R[$t.rebuild_rss]=$rss
+  fi
+  if [[ -z ${R[$t.rss_max]:-} ]] || awk -v a="$rss" -v b="${R[$t.rss_max]}" 'BEGIN { exit !(a > b) }'; then
+    R[$t.rss_max]=$rss
+  fi
+}
+
 make_points() {
   local t
   for t in $TOOLS; do "${t}_init"; "${t}_backup" full; done
@@ -70,48 +88,51 @@ make_points() {
   for t in $TOOLS; do "${t}_backup" incr2; done
 }
 
-rebuild_synvault() {
-  local before after rep
+before_loss() {
   "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" points --json >"$LOGS/synvault-points-before.json"
-  before=$(jq -r '.[].id' "$LOGS/synvault-points-before.json" | sort | tr '\n' ' ')
-  [[ $(wc -w <<<"$before") -eq $POINTS ]] || die "synvault has $(wc -w <<<"$before") points before the loss, expected $POINTS"
+  SV_BEFORE=$(jq -r '.[].id' "$LOGS/synvault-points-before.json" | sort | tr '\n' ' ')
+  [[ $(wc -w <<<"$SV_BEFORE") -eq $POINTS ]] || die "synvault has $(wc -w <<<"$SV_BEFORE") points before the loss, expected $POINTS"
   R[synvault.repo_bytes]=$(du -sb "$SYNVAULT_REPO" | cut -f1)
   R[synvault.store_bytes]=$(du -sb "$SYNVAULT_REPO/packs" | cut -f1)
   R[synvault.catalog_bytes]=$(cat "$SYNVAULT_REPO"/catalog.db* | wc -c)
+  R[restic.repo_bytes]=$(repo_bytes restic)
+  R[restic.store_bytes]=$(du -sb "$RESTIC_REPO/data" | cut -f1)
+  restic_rebuild_cmd
+}
+
+rebuild_synvault() {
+  local i=$1 after rep name=synvault-rebuild-$1
   rm -f "$SYNVAULT_REPO/catalog.db" "$SYNVAULT_REPO/catalog.db-wal" "$SYNVAULT_REPO/catalog.db-shm"
-  measure synvault-rebuild "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" catalog rebuild --json
-  R[synvault.rebuild_s]=$WALL
-  R[synvault.rebuild_rss]=$(rss_mib synvault-rebuild)
-  rep=$LOGS/synvault-rebuild.log # stdout+stderr; the JSON report is the block from "{" to "}"
-  sed -n '/^{$/,/^}$/p' "$rep" >"$LOGS/synvault-rebuild.json"
-  jq -e . "$LOGS/synvault-rebuild.json" >/dev/null || die "no JSON report in $rep"
-  R[synvault.note]=$(jq -r '"\(.points_recovered) points, \(.points_lost | length) lost, \(.packs) packs, \(.metadata_packs) metadata packs, \(.blocks) blocks; own figure \(.seconds * 100 | round / 100) s"' \
-    "$LOGS/synvault-rebuild.json")
-  [[ $(jq '.points_recovered' "$LOGS/synvault-rebuild.json") -eq $POINTS ]] ||
-    die "rebuild recovered $(jq '.points_recovered' "$LOGS/synvault-rebuild.json") points, expected $POINTS"
-  [[ $(jq '.points_lost | length' "$LOGS/synvault-rebuild.json") -eq 0 ]] || die "rebuild lost points: see $rep"
-  "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" points --json >"$LOGS/synvault-points-after.json"
-  after=$(jq -r '.[].id' "$LOGS/synvault-points-after.json" | sort | tr '\n' ' ')
-  [[ $after == "$before" ]] || die "points after the rebuild ($after) differ from before ($before)"
-  "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" points >"$LOGS/synvault-points-after.txt"
-  log "synvault: ${R[synvault.note]}; synvault points lists the same $POINTS ids"
+  measure "$name" "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" catalog rebuild --json
+  keep_fastest synvault "$name"
+  rep=$LOGS/$name.log # stdout+stderr; the JSON report is the block from "{" to "}"
+  sed -n '/^{$/,/^}$/p' "$rep" >"$LOGS/$name.json"
+  jq -e . "$LOGS/$name.json" >/dev/null || die "no JSON report in $rep"
+  R[synvault.note]=$(jq -r '"\(.points_recovered) points, \(.points_lost | length) lost, \(.packs) packs, \(.metadata_packs) metadata packs, \(.blocks) blocks"' \
+    "$LOGS/$name.json")
+  R[synvault.own]+="$(jq -r '.seconds * 100 | round / 100' "$LOGS/$name.json") "
+  [[ $(jq '.points_recovered' "$LOGS/$name.json") -eq $POINTS ]] ||
+    die "rebuild $i recovered $(jq '.points_recovered' "$LOGS/$name.json") points, expected $POINTS"
+  [[ $(jq '.points_lost | length' "$LOGS/$name.json") -eq 0 ]] || die "rebuild $i lost points: see $rep"
+  "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" points --json >"$LOGS/synvault-points-after-$i.json"
+  after=$(jq -r '.[].id' "$LOGS/synvault-points-after-$i.json" | sort | tr '\n' ' ')
+  [[ $after == "$SV_BEFORE" ]] || die "points after rebuild $i ($after) differ from before ($SV_BEFORE)"
+  "$SYNVAULT_BIN" --vault "$SYNVAULT_REPO" points >"$LOGS/synvault-points-after-$i.txt"
+  log "synvault rebuild $i: ${R[synvault.note]}; synvault points lists the same $POINTS ids"
 }
 
 rebuild_restic() {
-  local n mode
-  restic_rebuild_cmd
+  local i=$1 n mode name
   for mode in plain all; do
     local extra=()
     [[ $mode == all ]] && extra=(--read-all-packs)
-    measure "restic-rebuild-$mode" restic "${RESTIC_FLAGS[@]}" --no-cache "${RESTIC_REBUILD[@]}" "${extra[@]}"
-    R[restic-$mode.rebuild_s]=$WALL
-    R[restic-$mode.rebuild_rss]=$(rss_mib "restic-rebuild-$mode")
+    name=restic-rebuild-$mode-$i
+    measure "$name" restic "${RESTIC_FLAGS[@]}" --no-cache "${RESTIC_REBUILD[@]}" "${extra[@]}"
+    keep_fastest "restic-$mode" "$name"
     n=$(restic "${RESTIC_FLAGS[@]}" snapshots --json | jq length)
-    [[ $n -eq $POINTS ]] || die "restic lists $n snapshots after $mode rebuild, expected $POINTS"
+    [[ $n -eq $POINTS ]] || die "restic lists $n snapshots after $mode rebuild $i, expected $POINTS"
   done
-  R[restic.repo_bytes]=$(repo_bytes restic)
-  R[restic.store_bytes]=$(du -sb "$RESTIC_REPO/data" | cut -f1)
-  log "restic: ${RESTIC_REBUILD[*]} done, $POINTS snapshots listed"
+  log "restic rebuild $i: ${RESTIC_REBUILD[*]} done, $POINTS snapshots listed"
 }
 
 rebuild_report() {
@@ -119,15 +140,15 @@ rebuild_report() {
   sv=$(synvault_version)
   rv=$(restic_version)
   {
-    echo "tool,command,seconds,peak_RSS_MiB,repo_MB,store_MB,version"
-    printf '%s,%s,%s,%s,%s,%s,%s\n' synvault "catalog rebuild" "${R[synvault.rebuild_s]}" \
-      "${R[synvault.rebuild_rss]}" "$(mb "${R[synvault.repo_bytes]}")" \
+    echo "tool,command,seconds,peak_RSS_MiB,max_RSS_MiB,runs_s,repo_MB,store_MB,version"
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s\n' synvault "catalog rebuild" "${R[synvault.rebuild_s]}" \
+      "${R[synvault.rebuild_rss]}" "${R[synvault.rss_max]}" "${R[synvault.runs]% }" "$(mb "${R[synvault.repo_bytes]}")" \
       "$(mb "${R[synvault.store_bytes]}")" "${sv//,/;}"
-    printf '%s,%s,%s,%s,%s,%s,%s\n' restic "${RESTIC_REBUILD[*]}" "${R[restic-plain.rebuild_s]}" \
-      "${R[restic-plain.rebuild_rss]}" "$(mb "${R[restic.repo_bytes]}")" \
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s\n' restic "${RESTIC_REBUILD[*]}" "${R[restic-plain.rebuild_s]}" \
+      "${R[restic-plain.rebuild_rss]}" "${R[restic-plain.rss_max]}" "${R[restic-plain.runs]% }" "$(mb "${R[restic.repo_bytes]}")" \
       "$(mb "${R[restic.store_bytes]}")" "${rv//,/;} (${R[restic.note]})"
-    printf '%s,%s,%s,%s,%s,%s,%s\n' restic "${RESTIC_REBUILD[*]} --read-all-packs" \
-      "${R[restic-all.rebuild_s]}" "${R[restic-all.rebuild_rss]}" "$(mb "${R[restic.repo_bytes]}")" \
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s\n' restic "${RESTIC_REBUILD[*]} --read-all-packs" \
+      "${R[restic-all.rebuild_s]}" "${R[restic-all.rebuild_rss]}" "${R[restic-all.rss_max]}" "${R[restic-all.runs]% }" "$(mb "${R[restic.repo_bytes]}")" \
       "$(mb "${R[restic.store_bytes]}")" "${rv//,/;}"
   } >"$RCSV"
   echo
@@ -135,10 +156,12 @@ rebuild_report() {
     "$(mb "${R[data.bytes1]}") MB at the last; $POINTS points per tool (MB = 10^6 bytes)"
   [[ -z ${R[busy.warn]:-} ]] || echo "${R[busy.warn]}"
   echo "Host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
-  echo "seconds = wall time under /usr/bin/time -v; repo_MB = du -sb of the whole repository"
-  echo "(synvault: with its catalog before the loss; restic: after the rebuild);"
+  echo "seconds = wall time under /usr/bin/time -v of the fastest of $RUNS runs (runs_s: every run),"
+  echo "peak_RSS_MiB = that run's peak RSS, max_RSS_MiB = the highest of all runs;"
+  echo "repo_MB = du -sb of the whole repository before the loss (synvault with its catalog);"
   echo "store_MB = synvault's packs/ and restic's data/."
-  echo "synvault rebuild: ${R[synvault.note]} (catalog was $(mb "${R[synvault.catalog_bytes]}") MB)"
+  echo "synvault rebuild: ${R[synvault.note]}; its own seconds per run: ${R[synvault.own]% }" \
+    "(catalog was $(mb "${R[synvault.catalog_bytes]}") MB)"
   echo
   column -t -s, "$RCSV"
   echo
@@ -159,8 +182,11 @@ rebuild_main() {
   warm_cache
   check_idle "at start"
   make_points
-  rebuild_synvault
-  rebuild_restic
+  before_loss
+  local i
+  for ((i = 1; i <= RUNS; i++)); do
+    if ((i % 2)); then rebuild_synvault "$i"; rebuild_restic "$i"; else rebuild_restic "$i"; rebuild_synvault "$i"; fi
+  done
   check_idle "at end"
   rebuild_report
 }
