@@ -2,11 +2,11 @@
 # Catalog loss: `synvault catalog rebuild` vs `restic repair index` (`rebuild-index` in
 # restic < 0.16) on the data set of compare.sh, in the same run.
 #
-#   sudo benches/rebuild-compare.sh                        # 1 GiB data set, 3 points each
+#   sudo benches/rebuild-compare.sh                        # 1 GiB data set, 3 points each, ~2 min
 #   sudo DATA_GB=4 SYNVAULT_BIN=/path/to/synvault benches/rebuild-compare.sh
 #
 # Environment knobs (all optional):
-#   DATA_GB       data set size in GiB, may be a float (default 1; ~5 min on 2 cores)
+#   DATA_GB       data set size in GiB, may be a float (default 1)
 #   WORK          work dir: data, repos, logs, results (default /var/tmp/synvault-rebuild)
 #   SYNVAULT_BIN  use this binary instead of `cargo build --release`
 #   CHANGE_PCT    share of bytes changed before each incremental (default 2)
