@@ -41,6 +41,8 @@ pub mod exit {
     pub const CATALOG_DAMAGED: u8 = 16;
     /// `catalog rebuild` refused: the catalog opens cleanly (use --force to replace it).
     pub const CATALOG_INTACT: u8 = 17;
+    /// Prune refused: the store holds metadata the catalog does not know (an old catalog).
+    pub const STALE_CATALOG: u8 = 18;
     /// The mount point does not exist.
     pub const MOUNT_POINT_MISSING: u8 = 20;
     /// The mount point is not a directory.
@@ -92,6 +94,8 @@ pub enum Error {
     Interrupted,
     #[error("the catalog {} opens cleanly; `synvault catalog rebuild --force` replaces it (the old file is kept aside)", .path.display())]
     CatalogIntact { path: PathBuf },
+    #[error("prune refused: the store holds metadata pack {pack} that the catalog does not know (the catalog is older than the store); run `synvault catalog rebuild --force` first")]
+    StaleCatalog { pack: crate::store::PackId },
     #[error("{what} {}", .path.display())]
     Io {
         what: &'static str,
@@ -127,6 +131,7 @@ impl Error {
             Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
             Error::Interrupted => exit::INTERRUPTED,
             Error::CatalogIntact { .. } => exit::CATALOG_INTACT,
+            Error::StaleCatalog { .. } => exit::STALE_CATALOG,
             Error::InvalidArgument(_) | Error::UnsafeTarget { .. } => exit::USAGE,
             Error::Seed(e) => match e {
                 SeedError::NoJournal { .. }

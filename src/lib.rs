@@ -23,6 +23,7 @@ pub mod error;
 pub mod filter;
 pub mod fsmeta;
 pub mod ingest;
+pub mod lease;
 pub mod lock;
 pub mod mount;
 pub mod progress;

@@ -617,6 +617,19 @@ pub fn seal_history(vault: &Vault) -> Result<bool> {
     if catalog.setting(UNSEALED_HISTORY)?.is_none() {
         return Ok(false);
     }
+    let body = snapshot_body(&catalog)?;
+    drop(catalog);
+    let (pack, size) = vault.seal_into_store(&body)?;
+    let catalog = vault.catalog();
+    catalog.record_meta_pack(&pack, size)?;
+    catalog.clear_setting(UNSEALED_HISTORY)?;
+    Ok(true)
+}
+
+/// Everything the catalog holds that packs cannot tell, as one metadata pack body: trees, file
+/// versions, seed jobs with the footers of their packs, points, forgotten points, policies.
+pub fn snapshot_body(catalog: &Catalog) -> Result<Vec<u8>> {
+    let now = crate::time::now_ns();
     let mut body = BodyWriter::default();
     catalog.for_each_tree(|tree| body.tree(&tree))?;
     catalog.for_each_content_row(|id, size, list| body.content(&id, size, list))?;
@@ -652,12 +665,22 @@ pub fn seal_history(vault: &Vault) -> Result<bool> {
     for point in catalog.points()? {
         body.point(&point);
     }
-    drop(catalog);
-    let (pack, size) = vault.seal_into_store(&body.finish())?;
-    let catalog = vault.catalog();
-    catalog.record_meta_pack(&pack, size)?;
-    catalog.clear_setting(UNSEALED_HISTORY)?;
-    Ok(true)
+    let mut forgotten: Vec<String> = catalog.forgotten_points()?.into_iter().collect();
+    if !forgotten.is_empty() {
+        forgotten.sort();
+        body.event(&Event::Forget {
+            at_ns: now,
+            points: forgotten,
+        });
+    }
+    for (source, policy) in catalog.policies()? {
+        body.event(&Event::Policy {
+            at_ns: now,
+            source,
+            policy: Some(policy),
+        });
+    }
+    Ok(body.finish())
 }
 
 /// The setting that says a vault's history is not sealed into its store yet.
@@ -677,6 +700,25 @@ pub fn seal_incomplete_seed_job(vault: &Vault, name: &str, source: &str) -> Resu
     });
     let (pack, size) = vault.seal_into_store(&body.finish())?;
     vault.catalog().record_meta_pack(&pack, size)?;
+    Ok(())
+}
+
+/// Makes a change to points after their commit (forget, protect, a policy): sealed into the
+/// store first, with a pending seal as a backup's commit has, then applied to the catalog in
+/// one transaction by the same code a rebuild uses. A kill in between is settled at the next
+/// open.
+pub fn commit_change(vault: &Vault, event: &Event) -> Result<()> {
+    let mut body = BodyWriter::default();
+    body.event(event);
+    let meta = vault.seal(&body.finish())?;
+    vault.catalog().add_pending_seal(&meta.id)?;
+    vault.backend().put(&meta.id, &meta.bytes)?;
+    let catalog = vault.catalog();
+    let bulk = catalog.bulk()?;
+    bulk.event(event)?;
+    bulk.meta_pack(&meta.id, meta.bytes.len() as u64)?;
+    bulk.drop_pending_seal(&meta.id)?;
+    bulk.commit()?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! <vault>/catalog.db         SQLite catalog (WAL)
 //! <vault>/packs/ab/<hex>.pack
 //! <vault>/lock               the writer lock (see `lock`)
+//! <vault>/readers/           a lease per process reading the vault (see `lease`)
 //! ```
 
 use std::fs;
@@ -21,6 +22,7 @@ use crate::catalog::{Catalog, CatalogError, Entry, RecoveryPoint, TreeId};
 use crate::chunk::{Chunker, ChunkerKind};
 use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
+use crate::lease::ReaderLease;
 use crate::lock::{Acquired, WriterLock};
 use crate::store::backend::{create_private_dir_all, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::store::meta_pack::{self, MetaPack};
@@ -58,6 +60,12 @@ impl BackendConfig {
             BackendConfig::Local => Box::new(LocalBackend::new(root.join("packs"))),
         }
     }
+}
+
+/// This process's command line, shortened, to name it in a reader lease.
+fn command_line() -> String {
+    let words: Vec<String> = std::env::args().take(4).collect();
+    words.join(" ")
 }
 
 /// The 16 bytes a vault id names (32 hex digits); an id in another form is hashed, so every
@@ -102,6 +110,9 @@ pub struct Vault {
     catalog: Mutex<Catalog>,
     /// Idle read connections; see [`Vault::read_catalog`].
     readers: Mutex<Vec<Catalog>>,
+    /// Says this process reads the vault, so prune sets aside what it retires (see `lease`).
+    /// None where the vault directory cannot be written (then nothing can prune it either).
+    _lease: Option<ReaderLease>,
 }
 
 /// A read connection to the catalog, lent by [`Vault::read_catalog`] and given back on drop.
@@ -285,6 +296,7 @@ impl Vault {
             codec,
             catalog: Mutex::new(catalog),
             readers: Mutex::new(Vec::new()),
+            _lease: ReaderLease::take(root, &command_line()).ok(),
         }
     }
 

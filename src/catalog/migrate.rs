@@ -4,12 +4,13 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
     include_str!("../../catalog-schema/0004_sealed_metadata.sql"),
     include_str!("../../catalog-schema/0005_retention.sql"),
+    include_str!("../../catalog-schema/0006_retired_packs.sql"),
 ];
 
 /// The schema version this build writes.

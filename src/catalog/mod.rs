@@ -6,6 +6,7 @@
 
 mod migrate;
 pub mod model;
+pub mod prune;
 mod rebuild;
 mod retention;
 pub mod sealed;

@@ -15,6 +15,8 @@ pub struct PointsArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(subcommand)]
+    pub command: Option<super::retention::PointsCommand>,
 }
 
 #[derive(serde::Serialize)]

@@ -17,6 +17,7 @@ mod init;
 mod mount;
 pub(crate) mod output;
 mod restore;
+mod retention;
 mod seed;
 mod size;
 mod verify;
@@ -70,6 +71,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The catalog itself: `catalog rebuild` recreates it from the store.
     Catalog(catalog::CatalogArgs),
+    /// Retention policies: which points `forget` keeps.
+    Policy(retention::PolicyArgs),
+    /// Remove points, named or by the retention policy (their space comes back with prune).
+    Forget(retention::ForgetArgs),
+    /// Delete and repack packs no point uses; packs older readers may still read are set aside.
+    Prune(retention::PruneArgs),
 }
 
 /// Parses the command line and runs it; returns the exit code.
@@ -78,7 +85,10 @@ pub fn run() -> anyhow::Result<u8> {
     match &cli.command {
         Command::Init(args) => init::run(&cli, args),
         Command::Backup(args) => backup::run(&cli, args),
-        Command::Points(args) => browse::points(&cli, args),
+        Command::Points(args) => match &args.command {
+            Some(command) => retention::protect(&cli, command),
+            None => browse::points(&cli, args),
+        },
         Command::Ls(args) => browse::ls(&cli, args),
         Command::Cat(args) => browse::cat(&cli, args),
         Command::Restore(args) => restore::run(&cli, args),
@@ -88,6 +98,9 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Mount(args) => mount::run(&cli, args),
         Command::Bench(args) => bench::run(&cli, args),
         Command::Catalog(args) => catalog::run(&cli, args),
+        Command::Policy(args) => retention::policy(&cli, args),
+        Command::Forget(args) => retention::forget(&cli, args),
+        Command::Prune(args) => retention::prune(&cli, args),
     }
 }
 

@@ -1,0 +1,362 @@
+//! `prune`: give back the space of blocks no point uses, without breaking a point or a reader.
+//!
+//! The steps, in an order that makes a kill at any instant harmless:
+//! 1. **Guard.** The store must hold no metadata pack the catalog does not know: a catalog
+//!    restored from an old copy would see newer points' packs as garbage. Prune then refuses
+//!    and names `catalog rebuild`.
+//! 2. **Sweep** what earlier prunes set aside: a retired pack is deleted once no reader that
+//!    started before its retirement is alive (see `lease`).
+//! 3. **Mark** every tree, file version and block the points use (all points, whatever their
+//!    state), in temporary tables of the catalog: memory does not grow with the vault.
+//! 4. **Plan.** A pack with no live block is retired whole; a pack whose dead frames exceed
+//!    `max_unused` percent of it is repacked; packs in the store that the catalog never knew
+//!    (left by a killed backup or prepare) are retired too.
+//! 5. **Repack.** Live frames are copied unchanged (no re-encryption) into new packs, durable
+//!    before the catalog names them.
+//! 6. **Commit.** One transaction moves the live blocks to the new packs, forgets the dead ones
+//!    and lists the old packs as retired. Until then, a kill leaves the old packs in use and
+//!    the new ones unknown (collected by the next prune).
+//! 7. **Metadata.** When points were forgotten since the last time, one metadata pack sealing
+//!    the whole catalog replaces the older ones (retired like data packs).
+//! 8. **Sweep** again: what no older reader holds is deleted now; the rest waits.
+//!
+//! The writer lock is held throughout (the caller takes it).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::catalog::prune::PackUse;
+use crate::catalog::{EntryKind, NewPack, PackState};
+use crate::error::{Error, Result};
+use crate::ingest::sink::PACK_TARGET_BYTES;
+use crate::lease::{self, Reader};
+use crate::progress::Progress;
+use crate::store::meta_pack::{is_meta_pack, META_HEADER_LEN};
+use crate::store::{PackId, PackWriter};
+use crate::vault::Vault;
+
+/// What to do.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this percentage of it is unused.
+    pub max_unused_percent: f64,
+    /// Say what would be done, do nothing.
+    pub dry_run: bool,
+    /// Allow one run to remove more than half of the stored bytes.
+    pub allow_deleting_most: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused_percent: 10.0,
+            dry_run: false,
+            allow_deleting_most: false,
+        }
+    }
+}
+
+/// What prune did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Packs retired whole: no point uses any of their blocks.
+    pub packs_unused: u64,
+    /// Packs whose live frames were copied into new packs.
+    pub packs_repacked: u64,
+    /// New packs written by the repack.
+    pub packs_written: u64,
+    /// Packs in the store the catalog never knew (left by a killed writer).
+    pub packs_unknown: u64,
+    /// Bytes deleted from the store by this run.
+    pub bytes_freed: u64,
+    /// Bytes retired but kept while older readers are alive.
+    pub bytes_set_aside: u64,
+    /// Bytes of unused frames left in packs below the repack threshold.
+    pub bytes_unused_left: u64,
+    /// Bytes of stored packs before and after.
+    pub bytes_stored_before: u64,
+    pub bytes_stored_after: u64,
+    /// The readers that hold what is set aside.
+    pub set_aside_for: Vec<Reader>,
+    /// A metadata pack sealing the whole catalog replaced the older ones.
+    pub metadata_compacted: bool,
+    /// Trees and file versions of forgotten points removed from the catalog (only when no
+    /// other reader is alive: one might still be reading a forgotten point).
+    pub catalog_rows_removed: u64,
+    /// The run would remove more than half of the stored bytes (refused without
+    /// `allow_deleting_most`).
+    pub removes_most: bool,
+    pub seconds: f64,
+}
+
+/// The setting that records when metadata was last compacted.
+const META_COMPACTED: &str = "meta_compacted_ns";
+
+/// Runs prune. The writer lock must be held by the caller.
+pub fn prune(
+    vault: &Vault,
+    options: PruneOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<PruneReport> {
+    let started = Instant::now();
+    let mut report = PruneReport {
+        dry_run: options.dry_run,
+        bytes_stored_before: vault.catalog().stored_bytes()?,
+        ..PruneReport::default()
+    };
+    let unknown = guard_against_a_stale_catalog(vault)?;
+    if !options.dry_run {
+        sweep(vault, &mut report)?;
+    }
+    mark(vault, interrupted)?;
+    let usage = vault.catalog().pack_use()?;
+    let plan = Plan::of(&usage, options.max_unused_percent);
+    report.packs_unused = plan.unused.len() as u64;
+    report.packs_repacked = plan.repack.len() as u64;
+    report.packs_unknown = unknown.len() as u64;
+    report.bytes_unused_left = plan.unused_left;
+    let leaving = plan.bytes_leaving() + unknown.iter().map(|u| u.1).sum::<u64>();
+    report.removes_most = leaving * 2 > report.bytes_stored_before.max(1);
+    if report.removes_most && !options.allow_deleting_most && !options.dry_run {
+        return Err(Error::InvalidArgument(format!(
+            "prune would remove {leaving} of {} stored bytes, more than half; if that is \
+             meant, run it again with --allow-deleting-most (if points are missing, \
+             `synvault catalog rebuild` first)",
+            report.bytes_stored_before
+        )));
+    }
+    if options.dry_run {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    progress.set_total(plan.repack.iter().map(|p| p.size).sum());
+    let now = crate::time::now_ns();
+    for (pack, size) in &unknown {
+        vault.catalog().retire_unknown_pack(pack, *size, now)?;
+    }
+    let written = repack(vault, &plan.repack, progress, interrupted)?;
+    report.packs_written = written.len() as u64;
+    let retired: Vec<PackId> = plan
+        .unused
+        .iter()
+        .chain(&plan.repack)
+        .map(|p| p.pack)
+        .collect();
+    vault.catalog().retire_packs(&written, &retired, now)?;
+    report.metadata_compacted = compact_metadata(vault)?;
+    sweep(vault, &mut report)?;
+    let me = std::process::id();
+    if lease::alive(vault.root())?.iter().all(|r| r.pid == me) {
+        report.catalog_rows_removed = vault.catalog().delete_unmarked()?;
+    }
+    report.bytes_stored_after = vault.catalog().stored_bytes()?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Refuses when the store holds a metadata pack the catalog does not know: the catalog is
+/// older than the store (restored from a copy), and what it does not know it would delete.
+/// Returns the data packs in the store the catalog does not know (left by killed writers).
+fn guard_against_a_stale_catalog(vault: &Vault) -> Result<Vec<(PackId, u64)>> {
+    let known = vault.catalog().known_pack_names()?;
+    let mut unknown = Vec::new();
+    for (pack, size) in vault.backend().list()? {
+        if known.contains(&pack) {
+            continue;
+        }
+        let mut head = [0u8; 8];
+        let meta = size >= META_HEADER_LEN as u64
+            && vault.backend().read_into(&pack, 0, &mut head).is_ok()
+            && is_meta_pack(&head);
+        if meta {
+            return Err(Error::StaleCatalog { pack });
+        }
+        unknown.push((pack, size));
+    }
+    Ok(unknown)
+}
+
+/// Marks everything the points use.
+fn mark(vault: &Vault, interrupted: &AtomicBool) -> Result<()> {
+    let catalog = vault.catalog();
+    catalog.mark_begin()?;
+    let marked = (|| -> Result<()> {
+        for point in catalog.points()? {
+            let mut stack = vec![point.root_tree];
+            while let Some(tree) = stack.pop() {
+                if interrupted.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                if !catalog.mark_tree(&tree)? {
+                    continue;
+                }
+                for entry in catalog.tree_entries(&tree)? {
+                    match entry.kind {
+                        EntryKind::Dir => stack.extend(entry.subtree),
+                        EntryKind::File => {
+                            if let Some(content) = entry.content {
+                                catalog.mark_content(&content)?;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    catalog.mark_end()?;
+    marked
+}
+
+/// Which packs go.
+struct Plan {
+    unused: Vec<PackUse>,
+    repack: Vec<PackUse>,
+    /// Dead bytes left in packs kept as they are.
+    unused_left: u64,
+}
+
+impl Plan {
+    fn of(usage: &[PackUse], max_unused_percent: f64) -> Plan {
+        let mut plan = Plan {
+            unused: Vec::new(),
+            repack: Vec::new(),
+            unused_left: 0,
+        };
+        for u in usage {
+            if u.live_blocks == 0 {
+                plan.unused.push(*u);
+            } else if u.dead_blocks > 0
+                && u.dead_bytes as f64 * 100.0 > max_unused_percent * u.size as f64
+            {
+                plan.repack.push(*u);
+            } else {
+                plan.unused_left += u.dead_bytes;
+            }
+        }
+        plan
+    }
+
+    /// Bytes the plan takes out of the store (the repacked packs' live frames come back).
+    fn bytes_leaving(&self) -> u64 {
+        self.unused.iter().map(|u| u.size).sum::<u64>()
+            + self.repack.iter().map(|u| u.dead_bytes).sum::<u64>()
+    }
+}
+
+/// Copies the live frames of `packs` into new packs, each durable before it is returned.
+fn repack(
+    vault: &Vault,
+    packs: &[PackUse],
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<Vec<NewPack>> {
+    let mut written = Vec::new();
+    let mut writer = PackWriter::new(PACK_TARGET_BYTES);
+    let mut frame = Vec::new();
+    let flush = |writer: PackWriter, written: &mut Vec<NewPack>| -> Result<()> {
+        let pack = writer.finish(vault.codec());
+        vault.backend().put(&pack.id, &pack.bytes)?;
+        written.push(NewPack {
+            id: pack.id,
+            size: pack.bytes.len() as u64,
+            state: PackState::Stored,
+            seed_job: None,
+            entries: pack.entries,
+        });
+        Ok(())
+    };
+    for pack in packs {
+        let frames = vault.catalog().live_frames(&pack.pack)?;
+        for live in frames {
+            if interrupted.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            frame.resize(live.stored_len as usize, 0);
+            vault
+                .backend()
+                .read_into(&live.pack, live.offset, &mut frame)?;
+            // The frame is copied as stored: its tag is checked, not re-sealed.
+            vault
+                .codec()
+                .decode(&live.id, frame.clone(), live.raw_len as usize)
+                .map_err(|_| crate::store::StoreError::CorruptFrame {
+                    block: live.id,
+                    pack: live.pack,
+                    offset: live.offset,
+                })?;
+            writer.add(live.id, &frame, live.raw_len as usize);
+            if writer.len() >= PACK_TARGET_BYTES {
+                let full = std::mem::replace(&mut writer, PackWriter::new(PACK_TARGET_BYTES));
+                flush(full, &mut written)?;
+            }
+        }
+        progress.add_bytes(pack.size);
+    }
+    if !writer.is_empty() {
+        flush(writer, &mut written)?;
+    }
+    Ok(written)
+}
+
+/// When points were forgotten since the last compaction, seals the whole catalog into one
+/// metadata pack and retires the older ones (their forgotten points' records go with them).
+fn compact_metadata(vault: &Vault) -> Result<bool> {
+    let catalog = vault.catalog();
+    let Some(last_forget) = catalog.last_forgotten_ns()? else {
+        return Ok(false);
+    };
+    let compacted: i64 = catalog
+        .setting(META_COMPACTED)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::MIN);
+    if compacted >= last_forget {
+        return Ok(false);
+    }
+    let body = crate::rebuild::snapshot_body(&catalog)?;
+    drop(catalog);
+    let meta = vault.seal(&body)?;
+    vault.catalog().add_pending_seal(&meta.id)?;
+    vault.backend().put(&meta.id, &meta.bytes)?;
+    let now = crate::time::now_ns();
+    let mut catalog = vault.catalog();
+    catalog.replace_meta_packs(&meta.id, meta.bytes.len() as u64, now)?;
+    catalog.set_setting(META_COMPACTED, &now.to_string())?;
+    Ok(true)
+}
+
+/// Deletes every retired pack that no reader older than its retirement may still read; says
+/// what stays set aside and for whom.
+fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
+    let me = std::process::id();
+    let readers: Vec<Reader> = lease::alive(vault.root())?
+        .into_iter()
+        .filter(|r| r.pid != me)
+        .collect();
+    let mut holding = HashSet::new();
+    report.bytes_set_aside = 0;
+    let retired_packs = vault.catalog().retired_packs()?;
+    for retired in retired_packs {
+        let held_by: Vec<&Reader> = readers
+            .iter()
+            .filter(|r| r.since_ns <= retired.retired_ns)
+            .collect();
+        if held_by.is_empty() {
+            vault.backend().delete(&retired.pack)?;
+            vault.catalog().drop_retired(&retired.pack)?;
+            report.bytes_freed += retired.size;
+        } else {
+            report.bytes_set_aside += retired.size;
+            for r in held_by {
+                if holding.insert((r.pid, r.since_ns)) {
+                    report.set_aside_for.push(r.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
