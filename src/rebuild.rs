@@ -617,7 +617,7 @@ pub fn seal_history(vault: &Vault) -> Result<bool> {
     if catalog.setting(UNSEALED_HISTORY)?.is_none() {
         return Ok(false);
     }
-    let body = snapshot_body(&catalog)?;
+    let body = snapshot_body(&catalog, false)?;
     drop(catalog);
     let (pack, size) = vault.seal_into_store(&body)?;
     let catalog = vault.catalog();
@@ -628,11 +628,12 @@ pub fn seal_history(vault: &Vault) -> Result<bool> {
 
 /// Everything the catalog holds that packs cannot tell, as one metadata pack body: trees, file
 /// versions, seed jobs with the footers of their packs, points, forgotten points, policies.
-pub fn snapshot_body(catalog: &Catalog) -> Result<Vec<u8>> {
+/// With `marked`, only the trees and file versions prune's mark reached (the points use).
+pub fn snapshot_body(catalog: &Catalog, marked: bool) -> Result<Vec<u8>> {
     let now = crate::time::now_ns();
     let mut body = BodyWriter::default();
-    catalog.for_each_tree(|tree| body.tree(&tree))?;
-    catalog.for_each_content_row(|id, size, list| body.content(&id, size, list))?;
+    catalog.for_each_tree(marked, |tree| body.tree(&tree))?;
+    catalog.for_each_content_row(marked, |id, size, list| body.content(&id, size, list))?;
     for job in catalog.seed_jobs()? {
         body.seed_job(&SealedSeedJob {
             name: job.name.clone(),

@@ -560,3 +560,6 @@ mod ingest_trust;
 
 #[path = "cli/catalog_rebuild.rs"]
 mod catalog_rebuild;
+
+#[path = "cli/retention.rs"]
+mod retention;

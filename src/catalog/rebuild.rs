@@ -19,11 +19,14 @@ pub struct Bulk<'c> {
 }
 
 impl Catalog {
-    /// Calls `each` with every tree row.
-    pub fn for_each_tree(&self, mut each: impl FnMut(TreeRow)) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, entry_count, entries FROM trees ORDER BY rowid")?;
+    /// Calls `each` with every tree row (only those prune's mark reached, if `marked`).
+    pub fn for_each_tree(&self, marked: bool, mut each: impl FnMut(TreeRow)) -> Result<()> {
+        let mut stmt = self.conn.prepare(if marked {
+            "SELECT id, entry_count, entries FROM trees
+             WHERE id IN (SELECT id FROM temp.live_trees) ORDER BY rowid"
+        } else {
+            "SELECT id, entry_count, entries FROM trees ORDER BY rowid"
+        })?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             each(TreeRow {
@@ -35,11 +38,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Calls `each` with every file version as stored: id, size, block list column.
-    pub fn for_each_content_row(&self, mut each: impl FnMut(ContentId, u64, &[u8])) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, size, block_list FROM contents")?;
+    /// Calls `each` with every file version as stored: id, size, block list column (only
+    /// those prune's mark reached, if `marked`).
+    pub fn for_each_content_row(
+        &self,
+        marked: bool,
+        mut each: impl FnMut(ContentId, u64, &[u8]),
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare(if marked {
+            "SELECT id, size, block_list FROM contents
+             WHERE id IN (SELECT id FROM temp.live_contents)"
+        } else {
+            "SELECT id, size, block_list FROM contents"
+        })?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let list: Vec<u8> = row.get(2)?;

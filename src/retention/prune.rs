@@ -317,7 +317,7 @@ fn compact_metadata(vault: &Vault) -> Result<bool> {
     if compacted >= last_forget {
         return Ok(false);
     }
-    let body = crate::rebuild::snapshot_body(&catalog)?;
+    let body = crate::rebuild::snapshot_body(&catalog, true)?;
     drop(catalog);
     let meta = vault.seal(&body)?;
     vault.catalog().add_pending_seal(&meta.id)?;

@@ -1,0 +1,323 @@
+//! Retention: forget and prune keep exactly the points asked for, give the space back, refuse
+//! a catalog older than the store, and never take a pack from under a reader (issue 10).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use super::common::env::{assert_one_line_error, code, stderr, stdout, u, Env};
+use super::common::{assert_trees_equal, seeded_bytes, write_file};
+
+const MIB: usize = 1 << 20;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ids(env: &Env) -> Vec<String> {
+    env.json(&["points", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn restore(env: &Env, point: &str, target: &Path) {
+    let out = env.run(&["restore", point, "--target", s(target)]);
+    assert_eq!(code(&out), 0, "restore {point}: {}", stderr(&out));
+}
+
+fn prune(env: &Env, extra: &[&str]) -> Value {
+    let mut args = vec!["prune", "--json"];
+    args.extend_from_slice(extra);
+    env.json(&args)
+}
+
+fn store_bytes(vault: &Path) -> u64 {
+    let mut total = 0;
+    for dir in fs::read_dir(vault.join("packs")).unwrap() {
+        for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+/// One step of a history: a new file, a file rewritten in part, a file removed.
+fn change(src: &Path, step: u64) {
+    write_file(
+        src.join(format!("new-{step}.bin")),
+        seeded_bytes(500 + step, MIB),
+    );
+    let rewritten = src.join("base-0.bin");
+    let mut bytes = fs::read(&rewritten).unwrap();
+    let at = (step as usize * 97_000) % (bytes.len() - 300_000);
+    bytes[at..at + 300_000].copy_from_slice(&seeded_bytes(600 + step, 300_000));
+    fs::write(&rewritten, bytes).unwrap();
+    let _ = fs::remove_file(src.join(format!("new-{}.bin", step.saturating_sub(3))));
+}
+
+fn base(src: &Path) {
+    for i in 0..3u64 {
+        write_file(
+            src.join(format!("base-{i}.bin")),
+            seeded_bytes(400 + i, 2 * MIB),
+        );
+    }
+    write_file(src.join("dir/small.txt"), b"unchanged");
+}
+
+#[test]
+fn forgetting_any_point_leaves_every_other_restoring_exactly() {
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.backup(&src);
+    for step in 1..=4 {
+        change(&src, step);
+        env.backup(&src);
+    }
+    let points = ids(&env);
+    for id in &points {
+        restore(&env, id, &env.path(&format!("before-{id}")));
+    }
+    // The first full point, then one in the middle.
+    for gone in [&points[0], &points[2]] {
+        let out = env.run(&["forget", gone]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let report = prune(&env, &["--max-unused", "0", "--allow-deleting-most"]);
+        assert!(u(&report, "bytes_freed") > 0, "{report}");
+        let verify = env.run(&["verify", "--read-data"]);
+        assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+        assert!(!ids(&env).contains(gone));
+        for id in ids(&env) {
+            let after = env.path(&format!("after-{id}-{gone}"));
+            restore(&env, &id, &after);
+            assert_trees_equal(&env.path(&format!("before-{id}")), &after);
+        }
+    }
+}
+
+#[test]
+fn after_forgetting_half_and_pruning_the_store_is_as_small_as_a_vault_of_the_kept_points() {
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.backup(&src);
+    for step in 1..=9 {
+        change(&src, step);
+        env.backup(&src);
+    }
+    let points = ids(&env);
+    assert_eq!(points.len(), 10);
+    // The kept points' trees, to back up into a fresh vault in the same order.
+    let kept: Vec<&String> = points.iter().skip(1).step_by(2).collect();
+    let states: Vec<PathBuf> = kept
+        .iter()
+        .map(|id| {
+            let dir = env.path(&format!("state-{id}"));
+            restore(&env, id, &dir);
+            dir
+        })
+        .collect();
+    let forgotten: Vec<&str> = points.iter().step_by(2).map(String::as_str).collect();
+    let mut args = vec!["forget"];
+    args.extend(&forgotten);
+    assert_eq!(code(&env.run(&args)), 0);
+    prune(&env, &["--max-unused", "0", "--allow-deleting-most"]);
+    assert_eq!(ids(&env).len(), 5);
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+
+    let fresh = Env::new();
+    let again = fresh.path("src");
+    for state in &states {
+        let _ = fs::remove_dir_all(&again);
+        let ok = std::process::Command::new("cp")
+            .args(["-a", s(state), s(&again)])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        fresh.backup(&again);
+    }
+    let (pruned, kept_only) = (store_bytes(&env.vault()), store_bytes(&fresh.vault()));
+    // Each vault chunks under its own key, so the two differ a little either way; what
+    // matters is that the pruned store holds no more than the kept points need.
+    let ratio = pruned as f64 / kept_only as f64;
+    assert!(
+        ratio <= 1.05,
+        "pruned store {pruned} B vs a vault of the kept points {kept_only} B ({ratio:.3})"
+    );
+}
+
+#[test]
+fn prune_refuses_a_catalog_older_than_the_store_and_a_missing_one() {
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.backup(&src);
+    let catalog = env.vault().join("catalog.db");
+    let db = rusqlite::Connection::open(&catalog).unwrap();
+    db.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .unwrap();
+    drop(db);
+    let old = fs::read(&catalog).unwrap();
+    for step in 1..=2 {
+        change(&src, step);
+        env.backup(&src);
+    }
+    let before = env.pack_files();
+
+    // A catalog restored from an old copy: the newer points' packs look unused.
+    for name in ["catalog.db-wal", "catalog.db-shm"] {
+        let _ = fs::remove_file(env.vault().join(name));
+    }
+    fs::write(&catalog, &old).unwrap();
+    let out = env.run(&["prune", "--allow-deleting-most"]);
+    assert_eq!(code(&out), 18, "{}", stderr(&out));
+    assert_one_line_error(&out, "catalog rebuild");
+    assert_eq!(env.pack_files(), before, "a refused prune deleted packs");
+
+    fs::remove_file(&catalog).unwrap();
+    let out = env.run(&["prune"]);
+    assert_eq!(code(&out), 15, "{}", stderr(&out));
+    assert_one_line_error(&out, "catalog rebuild");
+    assert_eq!(env.pack_files(), before);
+
+    assert_eq!(code(&env.run(&["catalog", "rebuild"])), 0);
+    prune(&env, &[]);
+    assert_eq!(ids(&env).len(), 3);
+    let target = env.path("t");
+    restore(&env, "latest", &target);
+    assert_trees_equal(&src, &target);
+}
+
+#[test]
+fn policy_protection_and_forgetting_survive_a_rebuild() {
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    for step in 0..4 {
+        change(&src, step + 1);
+        env.json(&["backup", "--json", "--tag", &format!("t{step}"), s(&src)]);
+    }
+    let points = ids(&env);
+    assert_eq!(
+        code(&env.run(&["policy", "set", "--keep-last", "1", "--keep-tag", "t1"])),
+        0
+    );
+    let out = env.run(&["points", "protect", &points[0], "--until", "forever"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dry = env.json(&["forget", "--dry-run", "--json"]);
+    let verdicts = dry["forget"]["verdicts"].as_array().unwrap();
+    let keep: Vec<bool> = verdicts
+        .iter()
+        .map(|v| v["keep"].as_bool().unwrap())
+        .collect();
+    assert_eq!(keep, [true, true, false, true], "{dry}");
+    assert_eq!(ids(&env).len(), 4, "a dry run forgot points");
+    let out = env.run(&["forget", &points[0]]);
+    assert_eq!(code(&out), 2, "a protected point was forgotten by name");
+    assert_one_line_error(&out, "unprotect");
+
+    assert_eq!(code(&env.run(&["forget"])), 0);
+    let kept = ids(&env);
+    assert_eq!(
+        kept,
+        [points[0].clone(), points[1].clone(), points[3].clone()]
+    );
+    let policies = env.json(&["policy", "show", "--json"]);
+
+    for name in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = fs::remove_file(env.vault().join(name));
+    }
+    assert_eq!(code(&env.run(&["catalog", "rebuild"])), 0);
+    assert_eq!(ids(&env), kept, "a forgotten point came back");
+    assert_eq!(env.json(&["policy", "show", "--json"]), policies);
+    let dry = env.json(&["forget", "--dry-run", "--json"]);
+    assert!(
+        dry["forget"]["verdicts"][0]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("protected")),
+        "{dry}"
+    );
+    assert_eq!(dry["forget"]["forgotten"].as_array().unwrap().len(), 0);
+
+    // The same once prune has compacted the metadata.
+    prune(&env, &["--allow-deleting-most"]);
+    for name in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = fs::remove_file(env.vault().join(name));
+    }
+    assert_eq!(code(&env.run(&["catalog", "rebuild"])), 0);
+    assert_eq!(ids(&env), kept);
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+}
+
+#[test]
+fn a_reader_keeps_its_packs_until_it_ends_and_a_killed_one_holds_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    let big = seeded_bytes(700, 6 * MIB);
+    write_file(src.join("big.bin"), &big);
+    let first = env.backup(&src)["point"].as_str().unwrap().to_string();
+    fs::remove_file(src.join("big.bin")).unwrap();
+    write_file(src.join("other.bin"), seeded_bytes(701, MIB));
+    env.backup(&src);
+
+    // A reader of the first point, stalled on a full pipe.
+    let mut reader = env
+        .cmd(&["cat", &format!("{first}:big.bin")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = reader.stdout.take().unwrap();
+    let mut head = vec![0u8; 64 * 1024];
+    out.read_exact(&mut head).unwrap();
+
+    assert_eq!(code(&env.run(&["forget", &first])), 0);
+    let report = prune(&env, &["--allow-deleting-most"]);
+    assert!(u(&report, "bytes_set_aside") >= 6 * MIB as u64, "{report}");
+    assert_eq!(u(&report, "bytes_freed"), 0, "{report}");
+    let holder = &report["set_aside_for"][0];
+    assert_eq!(holder["pid"], reader.id(), "{report}");
+
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    head.extend(rest);
+    assert!(reader.wait().unwrap().success());
+    assert!(
+        head == big,
+        "the reader did not get the file it started reading"
+    );
+    let report = prune(&env, &[]);
+    assert!(u(&report, "bytes_freed") >= 6 * MIB as u64, "{report}");
+
+    // A reader killed outright holds nothing.
+    write_file(src.join("third.bin"), seeded_bytes(702, 2 * MIB));
+    let third = env.backup(&src)["point"].as_str().unwrap().to_string();
+    let mut killed = env
+        .cmd(&["cat", &format!("{third}:third.bin")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut some = vec![0u8; 1024];
+    killed
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut some)
+        .unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert_eq!(code(&env.run(&["forget", &third])), 0);
+    let report = prune(&env, &["--allow-deleting-most"]);
+    assert_eq!(u(&report, "bytes_set_aside"), 0, "{report}");
+    assert!(u(&report, "bytes_freed") >= 2 * MIB as u64, "{report}");
+    assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
+}
