@@ -58,6 +58,13 @@ pub struct BackupArgs {
     /// or `forever`.
     #[arg(long, value_name = "DATE", value_parser = super::parse_until)]
     retain_until: Option<i64>,
+    /// Record the point at TIME (UTC: YYYY-MM-DD[THH:MM[:SS]]) instead of now, to import a
+    /// history.
+    #[arg(long, value_name = "TIME", value_parser = synvault::time::parse_utc)]
+    time: Option<i64>,
+    /// After a successful backup, forget the points the retention policy does not keep.
+    #[arg(long)]
+    forget: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -90,6 +97,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
         parent: args.parent.clone(),
         force: args.force,
         retain_until_ns: args.retain_until,
+        time_ns: args.time,
     };
     let bar = Bar::new("backup");
     let ledger = Arc::new(PackLedger::new());
@@ -104,7 +112,20 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
     );
     bar.finish();
     let report = report?;
+    let forgotten = if args.forget {
+        let forgot = synvault::retention::forget::forget(
+            &vault,
+            &Default::default(),
+            synvault::time::now_ns(),
+        )?;
+        Some(forgot.forgotten.len())
+    } else {
+        None
+    };
     drop(lock);
+    if let Some(n) = forgotten {
+        eprintln!("forgot {n} points the retention policy does not keep");
+    }
     for error in &report.errors {
         eprintln!("warning: skipped {error}");
     }

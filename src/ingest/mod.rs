@@ -55,6 +55,8 @@ pub struct BackupOptions {
     /// Protect the point from forgetting by policy until this time (ns, UTC; `i64::MAX`:
     /// forever).
     pub retain_until_ns: Option<i64>,
+    /// The point's time instead of now (ns, UTC): for importing a history.
+    pub time_ns: Option<i64>,
 }
 
 /// What a backup did.
@@ -234,7 +236,8 @@ fn run_backup(
     interrupted: &AtomicBool,
     ledger: &PackLedger,
 ) -> Result<BackupReport> {
-    let started_ns = crate::time::now_ns();
+    let clock_started_ns = crate::time::now_ns();
+    let started_ns = options.time_ns.unwrap_or(clock_started_ns);
     let sources = canonical_sources(&options.paths)?;
     let source = source_name(&sources);
     let parent = match &options.parent {
@@ -307,6 +310,7 @@ fn run_backup(
         root_tree,
         root: root_meta(&walk, &roots, &sources, started_ns),
         started_ns,
+        finished_ns: started_ns + (crate::time::now_ns() - clock_started_ns),
         stats,
         errors: walk.errors.clone(),
     });
@@ -340,6 +344,7 @@ struct NewPoint<'a> {
     root_tree: TreeId,
     root: RootMeta,
     started_ns: i64,
+    finished_ns: i64,
     stats: PointStats,
     errors: Vec<String>,
 }
@@ -377,7 +382,7 @@ fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
         awaiting_job,
         retain_until_ns: p.options.retain_until_ns,
         started_ns: p.started_ns,
-        finished_ns: crate::time::now_ns(),
+        finished_ns: p.finished_ns,
         stats: p.stats,
         errors: p.errors,
         root: p.root,
