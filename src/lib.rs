@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod chunk;
 pub mod crypto;
 pub mod error;
+pub mod failpoint;
 pub mod filter;
 pub mod fsmeta;
 pub mod ingest;

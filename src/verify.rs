@@ -110,7 +110,8 @@ pub fn verify(
     }
     let packs = vault.catalog().packs()?;
     let on_disk: HashMap<PackId, u64> = vault.backend().list()?.into_iter().collect();
-    let named: HashSet<PackId> = packs.iter().map(|p| p.0).collect();
+    // Packs prune set aside and metadata packs being committed are known too.
+    let named: HashSet<PackId> = vault.catalog().known_pack_names()?;
     report.unreferenced_packs = on_disk
         .keys()
         .filter(|p| !named.contains(p))
@@ -164,7 +165,15 @@ pub fn verify(
     }
     report.damaged_blocks = bad_blocks.len() as u64;
     let known = vault.catalog().block_ids()?;
-    let contents = vault.catalog().all_contents()?;
+    // Only what the points reach: rows of forgotten points that prune has not removed yet
+    // (a reader was alive, or it was stopped) are garbage, not damage.
+    let reachable = reachable_contents(vault)?;
+    let contents: Vec<(ContentId, Content)> = vault
+        .catalog()
+        .all_contents()?
+        .into_iter()
+        .filter(|(id, _)| reachable.contains(id))
+        .collect();
     let mut hit = HashSet::new();
     for (id, content) in &contents {
         for (block, _) in &content.blocks {
@@ -262,6 +271,35 @@ fn check_pack(
         }
     }
     Ok(check)
+}
+
+/// Every file version some point reaches (trees that cannot be read are skipped: reported by
+/// [`check_trees`]).
+fn reachable_contents(vault: &Vault) -> Result<HashSet<ContentId>> {
+    let catalog = vault.catalog();
+    let mut seen_trees = HashSet::new();
+    let mut out = HashSet::new();
+    for point in catalog.points()? {
+        let mut stack = vec![(point.root_tree, 0usize)];
+        while let Some((tree, depth)) = stack.pop() {
+            if depth > MAX_TREE_DEPTH || !seen_trees.insert(tree) {
+                continue;
+            }
+            let Ok(entries) = catalog.tree_entries(&tree) else {
+                continue;
+            };
+            for entry in entries {
+                match (entry.kind, entry.subtree, entry.content) {
+                    (EntryKind::Dir, Some(sub), _) => stack.push((sub, depth + 1)),
+                    (EntryKind::File, _, Some(content)) => {
+                        out.insert(content);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every (point, path) whose file uses one of `contents`. Trees that cannot be trusted are

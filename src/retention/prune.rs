@@ -29,6 +29,7 @@ use std::time::Instant;
 use crate::catalog::prune::PackUse;
 use crate::catalog::{EntryKind, NewPack, PackState};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::ingest::sink::PACK_TARGET_BYTES;
 use crate::lease::{self, Reader};
 use crate::progress::Progress;
@@ -112,6 +113,7 @@ pub fn prune(
         sweep(vault, &mut report)?;
     }
     mark(vault, interrupted)?;
+    failpoint::hit("prune:marked");
     let usage = vault.catalog().pack_use()?;
     let plan = Plan::of(&usage, options.max_unused_percent);
     report.packs_unused = plan.unused.len() as u64;
@@ -137,7 +139,9 @@ pub fn prune(
     for (pack, size) in &unknown {
         vault.catalog().retire_unknown_pack(pack, *size, now)?;
     }
+    failpoint::hit("prune:unknown-retired");
     let written = repack(vault, &plan.repack, progress, interrupted)?;
+    failpoint::hit("prune:repacked");
     report.packs_written = written.len() as u64;
     let retired: Vec<PackId> = plan
         .unused
@@ -146,7 +150,9 @@ pub fn prune(
         .map(|p| p.pack)
         .collect();
     vault.catalog().retire_packs(&written, &retired, now)?;
+    failpoint::hit("prune:retired");
     report.metadata_compacted = compact_metadata(vault)?;
+    failpoint::hit("prune:compacted");
     sweep(vault, &mut report)?;
     let me = std::process::id();
     if lease::alive(vault.root())?.iter().all(|r| r.pid == me) {
@@ -261,6 +267,7 @@ fn repack(
     let flush = |writer: PackWriter, written: &mut Vec<NewPack>| -> Result<()> {
         let pack = writer.finish(vault.codec());
         vault.backend().put(&pack.id, &pack.bytes)?;
+        failpoint::hit("prune:repack-pack-written");
         written.push(NewPack {
             id: pack.id,
             size: pack.bytes.len() as u64,
@@ -322,6 +329,7 @@ fn compact_metadata(vault: &Vault) -> Result<bool> {
     let meta = vault.seal(&body)?;
     vault.catalog().add_pending_seal(&meta.id)?;
     vault.backend().put(&meta.id, &meta.bytes)?;
+    failpoint::hit("prune:snapshot-written");
     let now = crate::time::now_ns();
     let mut catalog = vault.catalog();
     catalog.replace_meta_packs(&meta.id, meta.bytes.len() as u64, now)?;
@@ -347,6 +355,7 @@ fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
             .collect();
         if held_by.is_empty() {
             vault.backend().delete(&retired.pack)?;
+            failpoint::hit("prune:one-deleted");
             vault.catalog().drop_retired(&retired.pack)?;
             report.bytes_freed += retired.size;
         } else {

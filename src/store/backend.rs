@@ -28,7 +28,7 @@ pub trait Backend: Send + Sync {
     fn size(&self, id: &PackId) -> Result<Option<u64>>;
     /// Every pack with its size.
     fn list(&self) -> Result<Vec<(PackId, u64)>>;
-    /// Removes a pack.
+    /// Removes a pack; a pack that is not there is no error.
     fn delete(&self, id: &PackId) -> Result<()>;
 
     /// Stores the pack `id` of `len` bytes from the file `from` (a pack on a seed disk),
@@ -284,7 +284,11 @@ impl Backend for LocalBackend {
     fn delete(&self, id: &PackId) -> Result<()> {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).pop(id);
         let path = self.path_of(id);
-        fs::remove_file(&path).map_err(StoreError::io("delete pack", &path))
+        match fs::remove_file(&path) {
+            // Already gone: a delete that a killed run did not get to record.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(StoreError::io("delete pack", &path)),
+        }
     }
 
     /// Copies in the kernel (`std::io::copy` uses copy_file_range) under a temporary name,

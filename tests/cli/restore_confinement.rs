@@ -305,7 +305,12 @@ fn vault_snapshot(env: &Env) -> BTreeMap<PathBuf, String> {
     let mut snap = snapshot(&env.vault());
     snap.retain(|p, _| {
         let name = p.to_string_lossy();
-        !(name == "lock" || name.starts_with("catalog.db") || name.is_empty())
+        // The lock, the catalog and reader leases change with every command that opens the
+        // vault; the store and keys must not.
+        !(name == "lock"
+            || name.starts_with("catalog.db")
+            || name.starts_with("readers")
+            || name.is_empty())
     });
     snap
 }

@@ -321,3 +321,92 @@ fn a_reader_keeps_its_packs_until_it_ends_and_a_killed_one_holds_nothing() {
     assert!(u(&report, "bytes_freed") >= 2 * MIB as u64, "{report}");
     assert_eq!(code(&env.run(&["verify", "--read-data"])), 0);
 }
+
+/// A history of five points with a forgotten first and middle point, and each remaining
+/// point restored aside (to compare with after a crash).
+fn history_to_prune(env: &Env) -> Vec<(String, PathBuf)> {
+    let src = env.path("src");
+    base(&src);
+    env.backup(&src);
+    for step in 1..=4 {
+        change(&src, step);
+        env.backup(&src);
+    }
+    let points = ids(env);
+    assert_eq!(code(&env.run(&["forget", &points[0], &points[2]])), 0);
+    ids(env)
+        .into_iter()
+        .map(|id| {
+            let dir = env.path(&format!("kept-{id}"));
+            restore(env, &id, &dir);
+            (id, dir)
+        })
+        .collect()
+}
+
+/// After a prune was killed: the vault verifies, every kept point restores exactly, and a new
+/// prune finishes the job (after it nothing is left to free, nothing unknown in the store).
+fn assert_whole_after_a_killed_prune(env: &Env, kept: &[(String, PathBuf)], what: &str) {
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{what}: {}", stdout(&verify));
+    assert_eq!(
+        ids(env),
+        kept.iter().map(|k| k.0.clone()).collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (id, before) in kept {
+        let after = env.path(&format!("after-{what}-{id}"));
+        restore(env, id, &after);
+        assert_trees_equal(before, &after);
+    }
+    prune(env, &["--max-unused", "0", "--allow-deleting-most"]);
+    let again = prune(env, &["--max-unused", "0", "--allow-deleting-most"]);
+    assert_eq!(u(&again, "bytes_freed"), 0, "{what}: {again}");
+    assert_eq!(u(&again, "packs_unknown"), 0, "{what}: {again}");
+    assert_eq!(u(&again, "packs_unused"), 0, "{what}: {again}");
+    let verify = env.json(&["verify", "--read-data", "--json"]);
+    assert!(
+        verify["unreferenced_packs"].as_array().unwrap().is_empty(),
+        "{what}: {verify}"
+    );
+}
+
+#[test]
+fn prune_killed_at_each_step_or_at_any_instant_leaves_a_whole_vault() {
+    for step in [
+        "prune:marked",
+        "prune:unknown-retired",
+        "prune:repack-pack-written",
+        "prune:repacked",
+        "prune:retired",
+        "prune:snapshot-written",
+        "prune:compacted",
+        "prune:one-deleted",
+    ] {
+        let env = Env::new();
+        let kept = history_to_prune(&env);
+        let out = env
+            .cmd(&["prune", "--max-unused", "0", "--allow-deleting-most"])
+            .env("SYNVAULT_FAILPOINT", step)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{step}: prune was not stopped");
+        assert_whole_after_a_killed_prune(&env, &kept, step);
+    }
+    let env = Env::new();
+    let kept = history_to_prune(&env);
+    for ms in [5u64, 20, 40, 60, 90, 130, 200] {
+        let mut child = env
+            .cmd(&["prune", "--max-unused", "0", "--allow-deleting-most"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let verify = env.run(&["verify", "--read-data"]);
+        assert_eq!(code(&verify), 0, "killed at {ms} ms: {}", stdout(&verify));
+    }
+    assert_whole_after_a_killed_prune(&env, &kept, "random");
+}
