@@ -714,3 +714,88 @@ fn bad_mount_points_and_missing_fuse_have_their_own_exit_codes() {
         assert!(!is_mounted(&env.path("mnt2")));
     }
 }
+
+#[test]
+fn a_mount_keeps_reading_a_point_forgotten_and_pruned_and_one_whose_pack_was_repacked() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let gone = seeded_bytes(801, 4 * MIB);
+    let shared = seeded_bytes(802, 4 * MIB);
+    write_file(src.join("gone.bin"), &gone);
+    write_file(src.join("shared.bin"), &shared);
+    let first = env.backup(&src)["point"].as_str().unwrap().to_string();
+    // One pack holds both files; the second point uses only shared.bin, so forgetting the
+    // first leaves that pack half unused: prune repacks it.
+    std::thread::sleep(Duration::from_millis(1100));
+    fs::remove_file(src.join("gone.bin")).unwrap();
+    env.backup(&src);
+
+    let mount = env.mount("mnt", &[]);
+    let points = mount.path.join("points");
+    let listed: Vec<Vec<u8>> = names(&points).into_iter().collect();
+    assert_eq!(listed.len(), 2);
+    let (old, new) = (
+        points.join(OsStr::from_bytes(&listed[0])),
+        points.join(OsStr::from_bytes(&listed[1])),
+    );
+    let mut forgotten = File::open(old.join("gone.bin")).unwrap();
+    let mut repacked = File::open(new.join("shared.bin")).unwrap();
+    let mut got_forgotten = vec![0u8; MIB];
+    let mut got_repacked = vec![0u8; MIB];
+    forgotten.read_exact(&mut got_forgotten).unwrap();
+    repacked.read_exact(&mut got_repacked).unwrap();
+
+    assert!(env.run(&["forget", &first]).status.success());
+    let out = env.run(&[
+        "prune",
+        "--json",
+        "--max-unused",
+        "0",
+        "--allow-deleting-most",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["packs_repacked"], 1, "{report}");
+    assert!(
+        report["bytes_set_aside"].as_u64().unwrap() >= 8 * MIB as u64,
+        "{report}"
+    );
+    assert_eq!(report["set_aside_for"][0]["pid"], mount.pid(), "{report}");
+
+    // Both files read on to the end, exactly, after their packs were retired.
+    forgotten.read_to_end(&mut got_forgotten).unwrap();
+    repacked.read_to_end(&mut got_repacked).unwrap();
+    assert!(
+        got_forgotten == gone,
+        "the forgotten point's file changed under the mount"
+    );
+    assert!(
+        got_repacked == shared,
+        "the repacked file changed under the mount"
+    );
+    // The vault layout drops the forgotten point without a remount.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&points).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the forgotten point is still listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop((forgotten, repacked));
+    mount.stop(rustix::process::Signal::TERM);
+
+    let out = env.run(&["prune", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["bytes_set_aside"], 0, "{report}");
+    assert!(
+        report["bytes_freed"].as_u64().unwrap() >= 8 * MIB as u64,
+        "{report}"
+    );
+    let verify = env.run(&["verify", "--read-data"]);
+    assert!(verify.status.success());
+}
