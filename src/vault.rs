@@ -407,6 +407,24 @@ impl Vault {
         Ok(acquired)
     }
 
+    /// Takes the writer lock for `command`, waiting up to `wait` for another writer (a prune,
+    /// a backup) to finish; then [`Error::Locked`] as [`Vault::lock_writer`] gives at once.
+    pub fn lock_writer_waiting(
+        &self,
+        command: &str,
+        wait: std::time::Duration,
+    ) -> Result<(WriterLock, Acquired)> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match self.lock_writer(command) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Makes a vault written by an older synvault private: the directory 0700 (which alone
     /// keeps other users out of everything inside), its key files and catalog 0600. Packs are
     /// sealed, and reaching them needs the directory, so they are not walked one by one.

@@ -84,7 +84,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let (lock, acquired) = vault.lock_writer(&command)?;
+    let (lock, acquired) = cli.lock_writer(&vault, &command)?;
     if let Acquired::TakenOver(holder) = acquired {
         eprintln!("warning: took over the lock left by {holder}, which is no longer running");
     }

@@ -41,6 +41,10 @@ pub struct Cli {
     /// Read the passphrase from FILE (first line).
     #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// A command that writes waits up to SECONDS for another writer (a backup, a prune) to
+    /// finish before it gives up with exit 11.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
+    lock_wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -141,6 +145,15 @@ impl Cli {
             }
         }
         Ok(first.into_bytes())
+    }
+
+    /// Takes the vault's writer lock for `command`, waiting as `--lock-wait` allows.
+    fn lock_writer(
+        &self,
+        vault: &Vault,
+        command: &str,
+    ) -> anyhow::Result<(synvault::lock::WriterLock, synvault::lock::Acquired)> {
+        Ok(vault.lock_writer_waiting(command, Duration::from_secs(self.lock_wait))?)
     }
 
     /// Opens the vault named on the command line.

@@ -136,7 +136,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         PolicyCommand::Set(set) => {
-            let (_lock, _) = vault.lock_writer("policy set")?;
+            let (_lock, _) = cli.lock_writer(&vault, "policy set")?;
             let policy = set.policy();
             let text = serde_json::to_string(&policy)?;
             synvault::rebuild::commit_change(
@@ -151,7 +151,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         PolicyCommand::Clear { source } => {
-            let (_lock, _) = vault.lock_writer("policy clear")?;
+            let (_lock, _) = cli.lock_writer(&vault, "policy clear")?;
             synvault::rebuild::commit_change(
                 &vault,
                 &Event::Policy {
@@ -181,7 +181,7 @@ pub enum PointsCommand {
 
 pub fn protect(cli: &Cli, command: &PointsCommand) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = vault.lock_writer("points protect")?;
+    let (_lock, _) = cli.lock_writer(&vault, "points protect")?;
     let (query, until) = match command {
         PointsCommand::Protect { point, until } => (point, Some(*until)),
         PointsCommand::Unprotect { point } => (point, None),
@@ -224,7 +224,7 @@ pub struct ForgetArgs {
 
 pub fn forget(cli: &Cli, args: &ForgetArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = vault.lock_writer("forget")?;
+    let (_lock, _) = cli.lock_writer(&vault, "forget")?;
     let report = synvault::retention::forget::forget(
         &vault,
         &ForgetOptions {
@@ -302,7 +302,7 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> anyhow::Result<u8> {
         .into());
     }
     let vault = cli.open_vault()?;
-    let (_lock, _) = vault.lock_writer("prune")?;
+    let (_lock, _) = cli.lock_writer(&vault, "prune")?;
     let report = run_prune(
         &vault,
         PruneOptions {

@@ -117,7 +117,7 @@ pub fn run(cli: &Cli, args: &SeedArgs) -> anyhow::Result<u8> {
 fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
     let disk_size = args.disk_size.as_deref().map(size::disk_size).transpose()?;
     let vault = cli.open_vault()?;
-    let (_lock, acquired) = vault.lock_writer(&format!("seed prepare --job {}", args.job))?;
+    let (_lock, acquired) = cli.lock_writer(&vault, &format!("seed prepare --job {}", args.job))?;
     if let Acquired::TakenOver(holder) = acquired {
         eprintln!("warning: took over the lock left by {holder}, which is no longer running");
     }
@@ -351,7 +351,7 @@ fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
 
 fn repair(cli: &Cli, args: &RepairArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = vault.lock_writer(&format!("seed repair --job {}", args.job))?;
+    let (_lock, _) = cli.lock_writer(&vault, &format!("seed repair --job {}", args.job))?;
     let bar = Bar::new("repair");
     let report = seed::repair::repair(
         &vault,

@@ -404,6 +404,7 @@ fn commit_point(
     ledger: &PackLedger,
     interrupted: &AtomicBool,
 ) -> Result<()> {
+    crate::failpoint::hit("backup:before-commit");
     if interrupted.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }

@@ -410,3 +410,79 @@ fn prune_killed_at_each_step_or_at_any_instant_leaves_a_whole_vault() {
     }
     assert_whole_after_a_killed_prune(&env, &kept, "random");
 }
+
+/// Waits until the writer lock names `command`.
+fn wait_for_lock_holder(env: &Env, command: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let holder = fs::read_to_string(env.vault().join("lock")).unwrap_or_default();
+        if holder.contains(command) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{command} never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_backup_during_prune_completes_and_a_prune_during_a_backup_takes_nothing_it_uses() {
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.backup(&src);
+    for step in 1..=3 {
+        change(&src, step);
+        env.backup(&src);
+    }
+    let first = ids(&env)[0].clone();
+    assert_eq!(code(&env.run(&["forget", &first])), 0);
+
+    // A backup started while prune repacks (paused with its new packs written).
+    let pruning = env
+        .cmd(&["prune", "--max-unused", "0", "--allow-deleting-most"])
+        .env("SYNVAULT_PAUSE_AT", "prune:repacked")
+        .env("SYNVAULT_PAUSE_MS", "2500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lock_holder(&env, "prune");
+    change(&src, 4);
+    let during = env.backup(&src);
+    assert_eq!(during["state"], "complete", "{during}");
+    let pruned = pruning.wait_with_output().unwrap();
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+    let target = env.path("t1");
+    restore(&env, "latest", &target);
+    assert_trees_equal(&src, &target);
+
+    // A prune started while a backup is about to commit: it waits for the backup's lock.
+    let second = ids(&env)[0].clone();
+    assert_eq!(code(&env.run(&["forget", &second])), 0);
+    change(&src, 5);
+    let backing_up = env
+        .cmd(&["backup", "--json", s(&src)])
+        .env("SYNVAULT_PAUSE_AT", "backup:before-commit")
+        .env("SYNVAULT_PAUSE_MS", "2500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lock_holder(&env, "backup");
+    prune(&env, &["--max-unused", "0", "--allow-deleting-most"]);
+    let backed_up = backing_up.wait_with_output().unwrap();
+    assert!(backed_up.status.success(), "{}", stderr(&backed_up));
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+    let target = env.path("t2");
+    restore(&env, "latest", &target);
+    assert_trees_equal(&src, &target);
+    for id in ids(&env) {
+        restore(&env, &id, &env.path(&format!("every-{id}")));
+    }
+}
