@@ -34,6 +34,9 @@ struct PointJson<'a> {
     bytes_new: u64,
     bytes_stored: u64,
     errors: &'a [String],
+    /// Protected from forgetting until this time (UTC), or "forever"; absent if not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protected_until: Option<String>,
 }
 
 pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
@@ -56,6 +59,13 @@ pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
                 bytes_new: p.stats.bytes_new,
                 bytes_stored: p.stats.bytes_stored,
                 errors: &p.errors,
+                protected_until: p.retain_until_ns.map(|t| {
+                    if t == i64::MAX {
+                        "forever".into()
+                    } else {
+                        synvault::time::format_utc(t)
+                    }
+                }),
             })
             .collect();
         json(&out)?;
