@@ -220,11 +220,7 @@ fn a_damaged_catalog_is_mended_by_rebuild_force() {
     write_file(src.join("extra.bin"), seeded_bytes(96, 2 * MIB));
     env.backup(&src);
     let catalog = env.vault().join("catalog.db");
-    let db = rusqlite::Connection::open(&catalog).unwrap();
-    db.pragma_update(None, "wal_checkpoint", "TRUNCATE")
-        .unwrap();
-    drop(db);
-    let good = fs::read(&catalog).unwrap();
+    let good = env.catalog_bytes();
     let before = points(&env);
 
     let overwritten = {

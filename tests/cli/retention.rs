@@ -71,16 +71,22 @@ fn base(src: &Path) {
     write_file(src.join("dir/small.txt"), b"unchanged");
 }
 
-#[test]
-fn forgetting_any_point_leaves_every_other_restoring_exactly() {
-    let env = Env::new();
+/// A source with a history of `1 + steps` points in the vault; returns the source.
+fn history(env: &Env, steps: u64) -> PathBuf {
     let src = env.path("src");
     base(&src);
     env.backup(&src);
-    for step in 1..=4 {
+    for step in 1..=steps {
         change(&src, step);
         env.backup(&src);
     }
+    src
+}
+
+#[test]
+fn forgetting_any_point_leaves_every_other_restoring_exactly() {
+    let env = Env::new();
+    history(&env, 4);
     let points = ids(&env);
     for id in &points {
         restore(&env, id, &env.path(&format!("before-{id}")));
@@ -105,13 +111,7 @@ fn forgetting_any_point_leaves_every_other_restoring_exactly() {
 #[test]
 fn after_forgetting_half_and_pruning_the_store_is_as_small_as_a_vault_of_the_kept_points() {
     let env = Env::new();
-    let src = env.path("src");
-    base(&src);
-    env.backup(&src);
-    for step in 1..=9 {
-        change(&src, step);
-        env.backup(&src);
-    }
+    history(&env, 9);
     let points = ids(&env);
     assert_eq!(points.len(), 10);
     // The kept points' trees, to back up into a fresh vault in the same order.
@@ -160,11 +160,7 @@ fn prune_refuses_a_catalog_older_than_the_store_and_a_missing_one() {
     base(&src);
     env.backup(&src);
     let catalog = env.vault().join("catalog.db");
-    let db = rusqlite::Connection::open(&catalog).unwrap();
-    db.pragma_update(None, "wal_checkpoint", "TRUNCATE")
-        .unwrap();
-    drop(db);
-    let old = fs::read(&catalog).unwrap();
+    let old = env.catalog_bytes();
     for step in 1..=2 {
         change(&src, step);
         env.backup(&src);
@@ -325,13 +321,7 @@ fn a_reader_keeps_its_packs_until_it_ends_and_a_killed_one_holds_nothing() {
 /// A history of five points with a forgotten first and middle point, and each remaining
 /// point restored aside (to compare with after a crash).
 fn history_to_prune(env: &Env) -> Vec<(String, PathBuf)> {
-    let src = env.path("src");
-    base(&src);
-    env.backup(&src);
-    for step in 1..=4 {
-        change(&src, step);
-        env.backup(&src);
-    }
+    history(env, 4);
     let points = ids(env);
     assert_eq!(code(&env.run(&["forget", &points[0], &points[2]])), 0);
     ids(env)
@@ -430,13 +420,7 @@ fn wait_for_lock_holder(env: &Env, command: &str) {
 #[test]
 fn a_backup_during_prune_completes_and_a_prune_during_a_backup_takes_nothing_it_uses() {
     let env = Env::new();
-    let src = env.path("src");
-    base(&src);
-    env.backup(&src);
-    for step in 1..=3 {
-        change(&src, step);
-        env.backup(&src);
-    }
+    let src = history(&env, 3);
     let first = ids(&env)[0].clone();
     assert_eq!(code(&env.run(&["forget", &first])), 0);
 

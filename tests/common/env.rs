@@ -67,6 +67,16 @@ impl Env {
         self.json(&["backup", "--json", src.to_str().unwrap()])
     }
 
+    /// The catalog file's bytes with its WAL folded in (so they hold every commit).
+    pub fn catalog_bytes(&self) -> Vec<u8> {
+        let catalog = self.vault().join("catalog.db");
+        let db = rusqlite::Connection::open(&catalog).unwrap();
+        db.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .unwrap();
+        drop(db);
+        fs::read(&catalog).unwrap()
+    }
+
     /// Every file in the store but metadata packs: data packs, and anything a writer left.
     pub fn pack_files(&self) -> Vec<PathBuf> {
         self.store_files()
