@@ -48,7 +48,17 @@ fn describe_self(command: &str) -> String {
 impl WriterLock {
     /// Takes the lock for `command`, or fails with [`Error::Locked`] naming the holder.
     pub fn acquire(vault: &Path, command: &str) -> Result<(WriterLock, Acquired)> {
-        let path = vault.join("lock");
+        WriterLock::acquire_named(vault, "lock", command)
+    }
+
+    /// Takes the lock file `name` of the vault (another lock than the writer's, such as the
+    /// one that keeps two prunes apart), or fails with [`Error::Locked`] naming the holder.
+    pub fn acquire_named(
+        vault: &Path,
+        name: &str,
+        command: &str,
+    ) -> Result<(WriterLock, Acquired)> {
+        let path = vault.join(name);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -39,7 +39,8 @@ pub struct LiveFrame {
 
 impl Catalog {
     /// Starts a mark: empty temporary sets of live trees, file versions and blocks (kept by
-    /// SQLite, in its temporary store, not in this process's memory).
+    /// SQLite, in its temporary store, not in this process's memory). Everything read until
+    /// [`Catalog::mark_end`] is one snapshot of the catalog.
     pub fn mark_begin(&self) -> Result<()> {
         self.conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS live_trees (id BLOB PRIMARY KEY) WITHOUT ROWID;
@@ -49,6 +50,12 @@ impl Catalog {
              DELETE FROM temp.live_blocks;
              BEGIN;",
         )?;
+        Ok(())
+    }
+
+    /// Continues a mark begun earlier (points committed since are added to it).
+    pub fn mark_resume(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN;")?;
         Ok(())
     }
 

@@ -224,7 +224,7 @@ pub struct ForgetArgs {
 
 pub fn forget(cli: &Cli, args: &ForgetArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = cli.lock_writer(&vault, "forget")?;
+    let lock = cli.lock_writer(&vault, "forget")?;
     let report = synvault::retention::forget::forget(
         &vault,
         &ForgetOptions {
@@ -233,8 +233,9 @@ pub fn forget(cli: &Cli, args: &ForgetArgs) -> anyhow::Result<u8> {
         },
         synvault::time::now_ns(),
     )?;
+    drop(lock);
     let pruned = if args.prune && !args.dry_run {
-        Some(run_prune(&vault, PruneOptions::default())?)
+        Some(run_prune(cli, &vault, PruneOptions::default())?)
     } else {
         None
     };
@@ -302,8 +303,8 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> anyhow::Result<u8> {
         .into());
     }
     let vault = cli.open_vault()?;
-    let (_lock, _) = cli.lock_writer(&vault, "prune")?;
     let report = run_prune(
+        cli,
         &vault,
         PruneOptions {
             max_unused_percent: args.max_unused,
@@ -314,10 +315,18 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> anyhow::Result<u8> {
     after_report(exit::SUCCESS, print_prune(&report, args.json))
 }
 
-fn run_prune(vault: &synvault::Vault, options: PruneOptions) -> anyhow::Result<PruneReport> {
+/// Runs prune, which takes the writer lock itself for its short catalog steps.
+fn run_prune(
+    cli: &Cli,
+    vault: &synvault::Vault,
+    options: PruneOptions,
+) -> anyhow::Result<PruneReport> {
     let bar = Bar::new("prune");
     let interrupted = interrupt_flag();
-    let report = synvault::retention::prune::prune(vault, options, &bar, &interrupted);
+    let wait = std::time::Duration::from_secs(cli.lock_wait);
+    let report = synvault::retention::prune::prune(vault, options, &bar, &interrupted, &|| {
+        Ok(vault.lock_writer_waiting("prune", wait)?.0)
+    });
     bar.finish();
     Ok(report?)
 }

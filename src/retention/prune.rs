@@ -20,7 +20,12 @@
 //!    the whole catalog replaces the older ones (retired like data packs).
 //! 8. **Sweep** again: what no older reader holds is deleted now; the rest waits.
 //!
-//! The writer lock is held throughout (the caller takes it).
+//! The writer lock is held only for steps 1–2 and 6–8; marking and repacking run beside
+//! backups. A backup that commits meanwhile may use a block the mark found unused: step 6
+//! first marks every point committed since the mark (under the lock, so no commit comes in
+//! between) and keeps any planned pack that holds a block live now and not copied. A backup
+//! that starts after step 6 sees the catalog without the retired blocks, so it stores such
+//! blocks again rather than share them.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::ingest::sink::PACK_TARGET_BYTES;
 use crate::lease::{self, Reader};
+use crate::lock::WriterLock;
 use crate::progress::Progress;
 use crate::store::meta_pack::{is_meta_pack, META_HEADER_LEN};
 use crate::store::{PackId, PackWriter};
@@ -89,35 +95,52 @@ pub struct PruneReport {
     /// The run would remove more than half of the stored bytes (refused without
     /// `allow_deleting_most`).
     pub removes_most: bool,
+    /// Seconds the writer lock was held (backups wait only for these).
+    pub lock_seconds: f64,
     pub seconds: f64,
 }
 
 /// The setting that records when metadata was last compacted.
 const META_COMPACTED: &str = "meta_compacted_ns";
 
-/// Runs prune. The writer lock must be held by the caller.
+/// Runs prune. `writer_lock` takes the vault's writer lock (waiting as the caller allows);
+/// prune holds it only for its short catalog steps (the guard and first sweep, then the
+/// re-check, commit, metadata compaction and sweep), not while it marks and repacks, so
+/// backups run meanwhile. Two prunes never overlap (`prune.lock`).
 pub fn prune(
     vault: &Vault,
     options: PruneOptions,
     progress: &dyn Progress,
     interrupted: &AtomicBool,
+    writer_lock: &dyn Fn() -> Result<WriterLock>,
 ) -> Result<PruneReport> {
     let started = Instant::now();
+    let _one_prune = WriterLock::acquire_named(vault.root(), PRUNE_LOCK, "prune")?;
     let mut report = PruneReport {
         dry_run: options.dry_run,
         bytes_stored_before: vault.catalog().stored_bytes()?,
         ..PruneReport::default()
     };
+
+    // Locked: what the store holds that the catalog does not, and the first sweep.
+    let locked = Instant::now();
+    let lock = writer_lock()?;
     let unknown = guard_against_a_stale_catalog(vault)?;
+    let now = crate::time::now_ns();
     if !options.dry_run {
+        for (pack, size) in &unknown {
+            vault.catalog().retire_unknown_pack(pack, *size, now)?;
+        }
         sweep(vault, &mut report)?;
     }
-    mark(vault, interrupted)?;
+    drop(lock);
+    let mut lock_time = locked.elapsed();
+
+    // Unlocked: mark a snapshot of the catalog, plan, write the repacked packs.
+    let marked_points = mark(vault, interrupted)?;
     failpoint::hit("prune:marked");
     let usage = vault.catalog().pack_use()?;
-    let plan = Plan::of(&usage, options.max_unused_percent);
-    report.packs_unused = plan.unused.len() as u64;
-    report.packs_repacked = plan.repack.len() as u64;
+    let mut plan = Plan::of(&usage, options.max_unused_percent);
     report.packs_unknown = unknown.len() as u64;
     report.bytes_unused_left = plan.unused_left;
     let leaving = plan.bytes_leaving() + unknown.iter().map(|u| u.1).sum::<u64>();
@@ -131,17 +154,26 @@ pub fn prune(
         )));
     }
     if options.dry_run {
+        report.packs_unused = plan.unused.len() as u64;
+        report.packs_repacked = plan.repack.len() as u64;
         report.seconds = started.elapsed().as_secs_f64();
+        report.lock_seconds = lock_time.as_secs_f64();
         return Ok(report);
     }
     progress.set_total(plan.repack.iter().map(|p| p.size).sum());
-    let now = crate::time::now_ns();
-    for (pack, size) in &unknown {
-        vault.catalog().retire_unknown_pack(pack, *size, now)?;
-    }
     failpoint::hit("prune:unknown-retired");
     let written = repack(vault, &plan.repack, progress, interrupted)?;
     failpoint::hit("prune:repacked");
+
+    // Locked: points committed meanwhile are marked too, and a pack one of them now uses is
+    // kept; then the commit, the metadata and the sweep.
+    let locked = Instant::now();
+    let lock = writer_lock()?;
+    failpoint::hit("prune:relocked");
+    mark_new_points(vault, &marked_points, interrupted)?;
+    plan.keep_what_is_used_now(vault, &written)?;
+    report.packs_unused = plan.unused.len() as u64;
+    report.packs_repacked = plan.repack.len() as u64;
     report.packs_written = written.len() as u64;
     let retired: Vec<PackId> = plan
         .unused
@@ -149,6 +181,7 @@ pub fn prune(
         .chain(&plan.repack)
         .map(|p| p.pack)
         .collect();
+    let now = crate::time::now_ns();
     vault.catalog().retire_packs(&written, &retired, now)?;
     failpoint::hit("prune:retired");
     report.metadata_compacted = compact_metadata(vault)?;
@@ -159,9 +192,15 @@ pub fn prune(
         report.catalog_rows_removed = vault.catalog().delete_unmarked()?;
     }
     report.bytes_stored_after = vault.catalog().stored_bytes()?;
+    drop(lock);
+    lock_time += locked.elapsed();
+    report.lock_seconds = lock_time.as_secs_f64();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
+
+/// The lock file that keeps two prunes from overlapping.
+const PRUNE_LOCK: &str = "prune.lock";
 
 /// Refuses when the store holds a metadata pack the catalog does not know: the catalog is
 /// older than the store (restored from a copy), and what it does not know it would delete.
@@ -185,12 +224,39 @@ fn guard_against_a_stale_catalog(vault: &Vault) -> Result<Vec<(PackId, u64)>> {
     Ok(unknown)
 }
 
-/// Marks everything the points use.
-fn mark(vault: &Vault, interrupted: &AtomicBool) -> Result<()> {
+/// Marks everything the points use, in one snapshot of the catalog; returns the points
+/// marked.
+fn mark(vault: &Vault, interrupted: &AtomicBool) -> Result<HashSet<String>> {
     let catalog = vault.catalog();
     catalog.mark_begin()?;
+    mark_points(&catalog, &HashSet::new(), interrupted)
+}
+
+/// Marks what the points committed since [`mark`] use (under the writer lock: no commit
+/// comes between this and prune's own).
+fn mark_new_points(
+    vault: &Vault,
+    marked: &HashSet<String>,
+    interrupted: &AtomicBool,
+) -> Result<HashSet<String>> {
+    let catalog = vault.catalog();
+    catalog.mark_resume()?;
+    mark_points(&catalog, marked, interrupted)
+}
+
+/// Marks the points not in `skip`, then ends the mark's transaction.
+fn mark_points(
+    catalog: &crate::catalog::Catalog,
+    skip: &HashSet<String>,
+    interrupted: &AtomicBool,
+) -> Result<HashSet<String>> {
+    let mut seen = HashSet::new();
     let marked = (|| -> Result<()> {
         for point in catalog.points()? {
+            seen.insert(point.id.0.clone());
+            if skip.contains(&point.id.0) {
+                continue;
+            }
             let mut stack = vec![point.root_tree];
             while let Some(tree) = stack.pop() {
                 if interrupted.load(Ordering::Relaxed) {
@@ -215,7 +281,7 @@ fn mark(vault: &Vault, interrupted: &AtomicBool) -> Result<()> {
         Ok(())
     })();
     catalog.mark_end()?;
-    marked
+    marked.map(|()| seen)
 }
 
 /// Which packs go.
@@ -245,6 +311,38 @@ impl Plan {
             }
         }
         plan
+    }
+
+    /// Keeps (drops from the plan) every pack that is gone from the catalog, or that holds a
+    /// block live now that the repack did not copy: a point committed since the mark uses it.
+    fn keep_what_is_used_now(&mut self, vault: &Vault, written: &[NewPack]) -> Result<()> {
+        let copied: HashSet<_> = written
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.id))
+            .collect();
+        let catalog = vault.catalog();
+        let still_unused = |p: &PackUse| -> Result<bool> {
+            Ok(catalog.has_pack(&p.pack)?
+                && catalog
+                    .live_frames(&p.pack)?
+                    .iter()
+                    .all(|f| copied.contains(&f.id)))
+        };
+        let mut unused = Vec::new();
+        for p in std::mem::take(&mut self.unused) {
+            if still_unused(&p)? {
+                unused.push(p);
+            }
+        }
+        let mut repack = Vec::new();
+        for p in std::mem::take(&mut self.repack) {
+            if still_unused(&p)? {
+                repack.push(p);
+            }
+        }
+        self.unused = unused;
+        self.repack = repack;
+        Ok(())
     }
 
     /// Bytes the plan takes out of the store (the repacked packs' live frames come back).

@@ -368,6 +368,7 @@ fn prune_killed_at_each_step_or_at_any_instant_leaves_a_whole_vault() {
         "prune:unknown-retired",
         "prune:repack-pack-written",
         "prune:repacked",
+        "prune:relocked",
         "prune:retired",
         "prune:snapshot-written",
         "prune:compacted",
@@ -401,11 +402,11 @@ fn prune_killed_at_each_step_or_at_any_instant_leaves_a_whole_vault() {
     assert_whole_after_a_killed_prune(&env, &kept, "random");
 }
 
-/// Waits until the writer lock names `command`.
-fn wait_for_lock_holder(env: &Env, command: &str) {
+/// Waits until the vault's lock file `lock` names `command`.
+fn wait_for_lock_holder(env: &Env, lock: &str, command: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let holder = fs::read_to_string(env.vault().join("lock")).unwrap_or_default();
+        let holder = fs::read_to_string(env.vault().join(lock)).unwrap_or_default();
         if holder.contains(command) {
             return;
         }
@@ -422,10 +423,15 @@ fn a_backup_during_prune_completes_and_a_prune_during_a_backup_takes_nothing_it_
     let env = Env::new();
     let src = history(&env, 3);
     let first = ids(&env)[0].clone();
+    // This version of base-0.bin is only in the first point: once it is forgotten, prune
+    // plans to drop its blocks.
+    let only_in_first = env.run(&["cat", &format!("{first}:base-0.bin")]).stdout;
+    assert_eq!(only_in_first.len(), 2 * MIB);
     assert_eq!(code(&env.run(&["forget", &first])), 0);
 
-    // A backup started while prune repacks (paused with its new packs written).
-    let pruning = env
+    // A backup started while prune repacks (paused with its new packs written) runs at once:
+    // prune holds the writer lock only for its catalog steps.
+    let mut pruning = env
         .cmd(&["prune", "--max-unused", "0", "--allow-deleting-most"])
         .env("SYNVAULT_PAUSE_AT", "prune:repacked")
         .env("SYNVAULT_PAUSE_MS", "2500")
@@ -433,10 +439,18 @@ fn a_backup_during_prune_completes_and_a_prune_during_a_backup_takes_nothing_it_
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_lock_holder(&env, "prune");
-    change(&src, 4);
+    wait_for_lock_holder(&env, "prune.lock", "prune");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // It brings the forgotten version back: its blocks are shared, not stored again, and
+    // prune must keep the pack that holds them.
+    write_file(src.join("base-0.bin"), &only_in_first);
     let during = env.backup(&src);
+    assert!(u(&during, "bytes_new") < MIB as u64, "{during}");
     assert_eq!(during["state"], "complete", "{during}");
+    assert!(
+        pruning.try_wait().unwrap().is_none(),
+        "the backup waited for the whole prune"
+    );
     let pruned = pruning.wait_with_output().unwrap();
     assert!(pruned.status.success(), "{}", stderr(&pruned));
     let verify = env.run(&["verify", "--read-data"]);
@@ -457,7 +471,7 @@ fn a_backup_during_prune_completes_and_a_prune_during_a_backup_takes_nothing_it_
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_lock_holder(&env, "backup");
+    wait_for_lock_holder(&env, "lock", "backup");
     prune(&env, &["--max-unused", "0", "--allow-deleting-most"]);
     let backed_up = backing_up.wait_with_output().unwrap();
     assert!(backed_up.status.success(), "{}", stderr(&backed_up));
