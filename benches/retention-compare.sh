@@ -20,6 +20,8 @@
 #   SV_PRUNE_ARGS extra arguments of `synvault prune` (default "--allow-deleting-most": it only
 #                 skips the confirmation asked before removing more than half of the store;
 #                 restic asks for none. The report says whether it would have been asked.)
+#   IDLE_WAIT     seconds to wait, before the timed steps, for the CPUs to be under 10% busy
+#                 (default 300; it times anyway after that, and warns)
 #   WORK          work dir: source tree, repositories, logs   (default /var/tmp/synvault-retention)
 #   SYNVAULT_BIN  use this binary instead of `cargo build --release`
 #
@@ -73,6 +75,7 @@ ADDS=${ADDS:-1}
 DELETES=${DELETES:-1}
 POLICY=${POLICY:-"--keep-daily 7 --keep-weekly 5 --keep-monthly 12 --keep-yearly 3"}
 SV_PRUNE_ARGS=${SV_PRUNE_ARGS:---allow-deleting-most}
+IDLE_WAIT=${IDLE_WAIT:-300}
 read -r -a POLICY_ARGS <<<"$POLICY"
 read -r -a SV_PRUNE_EXTRA <<<"$SV_PRUNE_ARGS"
 
@@ -126,7 +129,7 @@ build_src() {
   (tar -C / --verbatim-files-from -T "$WORK/take.txt" -cf - || [[ $? -eq 1 ]]) | tar -C "$SRC" -xf -
   R[src.files]=$(find "$SRC" -type f | wc -l)
   R[src.bytes]=$(file_bytes "$SRC")
-  log "source tree: ${R[src.files]} files, $(mb "${R[src.bytes]}") MB (every ${k}th file of /usr)"
+  log "source tree: ${R[src.files]} files, $(mb "${R[src.bytes]}") MB (every k-th file of /usr, k = $k)"
   # The pool the changes draw from: path only, files of 1 B .. 256 KiB.
   awk -F'\t' '$1 > 0 && $1 <= 262144 { print "/" $2 }' "$POOL" >"$POOL.small"
   mapfile -t POOLFILES <"$POOL.small"
@@ -339,6 +342,7 @@ main_ret() {
   build_src
   build_history
   warm_cache_repos
+  wait_idle
   check_idle "before the timed steps"
   snapshot_state before
   retention_synvault
@@ -347,6 +351,22 @@ main_ret() {
   check_kept
   check_idle "at end"
   report_ret
+}
+
+# Wait up to IDLE_WAIT seconds for 2 s with the CPUs under 10% busy (other jobs on the box).
+wait_idle() {
+  local t0=$SECONDS busy said=-30
+  while busy=$(busy_pct); ((busy >= 10)); do
+    if ((SECONDS - t0 >= IDLE_WAIT)); then
+      log "machine still ${busy}% busy after ${IDLE_WAIT} s; timing anyway"
+      return 0
+    fi
+    if ((SECONDS - said >= 30)); then # say so every 30 s, not every sample
+      log "waiting for an idle machine (${busy}% busy)"
+      said=$SECONDS
+    fi
+  done
+  log "machine idle (${busy}% busy) after $((SECONDS - t0)) s of waiting"
 }
 
 # Read both repositories once (untimed), so neither tool is charged for cold reads.
