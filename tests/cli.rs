@@ -433,7 +433,8 @@ fn second_writer_is_refused_and_a_killed_backup_leaves_a_sound_vault() {
     write_file(src.join("a.bin"), seeded_bytes(8, 40 * MIB));
     let mut first = start_long_backup(&env, &src, Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(60);
-    let second = env.run(&["backup", src.to_str().unwrap()]);
+    // Not willing to wait: refused at once, naming the holder.
+    let second = env.run(&["backup", "--lock-wait", "0", src.to_str().unwrap()]);
     assert_eq!(code(&second), 11, "{}", stderr(&second));
     assert_one_line_error(&second, &format!("pid {}", first.id()));
 
