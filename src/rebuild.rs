@@ -92,9 +92,19 @@ pub fn rebuild(
     let fresh = root.join(REBUILDING);
     remove_catalog_files(&fresh)?;
     let catalog = Catalog::create(&fresh)?;
-    let vault = Vault::open_with_catalog(root, passphrase, catalog)?;
-    let mut report = fill(&vault, progress)?;
-    drop(vault);
+    let filled = Vault::open_with_catalog(root, passphrase, catalog).and_then(|vault| {
+        let report = fill(&vault, progress);
+        drop(vault);
+        report
+    });
+    let mut report = match filled {
+        Ok(report) => report,
+        Err(e) => {
+            // A wrong passphrase or a failed read leaves nothing behind.
+            let _ = remove_catalog_files(&fresh);
+            return Err(e);
+        }
+    };
 
     if current.exists() {
         let aside = root.join(format!(

@@ -170,6 +170,30 @@ fn a_lost_catalog_is_rebuilt_with_every_point_as_it_was() {
 }
 
 #[test]
+fn a_rebuild_that_fails_leaves_nothing_behind() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.txt"), b"one");
+    env.backup(&src);
+    delete_catalog(&env);
+    let out = env
+        .cmd(&["catalog", "rebuild"])
+        .env("SYNVAULT_PASSWORD", "not the passphrase")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 12, "{}", stderr(&out));
+    assert_one_line_error(&out, "wrong passphrase");
+    let left: Vec<_> = fs::read_dir(env.vault())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("catalog"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    rebuild(&env, &[]);
+    assert_eq!(points(&env).len(), 1);
+}
+
+#[test]
 fn a_seed_job_in_transit_is_known_after_rebuild_and_its_import_completes_it() {
     let env = Env::new();
     let src = env.path("src");
