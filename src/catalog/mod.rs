@@ -438,17 +438,7 @@ impl Catalog {
             "SELECT b.id, b.offset, b.stored_len, b.raw_len
              FROM blocks b WHERE b.pack = (SELECT id FROM packs WHERE name = ?1) ORDER BY b.offset",
         )?;
-        let rows = stmt.query_map([&pack.0[..]], |r| {
-            Ok((
-                BlockId(blob32(r, 0)?),
-                BlockLocation {
-                    pack: *pack,
-                    offset: r.get::<_, i64>(1)? as u64,
-                    stored_len: r.get(2)?,
-                    raw_len: r.get(3)?,
-                },
-            ))
-        })?;
+        let rows = stmt.query_map([&pack.0[..]], |r| located_block(r, pack))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -616,6 +606,19 @@ impl Catalog {
                 .query_row("SELECT COALESCE(SUM(size), 0) FROM packs", [], |r| r.get(0))?;
         Ok((raw as u64, packed as u64))
     }
+}
+
+/// A block and where it is, from a row of `b.id, b.offset, b.stored_len, b.raw_len` of `pack`.
+fn located_block(r: &Row<'_>, pack: &PackId) -> rusqlite::Result<(BlockId, BlockLocation)> {
+    Ok((
+        BlockId(blob32(r, 0)?),
+        BlockLocation {
+            pack: *pack,
+            offset: r.get::<_, i64>(1)? as u64,
+            stored_len: r.get(2)?,
+            raw_len: r.get(3)?,
+        },
+    ))
 }
 
 fn insert_meta_pack(conn: &Connection, pack: &PackId, size: u64) -> Result<()> {

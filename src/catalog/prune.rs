@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{blob32, Catalog, ContentId, NewPack, Result, TreeId};
+use super::{blob32, BlockLocation, Catalog, ContentId, NewPack, Result, TreeId};
 use crate::store::{BlockId, PackEntry, PackId};
 
 /// How much of a stored data pack the points use.
@@ -25,16 +25,6 @@ pub struct RetiredPack {
     pub pack: PackId,
     pub size: u64,
     pub retired_ns: i64,
-}
-
-/// A block to move into a new pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LiveFrame {
-    pub id: BlockId,
-    pub pack: PackId,
-    pub offset: u64,
-    pub stored_len: u32,
-    pub raw_len: u32,
 }
 
 impl Catalog {
@@ -137,22 +127,14 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The live frames of a pack, in pack order.
-    pub fn live_frames(&self, pack: &PackId) -> Result<Vec<LiveFrame>> {
+    /// The live blocks of a pack and where they are, in pack order.
+    pub fn live_frames(&self, pack: &PackId) -> Result<Vec<(BlockId, BlockLocation)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT b.id, b.offset, b.stored_len, b.raw_len FROM blocks b
              JOIN temp.live_blocks l ON l.id = b.id
              WHERE b.pack = (SELECT id FROM packs WHERE name = ?1) ORDER BY b.offset",
         )?;
-        let rows = stmt.query_map([&pack.0[..]], |r| {
-            Ok(LiveFrame {
-                id: BlockId(blob32(r, 0)?),
-                pack: *pack,
-                offset: r.get::<_, i64>(1)? as u64,
-                stored_len: r.get(2)?,
-                raw_len: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map([&pack.0[..]], |r| super::located_block(r, pack))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

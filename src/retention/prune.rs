@@ -326,7 +326,7 @@ impl Plan {
                 && catalog
                     .live_frames(&p.pack)?
                     .iter()
-                    .all(|f| copied.contains(&f.id)))
+                    .all(|(id, _)| copied.contains(id)))
         };
         let mut unused = Vec::new();
         for p in std::mem::take(&mut self.unused) {
@@ -377,7 +377,7 @@ fn repack(
     };
     for pack in packs {
         let frames = vault.catalog().live_frames(&pack.pack)?;
-        for live in frames {
+        for (id, live) in frames {
             if interrupted.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
@@ -388,13 +388,13 @@ fn repack(
             // The frame is copied as stored: its tag is checked, not re-sealed.
             vault
                 .codec()
-                .decode(&live.id, frame.clone(), live.raw_len as usize)
+                .decode(&id, frame.clone(), live.raw_len as usize)
                 .map_err(|_| crate::store::StoreError::CorruptFrame {
-                    block: live.id,
+                    block: id,
                     pack: live.pack,
                     offset: live.offset,
                 })?;
-            writer.add(live.id, &frame, live.raw_len as usize);
+            writer.add(id, &frame, live.raw_len as usize);
             if writer.len() >= PACK_TARGET_BYTES {
                 let full = std::mem::replace(&mut writer, PackWriter::new(PACK_TARGET_BYTES));
                 flush(full, &mut written)?;
