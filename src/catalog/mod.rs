@@ -288,6 +288,8 @@ impl Catalog {
             | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // `rarray(?)`: a list of ids bound as one parameter, for batched look-ups.
+        rusqlite::vtab::array::load_module(&conn)?;
         Ok(conn)
     }
 
@@ -295,12 +297,15 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.pragma_update(Some("temp"), "cache_size", -65536)?;
         Ok(())
     }
 
     /// A catalog in memory, for tests.
     pub fn open_in_memory() -> Result<Catalog> {
         let mut conn = Connection::open_in_memory()?;
+        rusqlite::vtab::array::load_module(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate::migrate(&mut conn)?;
         Ok(Catalog { conn })

@@ -1,9 +1,16 @@
 //! Catalog queries of prune: marking what the points use, the use of each pack, and the
 //! transaction that moves blocks to new packs and retires the old ones.
 
-use rusqlite::params;
+use std::rc::Rc;
 
-use super::{blob32, BlockLocation, Catalog, ContentId, NewPack, Result, TreeId};
+use rusqlite::params;
+use rusqlite::types::Value;
+use rusqlite::vtab::array::Array;
+
+use super::{
+    blob32, tree_codec, BlockLocation, Catalog, CatalogError, Content, ContentId, Entry, NewPack,
+    Result, TreeId,
+};
 use crate::store::{BlockId, PackEntry, PackId};
 
 /// How much of a stored data pack the points use.
@@ -49,32 +56,94 @@ impl Catalog {
         Ok(())
     }
 
-    /// Marks a tree live; false if it already was.
-    pub fn mark_tree(&self, tree: &TreeId) -> Result<bool> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO temp.live_trees (id) VALUES (?1)")?;
-        Ok(stmt.execute([&tree.0[..]])? == 1)
-    }
-
-    /// Marks a file version and its blocks live.
-    pub fn mark_content(&self, id: &ContentId) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO temp.live_contents (id) VALUES (?1)")?;
-        if stmt.execute([&id.0[..]])? == 0 {
+    /// Marks `trees` live and calls `each` with the entries of every one not marked before
+    /// (a tree already marked was walked already). One batch is a few statements, whatever
+    /// its length.
+    pub fn mark_trees(&self, trees: &[TreeId], mut each: impl FnMut(Vec<Entry>)) -> Result<()> {
+        let fresh = self.insert_returning(
+            "INSERT OR IGNORE INTO temp.live_trees (id) SELECT value FROM rarray(?1) RETURNING id",
+            trees.iter().map(|t| &t.0),
+        )?;
+        if fresh.is_empty() {
             return Ok(());
         }
-        let content = self.content(id)?;
-        let mut block = self
+        let expected = fresh.len();
+        let mut stmt = self
             .conn
-            .prepare_cached("INSERT OR IGNORE INTO temp.live_blocks (id) VALUES (?1)")?;
-        for (b, _) in &content.blocks {
-            if *b != BlockId::ZERO {
-                block.execute([&b.0[..]])?;
-            }
+            .prepare_cached("SELECT id, entries FROM trees WHERE id IN rarray(?1)")?;
+        let mut rows = stmt.query([fresh])?;
+        let mut found = 0;
+        while let Some(row) = rows.next()? {
+            let tree = TreeId(blob32(row, 0)?);
+            let blob: Vec<u8> = row.get(1)?;
+            let entries = tree_codec::decode(&blob)
+                .map_err(|source| CatalogError::BadTree { tree, source })?;
+            each(entries);
+            found += 1;
+        }
+        if found != expected {
+            return Err(CatalogError::Corrupt("a tree a point uses is missing"));
         }
         Ok(())
+    }
+
+    /// Marks file versions and their blocks live.
+    pub fn mark_contents(&self, contents: &[ContentId]) -> Result<()> {
+        let fresh = self.insert_returning(
+            "INSERT OR IGNORE INTO temp.live_contents (id) SELECT value FROM rarray(?1) \
+             RETURNING id",
+            contents.iter().map(|c| &c.0),
+        )?;
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let expected = fresh.len();
+        let mut blocks = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, size, block_list FROM contents WHERE id IN rarray(?1)")?;
+        let mut rows = stmt.query([fresh])?;
+        let mut found = 0;
+        while let Some(row) = rows.next()? {
+            let id = ContentId(blob32(row, 0)?);
+            let list: Vec<u8> = row.get(2)?;
+            let content = Content::from_row(&id, row.get::<_, i64>(1)? as u64, &list)
+                .ok_or(CatalogError::Corrupt("block list"))?;
+            blocks.extend(
+                content
+                    .blocks
+                    .iter()
+                    .filter(|(b, _)| *b != BlockId::ZERO)
+                    .map(|(b, _)| Value::Blob(b.0.to_vec())),
+            );
+            found += 1;
+        }
+        if found != expected {
+            return Err(CatalogError::Corrupt(
+                "a file version a point uses is missing",
+            ));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO temp.live_blocks (id) SELECT value FROM rarray(?1)",
+            )?
+            .execute([Rc::new(blocks)])?;
+        Ok(())
+    }
+
+    /// Runs an `INSERT ... SELECT value FROM rarray(?1) RETURNING id` over `ids`; returns the
+    /// ids it inserted (those not in the table before), ready to bind as an array.
+    fn insert_returning<'a>(
+        &self,
+        sql: &str,
+        ids: impl Iterator<Item = &'a [u8; 32]>,
+    ) -> Result<Array> {
+        let ids: Vec<Value> = ids.map(|id| Value::Blob(id.to_vec())).collect();
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let fresh = stmt
+            .query_map([Rc::new(ids)], |r| r.get::<_, Value>(0))?
+            .collect::<rusqlite::Result<Vec<Value>>>()?;
+        Ok(Rc::new(fresh))
     }
 
     /// Ends the mark's writes (the sets stay for the queries below).
@@ -220,11 +289,16 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Forgets a retired pack once it is deleted from the store.
-    pub fn drop_retired(&self, pack: &PackId) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM retired_packs WHERE name = ?1", [&pack.0[..]])?;
-        Ok(())
+    /// Forgets retired packs once they are deleted from the store, in one transaction.
+    pub fn drop_retired(&mut self, packs: &[PackId]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare("DELETE FROM retired_packs WHERE name = ?1")?;
+            for pack in packs {
+                stmt.execute([&pack.0[..]])?;
+            }
+        }
+        Ok(tx.commit()?)
     }
 
     /// Every pack the catalog lists (any kind or state) or has retired.
@@ -274,5 +348,134 @@ impl Catalog {
             .query_row("SELECT MAX(forgotten_ns) FROM forgotten_points", [], |r| {
                 r.get(0)
             })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{
+        BackupCommit, EntryKind, PackState, PointKind, PointState, PointStats, RecoveryPoint,
+        RecoveryPointId, RootMeta, TreeRow,
+    };
+
+    fn file(name: &[u8], content: ContentId) -> Entry {
+        Entry {
+            name: name.to_vec(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            size: 1,
+            inode: 0,
+            nlink: 1,
+            content: Some(content),
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: vec![],
+        }
+    }
+
+    /// One pack of four blocks: a two-block file version and a one-block one use three of
+    /// them; a point uses both through one tree.
+    fn catalog_with_one_point() -> (Catalog, TreeId) {
+        let mut cat = Catalog::open_in_memory().unwrap();
+        let block = |n: u8| BlockId([n; 32]);
+        let entries = (1..=4)
+            .map(|n| PackEntry {
+                id: block(n),
+                offset: u64::from(n) * 100,
+                stored_len: 100,
+                raw_len: 90,
+            })
+            .collect();
+        let two = Content {
+            size: 180,
+            blocks: vec![(block(1), 90), (block(2), 90)],
+        };
+        let one = Content {
+            size: 90,
+            blocks: vec![(block(3), 90)],
+        };
+        let two_id = ContentId([20; 32]);
+        let one_id = ContentId(block(3).0);
+        let tree = TreeId([9; 32]);
+        let commit = BackupCommit {
+            packs: vec![NewPack {
+                id: PackId([1; 32]),
+                size: 500,
+                state: PackState::Stored,
+                seed_job: None,
+                entries,
+            }],
+            contents: vec![(two_id, two), (one_id, one)],
+            trees: vec![TreeRow::new(
+                tree,
+                &[file(b"a", two_id), file(b"b", one_id)],
+            )],
+            seed: None,
+            sealed_as: None,
+        };
+        let point = RecoveryPoint {
+            id: RecoveryPointId("00112233aabbccdd".into()),
+            parent: None,
+            root_tree: tree,
+            source: "/src".into(),
+            host: "h".into(),
+            tags: vec![],
+            kind: PointKind::Full,
+            state: PointState::Complete,
+            started_ns: 1,
+            finished_ns: 2,
+            stats: PointStats::default(),
+            errors: vec![],
+            root: RootMeta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime_ns: 0,
+                xattrs: vec![],
+            },
+            awaiting_job: None,
+            retain_until_ns: None,
+        };
+        cat.commit_backup(&commit, &point).unwrap();
+        (cat, tree)
+    }
+
+    #[test]
+    fn a_batched_mark_reaches_every_block_of_every_file_version_once() {
+        let (cat, tree) = catalog_with_one_point();
+        cat.mark_begin().unwrap();
+        let mut contents = Vec::new();
+        // The same tree twice in one batch, and again in a second: walked once.
+        let mut walked = 0;
+        for batch in [vec![tree, tree], vec![tree]] {
+            cat.mark_trees(&batch, |entries| {
+                walked += 1;
+                contents.extend(entries.into_iter().filter_map(|e| e.content));
+            })
+            .unwrap();
+        }
+        assert_eq!(walked, 1);
+        contents.extend(contents.clone());
+        cat.mark_contents(&contents).unwrap();
+        cat.mark_end().unwrap();
+        let usage = cat.pack_use().unwrap();
+        assert_eq!(usage.len(), 1);
+        assert_eq!((usage[0].live_blocks, usage[0].dead_blocks), (3, 1));
+        assert_eq!((usage[0].live_bytes, usage[0].dead_bytes), (300, 100));
+    }
+
+    #[test]
+    fn a_mark_that_meets_a_missing_tree_or_file_version_fails_rather_than_miss_its_blocks() {
+        let (cat, _) = catalog_with_one_point();
+        cat.mark_begin().unwrap();
+        assert!(cat.mark_trees(&[TreeId([77; 32])], |_| {}).is_err());
+        assert!(cat.mark_contents(&[ContentId([78; 32])]).is_err());
+        cat.mark_end().unwrap();
     }
 }

@@ -244,7 +244,12 @@ fn mark_new_points(
     mark_points(&catalog, marked, interrupted)
 }
 
-/// Marks the points not in `skip`, then ends the mark's transaction.
+/// Trees, or file versions, marked in one batch.
+const MARK_BATCH: usize = 1024;
+
+/// Marks the points not in `skip`, then ends the mark's transaction. Trees are walked depth
+/// first in batches: a batch of trees is one catalog round trip, and so is a batch of file
+/// versions with their blocks.
 fn mark_points(
     catalog: &crate::catalog::Catalog,
     skip: &HashSet<String>,
@@ -252,32 +257,34 @@ fn mark_points(
 ) -> Result<HashSet<String>> {
     let mut seen = HashSet::new();
     let marked = (|| -> Result<()> {
+        let mut trees = Vec::new();
         for point in catalog.points()? {
             seen.insert(point.id.0.clone());
-            if skip.contains(&point.id.0) {
-                continue;
+            if !skip.contains(&point.id.0) {
+                trees.push(point.root_tree);
             }
-            let mut stack = vec![point.root_tree];
-            while let Some(tree) = stack.pop() {
-                if interrupted.load(Ordering::Relaxed) {
-                    return Err(Error::Interrupted);
-                }
-                if !catalog.mark_tree(&tree)? {
-                    continue;
-                }
-                for entry in catalog.tree_entries(&tree)? {
+        }
+        let mut contents = Vec::new();
+        while !trees.is_empty() {
+            if interrupted.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            let batch = trees.split_off(trees.len().saturating_sub(MARK_BATCH));
+            catalog.mark_trees(&batch, |entries| {
+                for entry in entries {
                     match entry.kind {
-                        EntryKind::Dir => stack.extend(entry.subtree),
-                        EntryKind::File => {
-                            if let Some(content) = entry.content {
-                                catalog.mark_content(&content)?;
-                            }
-                        }
+                        EntryKind::Dir => trees.extend(entry.subtree),
+                        EntryKind::File => contents.extend(entry.content),
                         _ => {}
                     }
                 }
+            })?;
+            if contents.len() >= MARK_BATCH {
+                catalog.mark_contents(&contents)?;
+                contents.clear();
             }
         }
+        catalog.mark_contents(&contents)?;
         Ok(())
     })();
     catalog.mark_end()?;
@@ -446,6 +453,7 @@ fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
     let mut holding = HashSet::new();
     report.bytes_set_aside = 0;
     let retired_packs = vault.catalog().retired_packs()?;
+    let mut deleted = Vec::new();
     for retired in retired_packs {
         let held_by: Vec<&Reader> = readers
             .iter()
@@ -454,7 +462,7 @@ fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
         if held_by.is_empty() {
             vault.backend().delete(&retired.pack)?;
             failpoint::hit("prune:one-deleted");
-            vault.catalog().drop_retired(&retired.pack)?;
+            deleted.push(retired.pack);
             report.bytes_freed += retired.size;
         } else {
             report.bytes_set_aside += retired.size;
@@ -465,5 +473,8 @@ fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
             }
         }
     }
+    // A kill before this leaves deleted packs listed as retired: the next sweep deletes them
+    // again (a pack already gone counts as deleted) and forgets them then.
+    vault.catalog().drop_retired(&deleted)?;
     Ok(())
 }
