@@ -1,5 +1,7 @@
-//! Wall-clock time as nanoseconds since the Unix epoch, and its UTC text form.
+//! Wall-clock time as nanoseconds since the Unix epoch, its UTC text form, and the local time
+//! zone's offset (the system's: `TZ`, else `/etc/localtime`).
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in ns since the epoch.
@@ -7,6 +9,16 @@ pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The local time zone's offset from UTC in seconds (east positive) at `ns` since the epoch,
+/// daylight saving included. A system without a usable time zone is on UTC.
+pub fn local_offset_secs(ns: i64) -> i32 {
+    static ZONE: OnceLock<jiff::tz::TimeZone> = OnceLock::new();
+    let zone = ZONE.get_or_init(jiff::tz::TimeZone::system);
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .map(|at| zone.to_offset(at).seconds())
         .unwrap_or(0)
 }
 

@@ -20,7 +20,8 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Set the retention policy of a source (or the default for every source). Rules are
     /// restic's and are ORed: a point any rule keeps is kept. Periods (hour, day, ISO week,
-    /// month, year) are taken in UTC from each point's start time; in each period the newest
+    /// month, year) are taken in UTC from each point's start time (with `--local-time`, in the
+    /// local time zone: `TZ`, else /etc/localtime, daylight saving included); in each period the newest
     /// point is kept, a period without points uses no slot, and a rule with slots left keeps
     /// the oldest point. `--keep-within` counts back from the newest point. Protected points,
     /// running ones and those awaiting a seed import are never removed. An empty policy
@@ -85,6 +86,9 @@ struct PolicySetArgs {
     /// Keep every point carrying TAG (repeatable).
     #[arg(long, value_name = "TAG")]
     keep_tag: Vec<String>,
+    /// Take periods in the local time zone (of the machine that runs `forget`), not UTC.
+    #[arg(long)]
+    local_time: bool,
 }
 
 impl PolicySetArgs {
@@ -103,7 +107,7 @@ impl PolicySetArgs {
             keep_within_monthly: self.keep_within_monthly,
             keep_within_yearly: self.keep_within_yearly,
             keep_tags: self.keep_tag.clone(),
-            local_time: false,
+            local_time: self.local_time,
         }
     }
 }

@@ -150,7 +150,12 @@ fn by_policy(vault: &Vault, now_ns: i64, report: &mut ForgetReport) -> Result<()
                 eligible: matches!(p.state, PointState::Complete | PointState::Partial),
             })
             .collect();
-        for (point, decision) in points.iter().zip(decide(&policy, &infos, now_ns, 0)) {
+        for (point, decision) in points.iter().zip(decide(
+            &policy,
+            &infos,
+            now_ns,
+            &crate::time::local_offset_secs,
+        )) {
             if !decision.keep {
                 report.forgotten.push(point.id.0.clone());
             }

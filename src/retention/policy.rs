@@ -14,8 +14,9 @@
 //! - keep-tag keeps every point carrying one of the tags; an empty policy removes nothing.
 //! - Protected points and points not eligible for removal are always kept.
 //!
-//! Calendar periods are read in UTC unless [`Policy::local_time`], which uses the fixed offset
-//! the caller passes to [`decide`]. Pure: no clock, no time zone database, no catalog.
+//! Calendar periods are read in UTC unless [`Policy::local_time`], which reads each point's
+//! periods on the [`Clock`] the caller passes to [`decide`] (the local time zone, daylight
+//! saving included, as restic does). Pure: no system clock, no time zone database, no catalog.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +56,7 @@ pub struct Policy {
     pub keep_within_yearly: Option<Span>,
     /// Keep every point carrying any of these tags; `""` matches points with no tag (restic).
     pub keep_tags: Vec<String>,
-    /// Read calendar periods on the local clock (the offset given to [`decide`]), not UTC.
+    /// Read calendar periods on the local clock (the [`Clock`] given to [`decide`]), not UTC.
     pub local_time: bool,
 }
 
@@ -117,36 +118,36 @@ pub struct Decision {
 /// The reason given to a point that is not eligible for removal.
 pub const NOT_REMOVABLE: &str = "not removable (running or awaiting seed)";
 
+/// A wall clock: its offset from UTC in seconds (east positive) at an instant (ns since the
+/// Unix epoch). The offset may change with the instant (daylight saving).
+pub type Clock<'a> = &'a dyn Fn(i64) -> i32;
+
+/// The UTC clock.
+pub fn utc(_: i64) -> i32 {
+    0
+}
+
 /// Decides, for every point, keep or remove; one [`Decision`] per point, in input order.
 ///
-/// `utc_offset_secs` is the local clock's offset from UTC (east positive), used only when
-/// [`Policy::local_time`] is set; it is applied to every point alike, so a history that spans
-/// a daylight-saving change is bucketed on one offset (the caller's choice, typically now's).
+/// `local` is the local clock, used only when [`Policy::local_time`] is set: each point's
+/// hour, day, week, month and year are those of its own instant on that clock, and a
+/// keep-within window is stepped back on the reference point's offset.
 ///
 /// `now_ns` matters only for the keep-within rules, as in restic: their reference is the
 /// newest point whose time is before `now_ns`, so a point from a clock set in the future does
 /// not shift the window (and, lying after the reference, is itself within it). If every
 /// point is in the future, every point is within every window (restic's zero reference).
 /// The count rules treat future points as ordinary points.
-pub fn decide(
-    policy: &Policy,
-    points: &[PointInfo],
-    now_ns: i64,
-    utc_offset_secs: i32,
-) -> Vec<Decision> {
+pub fn decide(policy: &Policy, points: &[PointInfo], now_ns: i64, local: Clock) -> Vec<Decision> {
     let mut reasons: Vec<Vec<String>> = points.iter().map(guard_reasons).collect();
     if policy.is_empty() {
         for point_reasons in &mut reasons {
             point_reasons.push("empty policy keeps everything".to_owned());
         }
     } else {
-        let offset_secs = if policy.local_time {
-            utc_offset_secs
-        } else {
-            0
-        };
+        let clock = if policy.local_time { local } else { &utc };
         let order = newest_first_eligible(points);
-        let rule_reasons = evaluate(policy, points, &order, now_ns, offset_secs);
+        let rule_reasons = evaluate(policy, points, &order, now_ns, clock);
         for (index, found) in order.into_iter().zip(rule_reasons) {
             reasons[index].extend(found);
         }
@@ -257,7 +258,7 @@ mod tests {
 
     /// Ids of the kept points, newest first.
     fn kept_at(policy: &Policy, points: &[PointInfo], now: &str, offset: i32) -> Vec<String> {
-        let mut kept: Vec<String> = decide(policy, points, ns(now), offset)
+        let mut kept: Vec<String> = decide(policy, points, ns(now), &|_| offset)
             .into_iter()
             .filter(|decision| decision.keep)
             .map(|decision| decision.id)
@@ -271,7 +272,7 @@ mod tests {
     }
 
     fn reasons_at(policy: &Policy, points: &[PointInfo], id: &str, offset: i32) -> Vec<String> {
-        let decisions = decide(policy, points, ns(NOW), offset);
+        let decisions = decide(policy, points, ns(NOW), &|_| offset);
         decisions.into_iter().find(|d| d.id == id).unwrap().reasons
     }
 
@@ -603,12 +604,12 @@ mod tests {
         let zeroed = policy(r#"{"keep_last": 0, "keep_within": "0d", "local_time": true}"#);
         for empty in [Policy::default(), zeroed] {
             assert!(empty.is_empty());
-            let decisions = decide(&empty, &history, ns(NOW), 0);
+            let decisions = decide(&empty, &history, ns(NOW), &utc);
             assert!(decisions.iter().all(|d| d.keep));
             assert_eq!(decisions[0].reasons, ["empty policy keeps everything"]);
         }
-        assert!(decide(&Policy::default(), &[], ns(NOW), 0).is_empty());
-        assert!(decide(&policy(r#"{"keep_last": 1}"#), &[], ns(NOW), 0).is_empty());
+        assert!(decide(&Policy::default(), &[], ns(NOW), &utc).is_empty());
+        assert!(decide(&policy(r#"{"keep_last": 1}"#), &[], ns(NOW), &utc).is_empty());
     }
 
     #[test]
@@ -617,7 +618,7 @@ mod tests {
             &policy(r#"{"keep_last": 1}"#),
             &points(&HISTORY),
             ns(NOW),
-            0,
+            &utc,
         );
         let ids: Vec<&str> = decisions.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, HISTORY);
@@ -645,6 +646,23 @@ mod tests {
         assert_eq!(kept_at(&daily, &history, NOW, 7_200), want);
         let found = reasons_at(&daily, &history, "2026-11-30 22:30", 7_200);
         assert_eq!(found, ["daily 2026-12-01"]);
+    }
+
+    #[test]
+    fn local_time_reads_each_point_on_its_own_offset() {
+        // A clock on UTC+1 until 2026-03-29 01:00 UTC and on UTC+2 after (CET, then CEST).
+        let switch = ns("2026-03-29 01:00");
+        let cet_cest = |at: i64| if at < switch { 3_600 } else { 7_200 };
+        let history = points(&["2026-01-10 23:30", "2026-07-01 22:30", "2026-07-01 21:30"]);
+        let mut daily = policy(r#"{"keep_daily": "unlimited", "local_time": true}"#);
+        let decisions = decide(&daily, &history, ns(NOW), &cet_cest);
+        let reasons: Vec<&Vec<String>> = decisions.iter().map(|d| &d.reasons).collect();
+        assert_eq!(reasons[0], &["daily 2026-01-11"]);
+        assert_eq!(reasons[1], &["daily 2026-07-02"]);
+        assert_eq!(reasons[2], &["daily 2026-07-01"]);
+        daily.local_time = false;
+        let decisions = decide(&daily, &history, ns(NOW), &cet_cest);
+        assert_eq!(decisions[0].reasons, ["daily 2026-01-10"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::calendar::{step_back_ns, Civil};
 use super::limit::{Keep, Span};
-use super::policy::{PointInfo, Policy};
+use super::policy::{Clock, PointInfo, Policy};
 
 /// A calendar period that buckets points.
 #[derive(Clone, Copy, Debug)]
@@ -63,10 +63,11 @@ enum Window {
 }
 
 impl Window {
-    fn new(reference_ns: Option<i64>, span: Span, offset_secs: i32) -> Window {
+    /// The span is stepped back on the wall clock of the reference point's offset.
+    fn new(reference_ns: Option<i64>, span: Span, clock: Clock) -> Window {
         match reference_ns {
             None => Window::Everything,
-            Some(ns) => Window::After(step_back_ns(ns, offset_secs, span.parts())),
+            Some(ns) => Window::After(step_back_ns(ns, clock(ns), span.parts())),
         }
     }
 
@@ -94,29 +95,30 @@ struct WithinRule {
 }
 
 /// Reasons for each point of `order` (indices into `points`, newest first), from the
-/// policy's rules, in the same order. `offset_secs` is the clock the periods are read on.
+/// policy's rules, in the same order. `clock` gives the offset from UTC the periods are read
+/// on at each instant (see [`super::policy::Clock`]).
 pub(super) fn evaluate(
     policy: &Policy,
     points: &[PointInfo],
     order: &[usize],
     now_ns: i64,
-    offset_secs: i32,
+    clock: Clock,
 ) -> Vec<Vec<String>> {
     let reference_ns = order
         .iter()
         .map(|&index| points[index].time_ns)
         .find(|&time_ns| time_ns < now_ns);
-    let within = active_span(policy.keep_within)
-        .map(|span| (span, Window::new(reference_ns, span, offset_secs)));
+    let within =
+        active_span(policy.keep_within).map(|span| (span, Window::new(reference_ns, span, clock)));
     let mut count_rules = count_rules(policy);
-    let mut within_rules = within_rules(policy, reference_ns, offset_secs);
+    let mut within_rules = within_rules(policy, reference_ns, clock);
     let oldest_position = order.len().saturating_sub(1);
     order
         .iter()
         .enumerate()
         .map(|(position, &index)| {
             let point = &points[index];
-            let at = Civil::of(point.time_ns, offset_secs);
+            let at = Civil::of(point.time_ns, clock(point.time_ns));
             let is_oldest = position == oldest_position;
             let mut reasons = tag_reasons(&policy.keep_tags, &point.tags);
             if let Some((span, window)) = within {
@@ -163,7 +165,7 @@ fn count_rules(policy: &Policy) -> Vec<CountRule> {
         .collect()
 }
 
-fn within_rules(policy: &Policy, reference_ns: Option<i64>, offset_secs: i32) -> Vec<WithinRule> {
+fn within_rules(policy: &Policy, reference_ns: Option<i64>, clock: Clock) -> Vec<WithinRule> {
     let spans = [
         policy.keep_within_hourly,
         policy.keep_within_daily,
@@ -177,7 +179,7 @@ fn within_rules(policy: &Policy, reference_ns: Option<i64>, offset_secs: i32) ->
         .filter_map(|(period, span)| active_span(span).map(|span| (period, span)))
         .map(|(period, span)| WithinRule {
             period,
-            window: Window::new(reference_ns, span, offset_secs),
+            window: Window::new(reference_ns, span, clock),
             last_kept: None,
         })
         .collect()

@@ -503,3 +503,57 @@ fn a_backup_during_prune_completes_and_a_prune_during_a_backup_takes_nothing_it_
         restore(&env, &id, &env.path(&format!("every-{id}")));
     }
 }
+
+/// `policy set --local-time` reads days on the local clock of the machine that runs `forget`,
+/// daylight saving included: two points 23:30 and 00:30 apart in local time are two days in
+/// summer (UTC+2) and in winter (UTC+1), while in UTC each pair shares one day.
+#[test]
+fn local_time_policy_reads_days_on_the_local_clock_with_daylight_saving() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a"), b"a");
+    let times = [
+        "2026-01-10T22:30:00Z", // 23:30 CET
+        "2026-01-10T23:30:00Z", // 00:30 CET, the next day
+        "2026-07-01T21:30:00Z", // 23:30 CEST
+        "2026-07-01T22:30:00Z", // 00:30 CEST, the next day
+    ];
+    for time in times {
+        env.json(&["backup", "--json", "--time", time, s(&src)]);
+    }
+    let berlin = "CET-1CEST,M3.5.0,M10.5.0/3";
+    let dry_run = |tz: &str| {
+        let out = env
+            .cmd(&["forget", "--dry-run", "--json"])
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["forget"]["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (v["keep"].as_bool().unwrap(), v["reasons"].to_string()))
+            .collect::<Vec<_>>()
+    };
+    let set = |extra: &[&str]| {
+        let mut args = vec!["policy", "set", "--keep-daily", "unlimited"];
+        args.extend_from_slice(extra);
+        assert_eq!(code(&env.run(&args)), 0);
+    };
+
+    set(&[]);
+    let utc: Vec<bool> = dry_run(berlin).into_iter().map(|v| v.0).collect();
+    // The first point is kept as the oldest (a rule with slots left keeps it).
+    assert_eq!(utc, [true, true, false, true], "UTC days ignore TZ");
+
+    set(&["--local-time"]);
+    let local = dry_run(berlin);
+    assert!(local.iter().all(|v| v.0), "{local:?}");
+    assert!(local[1].1.contains("daily 2026-01-11"), "{local:?}");
+    assert!(local[3].1.contains("daily 2026-07-02"), "{local:?}");
+    // The same policy on a machine in UTC.
+    let on_utc: Vec<bool> = dry_run("UTC0").into_iter().map(|v| v.0).collect();
+    assert_eq!(on_utc, [true, true, false, true]);
+}
