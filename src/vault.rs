@@ -132,6 +132,17 @@ impl std::ops::Deref for CatalogReader<'_> {
     }
 }
 
+impl CatalogReader<'_> {
+    /// The connection, kept by the caller for its own lifetime instead of going back to the
+    /// pool (a block reader's locator).
+    pub fn into_owned(mut self) -> Result<Catalog, CatalogError> {
+        match self.catalog.take() {
+            Some(catalog) => Ok(catalog),
+            None => Catalog::open_reader(&self.vault.root.join("catalog.db")),
+        }
+    }
+}
+
 impl Drop for CatalogReader<'_> {
     fn drop(&mut self) {
         if let Some(catalog) = self.catalog.take() {

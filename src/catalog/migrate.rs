@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
@@ -12,6 +12,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../../catalog-schema/0005_retention.sql"),
     include_str!("../../catalog-schema/0006_retired_packs.sql"),
     include_str!("../../catalog-schema/0007_blocks_by_pack.sql"),
+    include_str!("../../catalog-schema/0008_retired_blocks.sql"),
 ];
 
 /// The schema version this build writes.

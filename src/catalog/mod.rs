@@ -108,6 +108,30 @@ pub struct Catalog {
     conn: Connection,
 }
 
+/// The columns [`located_from_row`] reads, of `blocks b JOIN packs p`.
+const LOCATED_COLUMNS: &str = "b.id, p.name, b.offset, b.stored_len, b.raw_len, p.state";
+
+/// A block, where it is, and whether its pack is stored.
+fn located_from_row(r: &Row<'_>) -> rusqlite::Result<(BlockId, (BlockLocation, PackState))> {
+    let state: String = r.get(5)?;
+    Ok((
+        BlockId(blob32(r, 0)?),
+        (
+            BlockLocation {
+                pack: PackId(blob32(r, 1)?),
+                offset: r.get::<_, i64>(2)? as u64,
+                stored_len: r.get(3)?,
+                raw_len: r.get(4)?,
+            },
+            if state == "stored" {
+                PackState::Stored
+            } else {
+                PackState::InTransit
+            },
+        ),
+    ))
+}
+
 fn blob32<I: rusqlite::RowIndex + Copy>(row: &Row<'_>, idx: I) -> rusqlite::Result<[u8; 32]> {
     let v: Vec<u8> = row.get(idx)?;
     v.try_into().map_err(|_| {
@@ -345,29 +369,16 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The blocks a new point may share instead of storing them again: those in stored packs,
-    /// and those travelling in packs of `awaiting_job`, the seed job the point waits for anyway.
-    /// A block found only in another job's packs in transit is left out, so it is written
+    /// Whether a new point may share this block instead of storing it again: it is in a stored
+    /// pack, or travels in a pack of `awaiting_job`, the seed job the point waits for anyway.
+    /// A block found only in another job's packs in transit is not shared, so it is written
     /// again and the point never depends on a job it does not wait for.
-    pub fn dedup_block_ids(&self, awaiting_job: Option<&str>) -> Result<IdSet> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM packs WHERE state <> 'stored' AND seed_job IS NOT ?1")?;
-        let elsewhere: std::collections::HashSet<i64> = stmt
-            .query_map([awaiting_job], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if elsewhere.is_empty() {
-            return self.block_ids();
-        }
-        let mut stmt = self.conn.prepare("SELECT id, pack FROM blocks")?;
-        let mut out = IdSet::default();
-        for row in stmt.query_map([], |r| Ok((blob32(r, 0)?, r.get::<_, i64>(1)?)))? {
-            let (id, pack) = row?;
-            if !elsewhere.contains(&pack) {
-                out.insert(BlockId(id));
-            }
-        }
-        Ok(out)
+    pub fn shares_block(&self, id: &BlockId, awaiting_job: Option<&str>) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM blocks b JOIN packs p ON p.id = b.pack
+             WHERE b.id = ?1 AND (p.state = 'stored' OR p.seed_job IS ?2)",
+        )?;
+        Ok(stmt.exists(params![&id.0[..], awaiting_job])?)
     }
 
     /// Blocks whose catalog location is not a stored pack: in transit, or a pack the catalog
@@ -383,30 +394,60 @@ impl Catalog {
 
     /// Where every block is, with its pack's state.
     pub fn block_locations(&self) -> Result<IdMap<(BlockLocation, PackState)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT b.id, p.name, b.offset, b.stored_len, b.raw_len, p.state
-             FROM blocks b JOIN packs p ON p.id = b.pack",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let state: String = r.get(5)?;
-            Ok((
-                BlockId(blob32(r, 0)?),
-                (
-                    BlockLocation {
-                        pack: PackId(blob32(r, 1)?),
-                        offset: r.get::<_, i64>(2)? as u64,
-                        stored_len: r.get(3)?,
-                        raw_len: r.get(4)?,
-                    },
-                    if state == "stored" {
-                        PackState::Stored
-                    } else {
-                        PackState::InTransit
-                    },
-                ),
-            ))
-        })?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {LOCATED_COLUMNS} FROM blocks b JOIN packs p ON p.id = b.pack"
+        ))?;
+        let rows = stmt.query_map([], located_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Where one block is and whether its pack is stored, if the catalog knows the block. A
+    /// block no point uses any more is found in the pack prune retired it with, while that
+    /// pack is kept for older readers (it may be deleted once none is alive).
+    pub fn locate_block(&self, id: &BlockId) -> Result<Option<(BlockLocation, PackState)>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {LOCATED_COLUMNS} FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.id = ?1"
+        ))?;
+        if let Some((_, found)) = stmt.query_row([&id.0[..]], located_from_row).optional()? {
+            return Ok(Some(found));
+        }
+        let mut retired = self.conn.prepare_cached(
+            "SELECT pack, offset, stored_len, raw_len FROM retired_blocks WHERE id = ?1 LIMIT 1",
+        )?;
+        Ok(retired
+            .query_row([&id.0[..]], |r| {
+                Ok(BlockLocation {
+                    pack: PackId(blob32(r, 0)?),
+                    offset: r.get::<_, i64>(1)? as u64,
+                    stored_len: r.get(2)?,
+                    raw_len: r.get(3)?,
+                })
+            })
+            .optional()?
+            .map(|loc| (loc, PackState::Stored)))
+    }
+
+    /// Where each of `ids` the catalog knows is, in one query; `each` is called once per
+    /// block found, in no particular order.
+    pub fn locate_blocks(
+        &self,
+        ids: &[BlockId],
+        mut each: impl FnMut(BlockId, BlockLocation, PackState),
+    ) -> Result<()> {
+        let ids: Vec<rusqlite::types::Value> = ids
+            .iter()
+            .map(|id| rusqlite::types::Value::Blob(id.0.to_vec()))
+            .collect();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {LOCATED_COLUMNS} FROM blocks b JOIN packs p ON p.id = b.pack
+             WHERE b.id IN rarray(?1)"
+        ))?;
+        let mut rows = stmt.query([std::rc::Rc::new(ids)])?;
+        while let Some(row) = rows.next()? {
+            let (id, (loc, state)) = located_from_row(row)?;
+            each(id, loc, state);
+        }
+        Ok(())
     }
 
     /// Every pack: name, size, state.
@@ -436,8 +477,8 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The blocks the catalog says a pack holds. Scans the block table (there is no index by
-    /// pack, to keep the catalog small): for many packs, group [`Catalog::block_locations`].
+    /// The blocks the catalog says a pack holds, in pack order (through the `blocks_by_pack`
+    /// index).
     pub fn blocks_of_pack(&self, pack: &PackId) -> Result<Vec<(BlockId, BlockLocation)>> {
         let mut stmt = self.conn.prepare(
             "SELECT b.id, b.offset, b.stored_len, b.raw_len

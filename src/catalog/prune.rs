@@ -243,6 +243,13 @@ impl Catalog {
                 ])?;
             }
             let mut size_of = tx.prepare("SELECT size FROM packs WHERE name = ?1")?;
+            // The blocks left in a retired pack are those no point uses (the others moved
+            // above); a reader older than the retirement may still ask where they are.
+            let mut keep_locations = tx.prepare(
+                "INSERT OR IGNORE INTO retired_blocks (id, pack, offset, stored_len, raw_len)
+                 SELECT id, ?1, offset, stored_len, raw_len FROM blocks
+                 WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
+            )?;
             let mut forget_blocks = tx.prepare(
                 "DELETE FROM blocks WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
             )?;
@@ -255,6 +262,7 @@ impl Catalog {
             )?;
             for pack in retired {
                 let size: i64 = size_of.query_row([&pack.0[..]], |r| r.get(0))?;
+                keep_locations.execute([&pack.0[..]])?;
                 forget_blocks.execute([&pack.0[..]])?;
                 forget_copies.execute([&pack.0[..]])?;
                 forget_pack.execute([&pack.0[..]])?;
@@ -293,9 +301,11 @@ impl Catalog {
     pub fn drop_retired(&mut self, packs: &[PackId]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare("DELETE FROM retired_packs WHERE name = ?1")?;
+            let mut pack_row = tx.prepare("DELETE FROM retired_packs WHERE name = ?1")?;
+            let mut locations = tx.prepare("DELETE FROM retired_blocks WHERE pack = ?1")?;
             for pack in packs {
-                stmt.execute([&pack.0[..]])?;
+                pack_row.execute([&pack.0[..]])?;
+                locations.execute([&pack.0[..]])?;
             }
         }
         Ok(tx.commit()?)

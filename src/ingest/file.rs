@@ -378,7 +378,6 @@ mod tests {
     use super::*;
     use crate::chunk::ChunkerKind;
     use crate::crypto::{Key, Keys, RingCipher};
-    use crate::store::IdSet;
     use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
     use std::sync::atomic::AtomicU32;
@@ -419,7 +418,7 @@ mod tests {
             3,
         );
         let chunker = Chunker::new(ChunkerKind::Cdc, &Key::from_bytes([8; 32]));
-        let (sink, _packs) = BlockSink::new(&codec, IdSet::default());
+        let (sink, _packs) = BlockSink::new(&codec, &crate::ingest::sink::NoBlocks);
         let progress = Rewriter {
             path: path.clone(),
             times,

@@ -22,18 +22,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::catalog::tree_codec::tree_id;
 use crate::catalog::{
-    BackupCommit, Content, ContentId, Entry, EntryKind, PointKind, PointState, PointStats,
+    BackupCommit, Catalog, Content, ContentId, Entry, EntryKind, PointKind, PointState, PointStats,
     RecoveryPoint, RecoveryPointId, RootMeta, TreeId, TreeRow,
 };
 use crate::chunk::ChunkerKind;
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::progress::Progress;
+use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
 use file::{FileError, FileReader, FileVersion};
 pub use ledger::PackLedger;
@@ -266,12 +268,15 @@ fn run_backup(
         Target::Store => parent.as_ref().and_then(|p| p.awaiting_job.as_deref()),
         Target::Seed(_) => None,
     };
-    let known = vault.catalog().dedup_block_ids(waits_for)?;
+    let stored = VaultBlocks {
+        catalog: Mutex::new(vault.read_catalog()?.into_owned()?),
+        awaiting_job: waits_for.map(str::to_owned),
+    };
     let chunker = vault.chunker(options.chunker);
     let bytes_read = AtomicU64::new(0);
     let mut warnings = walk_warnings(&walk);
     let (contents, totals, packs) = sink::with_sink_recorded(
-        BlockSink::new(vault.codec(), known),
+        BlockSink::new(vault.codec(), &stored),
         vault.codec(),
         destination,
         ledger,
@@ -336,6 +341,27 @@ fn run_backup(
 }
 
 /// What a new recovery point is made of.
+/// The blocks a new point may share, asked of a read connection of the catalog block by
+/// block (see [`crate::catalog::Catalog::shares_block`]).
+struct VaultBlocks {
+    catalog: Mutex<Catalog>,
+    /// The seed job the point waits for, whose packs in transit it may share.
+    awaiting_job: Option<String>,
+}
+
+impl sink::StoredBlocks for VaultBlocks {
+    fn holds(&self, id: &BlockId) -> std::result::Result<bool, StoreError> {
+        self.catalog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shares_block(id, self.awaiting_job.as_deref())
+            .map_err(|e| StoreError::Lookup {
+                block: *id,
+                why: e.to_string(),
+            })
+    }
+}
+
 struct NewPoint<'a> {
     options: &'a BackupOptions,
     target: Target<'a>,

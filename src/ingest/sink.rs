@@ -1,7 +1,9 @@
 //! Where new blocks go during ingest: dedup against the vault, frame, pack, write.
 //!
 //! Many threads call [`BlockSink::add`]; each block id is encoded once (the first caller wins
-//! the `known` set). Full packs go to one writer thread through a small bounded channel, so
+//! the set of blocks this run stores). Whether the vault already holds a block is asked of
+//! [`StoredBlocks`] (the catalog) block by block, so memory grows with what a backup stores,
+//! not with the vault. Full packs go to one writer thread through a small bounded channel, so
 //! fsync stalls do not stop hashing and compression, and memory stays bounded. Where packs go
 //! is a [`PackDestination`]: the store, or (seed disks) removable disk directories.
 //!
@@ -53,10 +55,28 @@ impl PackDestination for ToStore<'_> {
     }
 }
 
+/// The blocks a vault already holds, which a backup shares instead of storing them again. The
+/// answer must be exact one way: a block said to be held that is not would be lost.
+pub trait StoredBlocks: Sync {
+    fn holds(&self, id: &BlockId) -> Result<bool, StoreError>;
+}
+
+/// No block is held (a sink that stores everything it is given once).
+pub struct NoBlocks;
+
+impl StoredBlocks for NoBlocks {
+    fn holds(&self, _: &BlockId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
 /// Deduplicates, encodes and packs blocks.
 pub struct BlockSink<'a> {
     codec: &'a BlockCodec,
-    known: Mutex<IdSet>,
+    /// What the vault holds already.
+    stored: &'a dyn StoredBlocks,
+    /// The blocks this run stores.
+    storing: Mutex<IdSet>,
     /// If set, only these blocks are stored (repair re-makes lost blocks only).
     wanted: Option<IdSet>,
     current: Mutex<PackWriter>,
@@ -75,12 +95,17 @@ pub struct SinkTotals {
 }
 
 impl<'a> BlockSink<'a> {
-    /// A sink that skips `known` blocks. Returns the receiving end for [`run_writer`].
-    pub fn new(codec: &'a BlockCodec, known: IdSet) -> (BlockSink<'a>, Receiver<PackWriter>) {
+    /// A sink that skips the blocks `stored` holds. Returns the receiving end for
+    /// [`run_writer`].
+    pub fn new(
+        codec: &'a BlockCodec,
+        stored: &'a dyn StoredBlocks,
+    ) -> (BlockSink<'a>, Receiver<PackWriter>) {
         let (tx, rx) = sync_channel(1);
         let sink = BlockSink {
             codec,
-            known: Mutex::new(known),
+            stored,
+            storing: Mutex::new(IdSet::default()),
             wanted: None,
             current: Mutex::new(PackWriter::new(PACK_TARGET_BYTES)),
             to_writer: Mutex::new(Some(tx)),
@@ -93,7 +118,7 @@ impl<'a> BlockSink<'a> {
 
     /// A sink that stores only the `wanted` blocks (each once).
     pub fn only(codec: &'a BlockCodec, wanted: IdSet) -> (BlockSink<'a>, Receiver<PackWriter>) {
-        let (mut sink, rx) = BlockSink::new(codec, IdSet::default());
+        let (mut sink, rx) = BlockSink::new(codec, &NoBlocks);
         sink.wanted = Some(wanted);
         (sink, rx)
     }
@@ -103,12 +128,13 @@ impl<'a> BlockSink<'a> {
         if self.wanted.as_ref().is_some_and(|w| !w.contains(&id)) {
             return Ok(());
         }
-        if !self
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id)
-        {
+        let storing_already = self.storing().contains(&id);
+        // Not under the lock: the catalog look-up may take microseconds. Two threads with the
+        // same new block both get here; the insert lets one of them store it.
+        if storing_already || self.stored.holds(&id)? {
+            return Ok(());
+        }
+        if !self.storing().insert(id) {
             return Ok(());
         }
         let frame = self.codec.encode(&id, plain);
@@ -132,6 +158,10 @@ impl<'a> BlockSink<'a> {
             Some(pack) => self.send(pack),
             None => Ok(()),
         }
+    }
+
+    fn storing(&self) -> std::sync::MutexGuard<'_, IdSet> {
+        self.storing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn send(&self, pack: PackWriter) -> Result<(), StoreError> {

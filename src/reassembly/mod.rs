@@ -1,7 +1,8 @@
 //! Reassembly: turning a recovery point back into bytes.
 //!
 //! [`BlockReader`] is the engine every reader shares (restore, `cat`, the mount, the bench):
-//! it finds a block through an in-memory locator (no SQLite per block), has the store's pack
+//! it finds a block by asking the catalog (several at once for read-ahead, with a bounded
+//! cache of answers, so memory does not grow with the vault), has the store's pack
 //! reader ([`crate::store::pack_reader`]) read its frame, decodes it (open, decompress,
 //! verify) and keeps the plaintext in a byte-bounded LRU ([`cache::BlockCache`]). With a
 //! shared vault handle it also runs read-ahead on its own thread pool. [`PointReader`] resolves paths of one point to

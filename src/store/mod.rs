@@ -103,6 +103,8 @@ pub enum StoreError {
     },
     #[error("block {block} is not in the catalog")]
     UnknownBlock { block: BlockId },
+    #[error("cannot look block {block} up in the catalog: {why}")]
+    Lookup { block: BlockId, why: String },
     #[error("seed disks are full: {needed} more bytes needed")]
     SeedDisksFull { needed: u64 },
     #[error("the pack writer stopped")]

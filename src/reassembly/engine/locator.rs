@@ -1,59 +1,100 @@
-//! The in-memory block locator: where every block's frame is, and whether its pack is stored
-//! or still in transit (no SQLite per block).
+//! Where blocks are: asked of the catalog when a read needs them (several at once where the
+//! caller knows several), with a bounded cache of recent answers. Memory does not grow with
+//! the vault, and nothing is loaded wholesale.
 //!
-//! Invariant: the map is replaced wholesale, never edited, when a block is unknown or still in
-//! transit, so a backup or seed import committed after the reader started becomes readable;
-//! concurrent misses reload once. A catalog error on reload keeps the old map.
+//! Invariant: only answers for stored packs are cached. A block the catalog does not know, or
+//! knows only in a pack in transit, is asked again at its next read, and the catalog
+//! connection reads the newest commit: a backup or seed import committed after the reader
+//! started is seen. A cached location stays readable while the reader lives, even if prune
+//! moves the block meanwhile: prune sets aside what it retires while an older reader is alive
+//! (see `lease`).
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::hash::BuildHasherDefault;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
 
-use crate::catalog::{BlockLocation, PackState};
-use crate::store::{BlockId, IdMap};
-use crate::vault::Vault;
+use lru::LruCache;
 
-/// Every block's location and its pack's state, as the catalog gives them.
-pub(super) type Locations = IdMap<(BlockLocation, PackState)>;
+use crate::catalog::{BlockLocation, Catalog, PackState};
+use crate::store::block::IdHasher;
+use crate::store::BlockId;
+
+/// Recent answers kept: about 100 bytes each, so a few MiB whatever the vault's size.
+const RECENT_ANSWERS: usize = 1 << 16;
 
 /// The locator of one reader, shared with its read-ahead threads.
 pub(super) struct Locator {
-    map: RwLock<Arc<Locations>>,
-    /// Held while the map is reloaded, so concurrent misses reload once.
-    reloading: Mutex<()>,
+    /// A read connection of its own (SQLite connections are not shared between threads).
+    catalog: Mutex<Catalog>,
+    recent: Mutex<LruCache<BlockId, BlockLocation, BuildHasherDefault<IdHasher>>>,
 }
 
 impl Locator {
-    /// A locator over `map`.
-    pub(super) fn new(map: Locations) -> Locator {
+    /// A locator that asks `catalog`.
+    pub(super) fn new(catalog: Catalog) -> Locator {
         Locator {
-            map: RwLock::new(Arc::new(map)),
-            reloading: Mutex::new(()),
+            catalog: Mutex::new(catalog),
+            recent: Mutex::new(LruCache::with_hasher(
+                NonZeroUsize::new(RECENT_ANSWERS).expect("non-zero"),
+                BuildHasherDefault::default(),
+            )),
         }
     }
 
-    /// Where a block is, as of the last load.
+    /// Where a block is now. A catalog that cannot answer is taken as not knowing the block:
+    /// the read that needs it fails with that block named.
     pub(super) fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(id).copied()
+        if let Some(loc) = self.recent().get(id) {
+            return Some((*loc, PackState::Stored));
+        }
+        let found = self.catalog().locate_block(id).ok().flatten();
+        if let Some((loc, PackState::Stored)) = found {
+            self.recent().put(*id, loc);
+        }
+        found
     }
 
-    /// Where a block is, reloading the map once if it is unknown or still in transit.
-    pub(super) fn locate_fresh(
-        &self,
-        vault: &Vault,
-        id: &BlockId,
-    ) -> Option<(BlockLocation, PackState)> {
-        if let Some(found @ (_, PackState::Stored)) = self.locate(id) {
-            return Some(found);
-        }
-        let seen = Arc::as_ptr(&self.map.read().unwrap_or_else(|e| e.into_inner()));
-        let _reloading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Arc::as_ptr(&self.map.read().unwrap_or_else(|e| e.into_inner()));
-        if now == seen {
-            // Nobody reloaded while we waited: do it. A catalog error leaves the old map.
-            if let Ok(fresh) = vault.read_catalog().and_then(|c| c.block_locations()) {
-                *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+    /// Where those of `ids` are that lie in stored packs, asking the catalog once for all
+    /// those not answered recently.
+    pub(super) fn locate_stored(&self, ids: &[BlockId]) -> Vec<(BlockId, BlockLocation)> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut ask = Vec::new();
+        {
+            let mut recent = self.recent();
+            for id in ids {
+                match recent.get(id) {
+                    Some(loc) => found.push((*id, *loc)),
+                    None => ask.push(*id),
+                }
             }
         }
-        self.locate(id)
+        if ask.is_empty() {
+            return found;
+        }
+        let mut answers = Vec::with_capacity(ask.len());
+        let asked = self.catalog().locate_blocks(&ask, |id, loc, state| {
+            if state == PackState::Stored {
+                answers.push((id, loc));
+            }
+        });
+        if asked.is_ok() {
+            let mut recent = self.recent();
+            for (id, loc) in &answers {
+                recent.put(*id, *loc);
+            }
+            found.extend(answers);
+        }
+        found
+    }
+
+    fn recent(
+        &self,
+    ) -> std::sync::MutexGuard<'_, LruCache<BlockId, BlockLocation, BuildHasherDefault<IdHasher>>>
+    {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

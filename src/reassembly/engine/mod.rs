@@ -2,7 +2,7 @@
 //! ([`crate::store::pack_reader`]) fetch their frames, and decodes them into the block cache.
 //!
 //! - `mod.rs` (this file): `Engine`, what one block read needs — locate, read, decode, cache;
-//! - `locator`: the in-memory map of where blocks are, reloaded when a block is missing;
+//! - `locator`: where blocks are, asked of the catalog, with a bounded cache of answers;
 //! - `metrics`: the counters behind [`ReadTimes`];
 //! - `workers`: the read-ahead threads and their CPU placement;
 //! - `reader`: [`BlockReader`] and [`Loader`], the handles callers hold.
@@ -25,11 +25,11 @@ pub use reader::{
 };
 
 use super::cache::{Block, BlockCache};
-use crate::catalog::{BlockLocation, PackState};
+use crate::catalog::{BlockLocation, Catalog, PackState};
 use crate::store::pack_reader::{FrameAt, PackReader};
 use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
-use locator::{Locations, Locator};
+use locator::Locator;
 use metrics::Counters;
 
 /// What a block read needs, shared with read-ahead threads.
@@ -60,9 +60,9 @@ fn corrupt(id: &BlockId, loc: &BlockLocation) -> StoreError {
 }
 
 impl Engine {
-    fn new(locations: Locations, cache_bytes: usize) -> Engine {
+    fn new(catalog: Catalog, cache_bytes: usize) -> Engine {
         Engine {
-            locator: Locator::new(locations),
+            locator: Locator::new(catalog),
             cache: BlockCache::new(cache_bytes),
             counters: Counters::default(),
             queued: AtomicUsize::new(0),
@@ -74,15 +74,15 @@ impl Engine {
         PackReader::new(vault.backend(), &self.counters.packs)
     }
 
-    /// Where a block is, as of the last locator load.
+    /// Where a block is now.
     fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
         self.locator.locate(id)
     }
 
     /// Where a block's frame is, if it can be read now (timed as locating).
-    fn locate_readable(&self, vault: &Vault, id: &BlockId) -> Result<BlockLocation, StoreError> {
+    fn locate_readable(&self, id: &BlockId) -> Result<BlockLocation, StoreError> {
         let t = Instant::now();
-        let found = self.locator.locate_fresh(vault, id);
+        let found = self.locator.locate(id);
         self.counters.count_located(t);
         match found {
             None => Err(StoreError::UnknownBlock { block: *id }),
@@ -93,7 +93,7 @@ impl Engine {
 
     /// Reads and decodes one block, bypassing the cache.
     fn load(&self, vault: &Vault, id: &BlockId) -> Result<Vec<u8>, StoreError> {
-        let loc = self.locate_readable(vault, id)?;
+        let loc = self.locate_readable(id)?;
         self.packs(vault)
             .with_frame(frame_at(&loc), |frame| self.decode(vault, id, &loc, frame))
     }
@@ -101,7 +101,7 @@ impl Engine {
     /// Reads and decodes one block straight into `out` (its exact length), bypassing the
     /// cache.
     fn load_to(&self, vault: &Vault, id: &BlockId, out: &mut [u8]) -> Result<(), StoreError> {
-        let loc = self.locate_readable(vault, id)?;
+        let loc = self.locate_readable(id)?;
         self.packs(vault).with_frame(frame_at(&loc), |frame| {
             let t = Instant::now();
             vault
@@ -140,14 +140,12 @@ impl Engine {
     /// pack with one read. Errors are dropped: the read that needs the block meets them again
     /// and reports them.
     fn warm_many(&self, vault: &Vault, ids: &[BlockId]) {
-        let mut wanted: Vec<(BlockId, BlockLocation)> = ids
+        let absent: Vec<BlockId> = ids
             .iter()
             .filter(|id| **id != BlockId::ZERO && !self.cache.contains_or_loading(id))
-            .filter_map(|id| match self.locate(id) {
-                Some((loc, PackState::Stored)) => Some((*id, loc)),
-                _ => None,
-            })
+            .copied()
             .collect();
+        let mut wanted = self.locator.locate_stored(&absent);
         wanted.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
         wanted.dedup_by_key(|(id, _)| *id);
         let _ = self.packs(vault).read_neighbours(

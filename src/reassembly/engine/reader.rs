@@ -98,7 +98,7 @@ impl std::fmt::Debug for BlockReader<'_> {
 }
 
 impl<'v> BlockReader<'v> {
-    /// Loads the block locator of the vault; default cache, no read-ahead.
+    /// A reader of the vault; default cache, no read-ahead.
     pub fn new(vault: &'v Vault) -> Result<BlockReader<'v>> {
         BlockReader::with_options(
             vault,
@@ -115,13 +115,13 @@ impl<'v> BlockReader<'v> {
         options: ReaderOptions,
     ) -> Result<BlockReader<'v>> {
         let vault = vault.into();
-        let locator = vault.read_catalog()?.block_locations()?;
+        let catalog = vault.read_catalog()?.into_owned()?;
         let pool = match (&vault, options.readahead_threads) {
             (VaultRef::Shared(_), n) if n > 0 => Workers::start(n, options.readahead_spares_a_cpu),
             _ => None,
         };
         Ok(BlockReader {
-            engine: Arc::new(Engine::new(locator, options.cache_bytes)),
+            engine: Arc::new(Engine::new(catalog, options.cache_bytes)),
             vault,
             pool,
             options,
@@ -138,7 +138,7 @@ impl<'v> BlockReader<'v> {
         self.options
     }
 
-    /// Where a block is, as of the last locator load.
+    /// Where a block is now (asked of the catalog unless answered recently).
     pub fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
         self.engine.locate(id)
     }
@@ -269,7 +269,7 @@ impl Loader {
         &self.vault
     }
 
-    /// Where a block is, as of the last locator load.
+    /// Where a block is now (asked of the catalog unless answered recently).
     pub fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
         self.engine.locate(id)
     }
@@ -382,5 +382,67 @@ mod tests {
         let stats = reader.cache_stats();
         assert_eq!(stats.blocks, 0, "direct reads cache nothing");
         assert_eq!(stats.misses - misses_before, ids.len() as u64, "{stats:?}");
+    }
+
+    /// A reader that started before a backup finds that backup's blocks, one by one and in
+    /// a read-ahead batch: the locator asks the catalog, it holds no map loaded at start.
+    #[test]
+    fn a_reader_finds_the_blocks_of_a_backup_committed_after_it_started() {
+        use crate::ingest::{backup, BackupOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("first"), "first ".repeat(1000)).unwrap();
+        let vault =
+            Vault::create(&dir.path().join("vault"), b"pw", crate::vault::TEST_OPTIONS).unwrap();
+        let options = BackupOptions {
+            paths: vec![src.clone()],
+            ..BackupOptions::default()
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        backup(&vault, &options, &crate::progress::NoProgress, &stop).unwrap();
+        let before: std::collections::HashSet<BlockId> = vault
+            .catalog()
+            .block_locations()
+            .unwrap()
+            .into_keys()
+            .collect();
+        let reader = BlockReader::new(&vault).unwrap();
+
+        for i in 0..5 {
+            std::fs::write(
+                src.join(format!("later-{i}")),
+                format!("later {i} ").repeat(900),
+            )
+            .unwrap();
+        }
+        backup(&vault, &options, &crate::progress::NoProgress, &stop).unwrap();
+        let locations = vault.catalog().block_locations().unwrap();
+        let new: Vec<BlockId> = locations
+            .keys()
+            .filter(|id| !before.contains(id))
+            .copied()
+            .collect();
+        assert_eq!(new.len(), 5);
+        let (first, rest) = new.split_first().unwrap();
+        let got = reader
+            .read_block(first, locations[first].0.raw_len)
+            .unwrap();
+        assert_eq!(vault.codec().id_of(&got), *first);
+        reader.warm_many(rest);
+        assert_eq!(
+            reader.read_times().blocks,
+            5,
+            "the batch found every new block"
+        );
+        for id in rest {
+            let got = reader.read_block(id, locations[id].0.raw_len).unwrap();
+            assert_eq!(vault.codec().id_of(&got), *id);
+        }
+        assert_eq!(
+            reader.read_times().blocks,
+            5,
+            "the batch's blocks came from the cache"
+        );
     }
 }
