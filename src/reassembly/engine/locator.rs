@@ -20,7 +20,10 @@ use crate::store::block::IdHasher;
 use crate::store::BlockId;
 
 /// Recent answers kept: about 100 bytes each, so a few MiB whatever the vault's size.
-const RECENT_ANSWERS: usize = 1 << 16;
+const RECENT_ANSWERS: NonZeroUsize = match NonZeroUsize::new(1 << 16) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 /// The locator of one reader, shared with its read-ahead threads.
 pub(super) struct Locator {
@@ -35,7 +38,7 @@ impl Locator {
         Locator {
             catalog: Mutex::new(catalog),
             recent: Mutex::new(LruCache::with_hasher(
-                NonZeroUsize::new(RECENT_ANSWERS).expect("non-zero"),
+                RECENT_ANSWERS,
                 BuildHasherDefault::default(),
             )),
         }
