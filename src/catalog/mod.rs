@@ -640,16 +640,14 @@ impl Catalog {
         insert_meta_pack(&self.conn, pack, size)
     }
 
-    /// Sums for `stats`: (unique plaintext bytes of blocks, bytes of packs).
+    /// Sums for `stats`: (unique plaintext bytes of blocks, bytes of packs), kept by triggers
+    /// as rows come and go (`catalog-schema/0009_store_totals.sql`), not summed here.
     pub fn store_totals(&self) -> Result<(u64, u64)> {
-        let raw: i64 =
-            self.conn
-                .query_row("SELECT COALESCE(SUM(raw_len), 0) FROM blocks", [], |r| {
-                    r.get(0)
-                })?;
-        let packed: i64 =
-            self.conn
-                .query_row("SELECT COALESCE(SUM(size), 0) FROM packs", [], |r| r.get(0))?;
+        let (raw, packed): (i64, i64) = self.conn.query_row(
+            "SELECT unique_bytes, pack_bytes FROM store_totals",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok((raw as u64, packed as u64))
     }
 }

@@ -378,6 +378,25 @@ fn assert_whole_after_a_killed_prune(env: &Env, kept: &[(String, PathBuf)], what
         verify["unreferenced_packs"].as_array().unwrap().is_empty(),
         "{what}: {verify}"
     );
+    assert_totals_are_the_sums(env, what);
+}
+
+/// `stats` answers from totals the catalog keeps as rows come and go; they must equal the sums
+/// of the rows, whatever wrote them (backups, prunes killed at any step, the prunes after).
+fn assert_totals_are_the_sums(env: &Env, what: &str) {
+    let stats = env.json(&["stats", "--json"]);
+    let db = rusqlite::Connection::open(env.vault().join("catalog.db")).unwrap();
+    let sum = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64;
+    assert_eq!(
+        u(&stats, "unique_bytes"),
+        sum("SELECT COALESCE(SUM(raw_len), 0) FROM blocks"),
+        "{what}"
+    );
+    assert_eq!(
+        u(&stats, "stored_bytes"),
+        sum("SELECT COALESCE(SUM(size), 0) FROM packs"),
+        "{what}"
+    );
 }
 
 #[test]
