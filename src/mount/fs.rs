@@ -10,7 +10,8 @@
 //! - 1 MiB reads (`max_pages`), the largest read-ahead the kernel allows, and many
 //!   background requests in flight.
 //!
-//! Every write-side call answers EROFS through the one errno mapping.
+//! Every write-side call answers EROFS through the one errno mapping. `forget` passes the
+//! kernel's lookup counts back to the view, which drops the nodes the kernel no longer holds.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -27,14 +28,12 @@ use fuser::{
 
 use super::errno::errno;
 use crate::catalog::EntryKind;
-use crate::reassembly::view::{Attr, NodeId, View, ViewError};
+use crate::reassembly::view::{Attr, DirEntry, DirSink, NodeId, View, ViewError};
 
 /// How long the kernel may keep what never changes.
 const STABLE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long it may keep the vault-level directories, which gain points.
 const VOLATILE_TTL: Duration = Duration::from_secs(1);
-/// Directory entries computed per step while filling a kernel buffer.
-const DIR_PAGE: usize = 128;
 const BLKSIZE: u32 = 1 << 20;
 /// Read buffers kept for reuse (one per thread is enough; a few more for bursts).
 const MAX_BUFFERS: usize = 8;
@@ -81,6 +80,41 @@ impl SynvaultFs {
         if pool.len() < MAX_BUFFERS {
             pool.push(buf);
         }
+    }
+}
+
+/// A `readdir` reply: names and kinds; the kernel takes no lookups from it.
+struct Names(ReplyDirectory);
+
+impl DirSink for Names {
+    const COUNTS_LOOKUPS: bool = false;
+
+    fn add(&mut self, entry: DirEntry) -> bool {
+        let (ino, kind) = (INodeNo(entry.attr.ino.0), file_type(entry.attr.kind));
+        let full = self
+            .0
+            .add(ino, entry.next_offset, kind, OsStr::from_bytes(&entry.name));
+        !full
+    }
+}
+
+/// A `readdirplus` reply: each entry but `.` and `..` is a lookup the kernel will forget.
+struct NamesAndAttrs(ReplyDirectoryPlus);
+
+impl DirSink for NamesAndAttrs {
+    const COUNTS_LOOKUPS: bool = true;
+
+    fn add(&mut self, entry: DirEntry) -> bool {
+        let attr = &entry.attr;
+        let full = self.0.add(
+            INodeNo(attr.ino.0),
+            entry.next_offset,
+            OsStr::from_bytes(&entry.name),
+            &ttl(attr),
+            &to_file_attr(attr),
+            Generation(0),
+        );
+        !full
     }
 }
 
@@ -187,6 +221,12 @@ impl Filesystem for SynvaultFs {
         }
     }
 
+    /// Also serves `batch_forget`: fuser's default calls this once per node (and fuser 0.18
+    /// does not export the batch's entry type, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.view.forget(node(ino), nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.view.attr(node(ino)) {
             Ok(attr) => reply.attr(&ttl(&attr), &to_file_attr(&attr)),
@@ -282,25 +322,12 @@ impl Filesystem for SynvaultFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let mut offset = offset;
-        loop {
-            let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
-                Ok(page) => page,
-                Err(err) => return reply.error(self.fail(&err)),
-            };
-            if page.is_empty() {
-                return reply.ok();
-            }
-            for entry in page {
-                let name = OsStr::from_bytes(&entry.name);
-                let kind = file_type(entry.attr.kind);
-                if reply.add(INodeNo(entry.attr.ino.0), entry.next_offset, kind, name) {
-                    return reply.ok();
-                }
-                offset = entry.next_offset;
-            }
+        let mut names = Names(reply);
+        match self.view.list(node(ino), offset, &mut names) {
+            Ok(()) => names.0.ok(),
+            Err(err) => names.0.error(self.fail(&err)),
         }
     }
 
@@ -310,33 +337,12 @@ impl Filesystem for SynvaultFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let mut offset = offset;
-        loop {
-            let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
-                Ok(page) => page,
-                Err(err) => return reply.error(self.fail(&err)),
-            };
-            if page.is_empty() {
-                return reply.ok();
-            }
-            for entry in page {
-                let attr = &entry.attr;
-                let name = OsStr::from_bytes(&entry.name);
-                let full = reply.add(
-                    INodeNo(attr.ino.0),
-                    entry.next_offset,
-                    name,
-                    &ttl(attr),
-                    &to_file_attr(attr),
-                    Generation(0),
-                );
-                if full {
-                    return reply.ok();
-                }
-                offset = entry.next_offset;
-            }
+        let mut entries = NamesAndAttrs(reply);
+        match self.view.list(node(ino), offset, &mut entries) {
+            Ok(()) => entries.0.ok(),
+            Err(err) => entries.0.error(self.fail(&err)),
         }
     }
 
