@@ -137,8 +137,6 @@ pub enum ViewError {
     NoSuchXattr { ino: NodeId, name: String },
     #[error("the answer needs {needed} bytes, more than the caller's buffer")]
     BufferTooSmall { needed: usize },
-    #[error("the view is read-only")]
-    ReadOnly,
     #[error("damaged data in recovery point {point}, file {path}, pack {pack}")]
     Damaged {
         point: String,
