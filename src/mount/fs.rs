@@ -17,7 +17,6 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -28,6 +27,7 @@ use fuser::{
 
 use super::errno::errno;
 use crate::catalog::EntryKind;
+use crate::reassembly::buffers::BufferPool;
 use crate::reassembly::view::{Attr, DirEntry, DirSink, NodeId, View, ViewError};
 
 /// How long the kernel may keep what never changes.
@@ -35,8 +35,9 @@ const STABLE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long it may keep the vault-level directories, which gain points.
 const VOLATILE_TTL: Duration = Duration::from_secs(1);
 const BLKSIZE: u32 = 1 << 20;
-/// Read buffers kept for reuse (one per thread is enough; a few more for bursts).
-const MAX_BUFFERS: usize = 8;
+/// Spare read buffers kept for reuse: eight of the largest read (1 MiB), one per thread and a
+/// few more for bursts.
+const SPARE_READ_BYTES: usize = 8 << 20;
 
 /// The file system the kernel talks to.
 pub(crate) struct SynvaultFs {
@@ -44,7 +45,7 @@ pub(crate) struct SynvaultFs {
     /// Set in `init` when the kernel can skip opens.
     no_open: bool,
     /// Read buffers, reused: a fresh 1 MiB buffer per request costs page faults.
-    buffers: Mutex<Vec<Vec<u8>>>,
+    buffers: BufferPool,
 }
 
 impl SynvaultFs {
@@ -52,7 +53,7 @@ impl SynvaultFs {
         SynvaultFs {
             view,
             no_open: false,
-            buffers: Mutex::new(Vec::new()),
+            buffers: BufferPool::new(SPARE_READ_BYTES),
         }
     }
 
@@ -60,26 +61,6 @@ impl SynvaultFs {
     fn fail(&self, err: &ViewError) -> fuser::Errno {
         self.view.report(err);
         errno(err)
-    }
-
-    fn take_buffer(&self, len: usize) -> Vec<u8> {
-        let mut buf = self
-            .buffers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        buf
-    }
-
-    fn give_buffer(&self, buf: Vec<u8>) {
-        let mut pool = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_BUFFERS {
-            pool.push(buf);
-        }
     }
 }
 
@@ -264,15 +245,14 @@ impl Filesystem for SynvaultFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut buf = self.take_buffer(size as usize);
-        match self
-            .view
-            .read_into(node(ino), offset, &mut buf[..size as usize])
-        {
+        // The view overwrites every byte it reports, so the stale bytes of a reused buffer
+        // are never sent.
+        let mut buf = self.buffers.take_sized(size as usize);
+        match self.view.read_into(node(ino), offset, &mut buf) {
             Ok(n) => reply.data(&buf[..n]),
             Err(err) => reply.error(self.fail(&err)),
         }
-        self.give_buffer(buf);
+        self.buffers.give(buf);
     }
 
     fn flush(
