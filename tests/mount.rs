@@ -1,6 +1,7 @@
 //! The FUSE mount through the kernel: exact trees, metadata, hardlinks, EROFS, random and
 //! parallel reads, new points while mounted, damage confined to one file, bounded memory,
-//! huge directories, and the mount-point errors with their exit codes.
+//! huge directories, nodes given back when the kernel forgets them, and the mount-point
+//! errors with their exit codes.
 //!
 //! Each test mounts with the built binary in the foreground, as a user would, and a guard
 //! unmounts in `Drop` whatever happens. Tests skip only where FUSE is unusable, and never
@@ -647,6 +648,75 @@ fn memory_stays_within_the_cache_bound() {
     assert!(
         hwm_kib < (cache_mib + 128) * 1024,
         "peak RSS {hwm_kib} KiB with a {cache_mib} MiB cache"
+    );
+}
+
+/// `find` over the mount: the paths it prints, sorted.
+fn find(root: &Path) -> Vec<String> {
+    let out = Command::new("find").arg(root).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut paths: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            line.strip_prefix(root.to_str().unwrap())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// The mount's node count, which it reports as the file count of `statfs`.
+fn mount_nodes(mount: &Mount) -> u64 {
+    rustix::fs::statvfs(&mount.path).unwrap().f_files
+}
+
+#[test]
+fn find_twice_keeps_the_node_count_at_what_the_kernel_holds() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    // 20,000 small files in 200 directories.
+    for d in 0..200u64 {
+        for f in 0..100u64 {
+            let seed = d * 100 + f;
+            let path = src.join(format!("d{d:03}/f{f:03}"));
+            write_file(path, seeded_bytes(seed, 1 + seed as usize % 200));
+        }
+    }
+    env.backup(&src);
+    let want = find(&src);
+    let mount = env.mount("mnt", &["--point", "latest"]);
+    for pass in 0..2 {
+        assert!(find(&mount.path) == want, "pass {pass}: find differs");
+        // The kernel holds every entry it listed: the view holds as many, not more.
+        let listed = mount_nodes(&mount);
+        assert!(
+            (20_200..=20_201 + 4096).contains(&listed),
+            "pass {pass}: {listed} nodes after find"
+        );
+        // Evicting the kernel's dentries and inodes sends the forgets.
+        if fs::write("/proc/sys/vm/drop_caches", "2").is_err() {
+            eprintln!("cannot drop the kernel's caches here: node bound not checked");
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while mount_nodes(&mount) > 100 {
+            assert!(
+                Instant::now() < deadline,
+                "pass {pass}: still {} nodes after the kernel evicted {listed}",
+                mount_nodes(&mount)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        fs::read(mount.path.join("d123/f045")).unwrap(),
+        seeded_bytes(12345, 1 + 12345 % 200)
     );
 }
 

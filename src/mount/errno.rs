@@ -15,7 +15,6 @@ pub(crate) fn errno(err: &ViewError) -> Errno {
         ViewError::NotASymlink { .. } => Errno::EINVAL,
         ViewError::NoSuchXattr { .. } => Errno::ENODATA,
         ViewError::BufferTooSmall { .. } => Errno::ERANGE,
-        ViewError::ReadOnly => Errno::EROFS,
         ViewError::Damaged { .. } | ViewError::Catalog(_) => Errno::EIO,
     }
 }

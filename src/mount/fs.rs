@@ -10,34 +10,34 @@
 //! - 1 MiB reads (`max_pages`), the largest read-ahead the kernel allows, and many
 //!   background requests in flight.
 //!
-//! Every write-side call answers EROFS through the one errno mapping.
+//! `forget` passes the kernel's lookup counts back to the view, which drops the nodes the
+//! kernel no longer holds. Write-side calls are not implemented: the mount is read-only in
+//! the kernel (`MountOption::RO`), whose VFS answers EROFS before they reach FUSE, and fuser's
+//! defaults (ENOSYS) cover the rest.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, WriteFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use super::errno::errno;
 use crate::catalog::EntryKind;
-use crate::reassembly::view::{Attr, NodeId, View, ViewError};
+use crate::reassembly::buffers::BufferPool;
+use crate::reassembly::view::{Attr, DirEntry, DirSink, NodeId, View, ViewError};
 
 /// How long the kernel may keep what never changes.
 const STABLE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long it may keep the vault-level directories, which gain points.
 const VOLATILE_TTL: Duration = Duration::from_secs(1);
-/// Directory entries computed per step while filling a kernel buffer.
-const DIR_PAGE: usize = 128;
 const BLKSIZE: u32 = 1 << 20;
-/// Read buffers kept for reuse (one per thread is enough; a few more for bursts).
-const MAX_BUFFERS: usize = 8;
+/// Spare read buffers kept for reuse: eight of the largest read (1 MiB), one per thread and a
+/// few more for bursts.
+const SPARE_READ_BYTES: usize = 8 << 20;
 
 /// The file system the kernel talks to.
 pub(crate) struct SynvaultFs {
@@ -45,7 +45,7 @@ pub(crate) struct SynvaultFs {
     /// Set in `init` when the kernel can skip opens.
     no_open: bool,
     /// Read buffers, reused: a fresh 1 MiB buffer per request costs page faults.
-    buffers: Mutex<Vec<Vec<u8>>>,
+    buffers: BufferPool,
 }
 
 impl SynvaultFs {
@@ -53,7 +53,7 @@ impl SynvaultFs {
         SynvaultFs {
             view,
             no_open: false,
-            buffers: Mutex::new(Vec::new()),
+            buffers: BufferPool::new(SPARE_READ_BYTES),
         }
     }
 
@@ -62,25 +62,40 @@ impl SynvaultFs {
         self.view.report(err);
         errno(err)
     }
+}
 
-    fn take_buffer(&self, len: usize) -> Vec<u8> {
-        let mut buf = self
-            .buffers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        buf
+/// A `readdir` reply: names and kinds; the kernel takes no lookups from it.
+struct Names(ReplyDirectory);
+
+impl DirSink for Names {
+    const COUNTS_LOOKUPS: bool = false;
+
+    fn add(&mut self, entry: DirEntry) -> bool {
+        let (ino, kind) = (INodeNo(entry.attr.ino.0), file_type(entry.attr.kind));
+        let full = self
+            .0
+            .add(ino, entry.next_offset, kind, OsStr::from_bytes(&entry.name));
+        !full
     }
+}
 
-    fn give_buffer(&self, buf: Vec<u8>) {
-        let mut pool = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_BUFFERS {
-            pool.push(buf);
-        }
+/// A `readdirplus` reply: each entry but `.` and `..` is a lookup the kernel will forget.
+struct NamesAndAttrs(ReplyDirectoryPlus);
+
+impl DirSink for NamesAndAttrs {
+    const COUNTS_LOOKUPS: bool = true;
+
+    fn add(&mut self, entry: DirEntry) -> bool {
+        let attr = &entry.attr;
+        let full = self.0.add(
+            INodeNo(attr.ino.0),
+            entry.next_offset,
+            OsStr::from_bytes(&entry.name),
+            &ttl(attr),
+            &to_file_attr(attr),
+            Generation(0),
+        );
+        !full
     }
 }
 
@@ -144,10 +159,6 @@ fn node(ino: INodeNo) -> NodeId {
     NodeId(ino.into())
 }
 
-fn read_only() -> fuser::Errno {
-    errno(&ViewError::ReadOnly)
-}
-
 /// Replies with `data` to an xattr request of `size` bytes (0 asks for the size).
 fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
     if size == 0 {
@@ -185,6 +196,12 @@ impl Filesystem for SynvaultFs {
             Ok(attr) => reply.entry(&ttl(&attr), &to_file_attr(&attr), Generation(0)),
             Err(err) => reply.error(self.fail(&err)),
         }
+    }
+
+    /// Also serves `batch_forget`: fuser's default calls this once per node (and fuser 0.18
+    /// does not export the batch's entry type, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.view.forget(node(ino), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -228,15 +245,14 @@ impl Filesystem for SynvaultFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut buf = self.take_buffer(size as usize);
-        match self
-            .view
-            .read_into(node(ino), offset, &mut buf[..size as usize])
-        {
+        // The view overwrites every byte it reports, so the stale bytes of a reused buffer
+        // are never sent.
+        let mut buf = self.buffers.take_sized(size as usize);
+        match self.view.read_into(node(ino), offset, &mut buf) {
             Ok(n) => reply.data(&buf[..n]),
             Err(err) => reply.error(self.fail(&err)),
         }
-        self.give_buffer(buf);
+        self.buffers.give(buf);
     }
 
     fn flush(
@@ -282,25 +298,12 @@ impl Filesystem for SynvaultFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let mut offset = offset;
-        loop {
-            let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
-                Ok(page) => page,
-                Err(err) => return reply.error(self.fail(&err)),
-            };
-            if page.is_empty() {
-                return reply.ok();
-            }
-            for entry in page {
-                let name = OsStr::from_bytes(&entry.name);
-                let kind = file_type(entry.attr.kind);
-                if reply.add(INodeNo(entry.attr.ino.0), entry.next_offset, kind, name) {
-                    return reply.ok();
-                }
-                offset = entry.next_offset;
-            }
+        let mut names = Names(reply);
+        match self.view.list(node(ino), offset, &mut names) {
+            Ok(()) => names.0.ok(),
+            Err(err) => names.0.error(self.fail(&err)),
         }
     }
 
@@ -310,33 +313,12 @@ impl Filesystem for SynvaultFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let mut offset = offset;
-        loop {
-            let page = match self.view.read_dir(node(ino), offset, DIR_PAGE) {
-                Ok(page) => page,
-                Err(err) => return reply.error(self.fail(&err)),
-            };
-            if page.is_empty() {
-                return reply.ok();
-            }
-            for entry in page {
-                let attr = &entry.attr;
-                let name = OsStr::from_bytes(&entry.name);
-                let full = reply.add(
-                    INodeNo(attr.ino.0),
-                    entry.next_offset,
-                    name,
-                    &ttl(attr),
-                    &to_file_attr(attr),
-                    Generation(0),
-                );
-                if full {
-                    return reply.ok();
-                }
-                offset = entry.next_offset;
-            }
+        let mut entries = NamesAndAttrs(reply);
+        match self.view.list(node(ino), offset, &mut entries) {
+            Ok(()) => entries.0.ok(),
+            Err(err) => entries.0.error(self.fail(&err)),
         }
     }
 
@@ -384,171 +366,6 @@ impl Filesystem for SynvaultFs {
             }
             Err(err) => reply.error(self.fail(&err)),
         }
-    }
-
-    // Everything below changes the file system: a recovery point never changes.
-
-    fn setattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<fuser::TimeOrNow>,
-        _mtime: Option<fuser::TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn mkdir(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(read_only());
-    }
-
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(read_only());
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn setxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(read_only());
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn fallocate(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(read_only());
-    }
-
-    fn copy_file_range(
-        &self,
-        _req: &Request,
-        _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
-        _flags: fuser::CopyFileRangeFlags,
-        reply: ReplyWrite,
-    ) {
-        reply.error(read_only());
     }
 }
 

@@ -131,12 +131,14 @@ impl<'v> View<'v> {
                         let dir = match state.source_dirs.get(source) {
                             Some(dir) => *dir,
                             None => {
-                                let dir = self.push_nodes(vec![Node::new(
-                                    SOURCES,
-                                    What::Source {
-                                        source: source.to_string(),
-                                    },
-                                )]);
+                                let dir = self.nodes.insert_permanent(|_| {
+                                    Node::new(
+                                        SOURCES,
+                                        What::Source {
+                                            source: source.to_string(),
+                                        },
+                                    )
+                                });
                                 state.source_dirs.insert(source.to_string(), dir);
                                 dir
                             }
@@ -167,18 +169,19 @@ impl<'v> View<'v> {
         })
     }
 
+    /// A point's root under `parent`: permanent, like the vault-level directories, since
+    /// there are only as many as points shown.
     pub(super) fn new_point_root(&self, parent: NodeId, shown: &Arc<Shown>) -> NodeId {
-        let mut nodes = write(&self.nodes);
-        let ino = NodeId(nodes.len() as u64 + 1);
-        nodes.push(Arc::new(Node::new(
-            parent,
-            What::Entry {
-                listing: Arc::new(vec![root_entry(&shown.point)]),
-                point: shown.clone(),
-                scope: ino,
-                index: 0,
-            },
-        )));
-        ino
+        self.nodes.insert_permanent(|ino| {
+            Node::new(
+                parent,
+                What::Entry {
+                    listing: Arc::new(vec![root_entry(&shown.point)]),
+                    point: shown.clone(),
+                    scope: ino,
+                    index: 0,
+                },
+            )
+        })
     }
 }

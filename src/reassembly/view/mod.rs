@@ -1,9 +1,12 @@
 //! The file-system view of a vault: what the mount asks, answered in synvault's own types.
 //!
-//! A [`View`] numbers nodes lazily: a directory's children get node ids the first time it is
-//! listed or looked up in, and keep them for the life of the view, so the kernel sees stable
-//! inode numbers. Names of one hardlinked file (source entries with `nlink > 1` and the same
-//! source inode, inside one point) share one node. Two layouts:
+//! A [`View`] numbers nodes lazily: an entry gets a node id when a lookup or a listing hands
+//! it out, and keeps it while the kernel holds it: each lookup and each entry of a listing
+//! with attributes counts, [`View::forget`] gives counts back, and a node whose count reaches
+//! zero is dropped (see [`node`]). So the kernel sees stable inode numbers, and the view's
+//! memory follows what the kernel caches, not everything ever listed. Names of one hardlinked
+//! file (source entries with `nlink > 1` and the same source inode, inside one point) share
+//! one node. Two layouts:
 //!
 //! ```text
 //! Layout::Point            the point's root directory is the root
@@ -25,10 +28,20 @@
 //!
 //! The view must not know FUSE: `mount/` converts these answers to kernel replies.
 
+mod dir;
+mod layout;
+mod node;
+mod read_ahead;
+#[cfg(test)]
+mod tests;
+
+pub use dir::DirSink;
+pub use layout::{point_names, source_dir_name};
+
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use lru::LruCache;
 
@@ -39,6 +52,7 @@ use crate::catalog::{
 };
 use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
+use node::{Node, NodeTable, What};
 
 /// A node of the view; the kernel sees it as the inode number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,7 +106,8 @@ pub struct DirEntry {
 pub struct FsTotals {
     /// Unique plaintext bytes in the vault.
     pub bytes: u64,
-    /// Nodes numbered so far.
+    /// Nodes held now: those the kernel holds, the vault-level directories, and a bounded
+    /// few made ahead of the kernel.
     pub nodes: u64,
 }
 
@@ -122,8 +137,6 @@ pub enum ViewError {
     NoSuchXattr { ino: NodeId, name: String },
     #[error("the answer needs {needed} bytes, more than the caller's buffer")]
     BufferTooSmall { needed: usize },
-    #[error("the view is read-only")]
-    ReadOnly,
     #[error("damaged data in recovery point {point}, file {path}, pack {pack}")]
     Damaged {
         point: String,
@@ -144,66 +157,6 @@ pub type Result<T, E = ViewError> = std::result::Result<T, E>;
 struct Shown {
     point: RecoveryPoint,
     name: String,
-}
-
-#[derive(Debug)]
-enum What {
-    Root,
-    Points,
-    Sources,
-    Latest,
-    Source {
-        source: String,
-    },
-    Entry {
-        point: Arc<Shown>,
-        /// The point root this node is under; hardlink groups are per scope.
-        scope: NodeId,
-        listing: Arc<Vec<Entry>>,
-        index: usize,
-    },
-}
-
-#[derive(Debug)]
-struct Children {
-    /// Sorted by name.
-    listing: Arc<Vec<Entry>>,
-    nodes: Vec<NodeId>,
-}
-
-#[derive(Debug)]
-struct Node {
-    parent: NodeId,
-    what: What,
-    children: Mutex<Option<Arc<Children>>>,
-    map: OnceLock<Arc<BlockMap>>,
-    sequential: Sequential,
-    /// Directories: entries before this index (with their subtrees) were handed to tree
-    /// read-ahead.
-    dir_ahead: AtomicUsize,
-    /// Files: the read-ahead sequence number this file was handed out with (0: never).
-    ahead_seq: AtomicU64,
-}
-
-impl Node {
-    fn new(parent: NodeId, what: What) -> Node {
-        Node {
-            parent,
-            what,
-            children: Mutex::new(None),
-            map: OnceLock::new(),
-            sequential: Sequential::default(),
-            dir_ahead: AtomicUsize::new(0),
-            ahead_seq: AtomicU64::new(0),
-        }
-    }
-
-    fn entry(&self) -> Option<&Entry> {
-        match &self.what {
-            What::Entry { listing, index, .. } => listing.get(*index),
-            _ => None,
-        }
-    }
 }
 
 /// The vault-level state: which points are shown, and the nodes of their roots.
@@ -274,11 +227,10 @@ pub type DamageHook = Box<dyn Fn(&ViewError) + Send + Sync>;
 pub struct View<'v> {
     blocks: Arc<BlockReader<'v>>,
     layout: Layout,
-    nodes: RwLock<Vec<Arc<Node>>>,
+    nodes: NodeTable,
     vault: Mutex<VaultState>,
     listings: Mutex<LruCache<TreeId, Arc<Vec<Entry>>>>,
     maps: Arc<Maps>,
-    hardlinks: Mutex<HashMap<(NodeId, u64), NodeId>>,
     /// What the hook was told: (file, pack) of damage, (`NodeId(0)`, message) of catalog errors.
     damage_seen: Mutex<HashSet<(NodeId, String)>>,
     on_damage: DamageHook,
@@ -292,7 +244,7 @@ impl std::fmt::Debug for View<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("View")
             .field("layout", &self.layout)
-            .field("nodes", &read(&self.nodes).len())
+            .field("nodes", &self.nodes.len())
             .finish()
     }
 }
@@ -316,35 +268,35 @@ fn lru<K: std::hash::Hash + Eq, V>(n: usize) -> LruCache<K, V> {
 impl<'v> View<'v> {
     /// A view over `blocks`' vault with the given layout.
     pub fn new(blocks: Arc<BlockReader<'v>>, layout: Layout) -> View<'v> {
-        let root = match &layout {
+        // The table numbers from 1, so these get ROOT, POINTS, SOURCES and LATEST.
+        let nodes = NodeTable::new();
+        match &layout {
             Layout::Point(point) => {
                 let shown = Arc::new(Shown {
                     name: point.id.short().to_string(),
                     point: (**point).clone(),
                 });
-                vec![Arc::new(Node::new(
-                    ROOT,
-                    What::Entry {
-                        listing: Arc::new(vec![root_entry(point)]),
-                        point: shown,
-                        scope: ROOT,
-                        index: 0,
-                    },
-                ))]
+                let what = What::Entry {
+                    listing: Arc::new(vec![root_entry(point)]),
+                    point: shown,
+                    scope: ROOT,
+                    index: 0,
+                };
+                nodes.insert_permanent(|_| Node::new(ROOT, what));
             }
-            Layout::Vault => [What::Root, What::Points, What::Sources, What::Latest]
-                .into_iter()
-                .map(|what| Arc::new(Node::new(ROOT, what)))
-                .collect(),
-        };
+            Layout::Vault => {
+                for what in [What::Root, What::Points, What::Sources, What::Latest] {
+                    nodes.insert_permanent(|_| Node::new(ROOT, what));
+                }
+            }
+        }
         View {
             blocks,
             layout,
-            nodes: RwLock::new(root),
+            nodes,
             vault: Mutex::new(VaultState::default()),
             listings: Mutex::new(lru(LISTING_CACHE)),
             maps: Arc::new(Mutex::new(lru(MAP_CACHE))),
-            hardlinks: Mutex::new(HashMap::new()),
             damage_seen: Mutex::new(HashSet::new()),
             on_damage: Box::new(|_| {}),
             owner: (
@@ -373,18 +325,14 @@ impl<'v> View<'v> {
     }
 
     fn node(&self, ino: NodeId) -> Result<Arc<Node>> {
-        let index = ino.0.checked_sub(1).ok_or(ViewError::UnknownNode { ino })?;
-        read(&self.nodes)
-            .get(index as usize)
-            .cloned()
-            .ok_or(ViewError::UnknownNode { ino })
+        self.nodes.get(ino).ok_or(ViewError::UnknownNode { ino })
     }
 
-    fn push_nodes(&self, new: Vec<Node>) -> NodeId {
-        let mut nodes = write(&self.nodes);
-        let first = NodeId(nodes.len() as u64 + 1);
-        nodes.extend(new.into_iter().map(Arc::new));
-        first
+    /// The kernel forgot `lookups` of the lookups it holds on `ino` (each [`Self::lookup`] and
+    /// each entry a counting [`DirSink`] took is one); at zero the node is dropped, unless it
+    /// is the root or a vault-level directory. Unknown nodes are ignored.
+    pub fn forget(&self, ino: NodeId, lookups: u64) {
+        self.nodes.forget(ino, lookups);
     }
 
     /// Attributes of a node.
@@ -460,75 +408,6 @@ impl<'v> View<'v> {
             rdev: 0,
             stable: false,
         }
-    }
-
-    /// Looks a name up in a directory.
-    pub fn lookup(&self, parent: NodeId, name: &[u8]) -> Result<Attr> {
-        let node = self.node(parent)?;
-        let found = match &node.what {
-            What::Entry { .. } => {
-                let children = self.children(parent, &node)?;
-                children
-                    .listing
-                    .binary_search_by(|e| e.name.as_slice().cmp(name))
-                    .ok()
-                    .map(|i| children.nodes[i])
-            }
-            What::Latest => return Err(ViewError::NotADirectory { ino: parent }),
-            _ => self.synthetic_lookup(parent, &node, name)?,
-        };
-        match found {
-            Some(ino) => self.attr(ino),
-            None => Err(ViewError::NoSuchEntry {
-                dir: parent,
-                name: String::from_utf8_lossy(name).into_owned(),
-            }),
-        }
-    }
-
-    /// Up to `max` entries of a directory from `offset` (0 starts; each entry says where to
-    /// continue). `.` and `..` come first.
-    pub fn read_dir(&self, ino: NodeId, offset: u64, max: usize) -> Result<Vec<DirEntry>> {
-        let node = self.node(ino)?;
-        let mut out = Vec::new();
-        let mut position = offset;
-        let mut push = |name: &[u8], attr: Attr, position: u64| {
-            out.push(DirEntry {
-                name: name.to_vec(),
-                attr,
-                next_offset: position + 1,
-            });
-        };
-        while position < 2 && out_len_below(position, offset, max) {
-            let (name, target): (&[u8], NodeId) = if position == 0 {
-                (b".", ino)
-            } else {
-                (b"..", node.parent)
-            };
-            push(name, self.attr(target)?, position);
-            position += 1;
-        }
-        let skip = (position - 2) as usize;
-        let room = max.saturating_sub((position - offset) as usize);
-        match &node.what {
-            What::Entry { .. } => {
-                if node.entry().map(|e| e.kind) != Some(EntryKind::Dir) {
-                    return Err(ViewError::NotADirectory { ino });
-                }
-                let children = self.children(ino, &node)?;
-                for (i, child) in children.nodes.iter().enumerate().skip(skip).take(room) {
-                    push(&children.listing[i].name, self.attr(*child)?, i as u64 + 2);
-                }
-            }
-            What::Latest => return Err(ViewError::NotADirectory { ino }),
-            _ => {
-                let listing = self.synthetic_listing(ino, &node, offset == 0)?;
-                for (i, (name, child)) in listing.iter().enumerate().skip(skip).take(room) {
-                    push(name, self.attr(*child)?, i as u64 + 2);
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// The target of a symlink.
@@ -612,7 +491,7 @@ impl<'v> View<'v> {
             .map_or(0, |(raw, _)| raw);
         FsTotals {
             bytes,
-            nodes: read(&self.nodes).len() as u64,
+            nodes: self.nodes.len() as u64,
         }
     }
 
@@ -688,70 +567,4 @@ impl<'v> View<'v> {
         lock(&self.listings).put(*tree, listing.clone());
         Ok(listing)
     }
-
-    /// The children of a directory inside a point, numbering them on first use.
-    fn children(&self, ino: NodeId, node: &Node) -> Result<Arc<Children>> {
-        let mut slot = lock(&node.children);
-        if let Some(children) = slot.as_ref() {
-            return Ok(children.clone());
-        }
-        let (What::Entry { point, scope, .. }, Some(entry)) = (&node.what, node.entry()) else {
-            return Err(ViewError::NotADirectory { ino });
-        };
-        let Some(tree) = entry.subtree.filter(|_| entry.kind == EntryKind::Dir) else {
-            return Err(ViewError::NotADirectory { ino });
-        };
-        let listing = self.listing(&tree)?;
-        let nodes = self.number_children(ino, point, *scope, &listing);
-        let children = Arc::new(Children { listing, nodes });
-        *slot = Some(children.clone());
-        Ok(children)
-    }
-
-    fn number_children(
-        &self,
-        parent: NodeId,
-        point: &Arc<Shown>,
-        scope: NodeId,
-        listing: &Arc<Vec<Entry>>,
-    ) -> Vec<NodeId> {
-        let mut hardlinks = lock(&self.hardlinks);
-        let mut nodes = write(&self.nodes);
-        let mut ids = Vec::with_capacity(listing.len());
-        for (index, entry) in listing.iter().enumerate() {
-            let linked = entry.kind == EntryKind::File && entry.nlink > 1;
-            if linked {
-                if let Some(ino) = hardlinks.get(&(scope, entry.inode)) {
-                    ids.push(*ino);
-                    continue;
-                }
-            }
-            nodes.push(Arc::new(Node::new(
-                parent,
-                What::Entry {
-                    point: point.clone(),
-                    scope,
-                    listing: listing.clone(),
-                    index,
-                },
-            )));
-            let ino = NodeId(nodes.len() as u64);
-            if linked {
-                hardlinks.insert((scope, entry.inode), ino);
-            }
-            ids.push(ino);
-        }
-        ids
-    }
 }
-
-fn out_len_below(position: u64, offset: u64, max: usize) -> bool {
-    ((position - offset) as usize) < max
-}
-
-mod layout;
-mod read_ahead;
-#[cfg(test)]
-mod tests;
-
-pub use layout::{point_names, source_dir_name};

@@ -12,7 +12,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{load_map, lock, Children, EntryKind, Node, NodeId, View, What};
+use super::dir::DirListing;
+use super::{load_map, EntryKind, Node, NodeId, View, What};
 use crate::store::BlockId;
 
 /// Tree read-ahead: how many files past the one being read, how many bytes in all, how much
@@ -26,8 +27,8 @@ const DIR_AHEAD_BATCH: usize = 16;
 
 /// A directory on a read-ahead walk, and the next of its entries to visit.
 struct Step {
-    dir: Arc<Node>,
-    children: Arc<Children>,
+    node: Arc<Node>,
+    dir: DirListing,
     next: usize,
 }
 
@@ -55,37 +56,35 @@ impl View<'_> {
         while lead + files.len() < DIR_AHEAD_FILES && bytes < DIR_AHEAD_BYTES {
             let depth = walk.len();
             let Some(at) = walk.last_mut() else { break };
-            let index = at.next.max(at.dir.dir_ahead.load(Ordering::Acquire));
-            let Some(entry) = at.children.listing.get(index) else {
+            let index = at.next.max(at.node.dir_ahead.load(Ordering::Acquire));
+            let Some(entry) = at.dir.entries.get(index) else {
                 // This directory is done: its parent may now hand out past it.
                 walk.pop();
                 if let Some(up) = walk.last() {
-                    handed.push((up.dir.clone(), up.next));
+                    handed.push((up.node.clone(), up.next));
                 }
                 continue;
             };
             at.next = index + 1;
-            let child = at.children.nodes[index];
+            // Nodes made here are not the kernel's: the node table keeps only the newest
+            // such, which covers the window.
+            let (child, child_node) = self.child(&at.dir, index, entry, false);
             match entry.kind {
                 EntryKind::Dir if depth < DIR_AHEAD_DEPTH => {
-                    let dir = self.node(child);
-                    let children = dir.as_ref().ok().and_then(|d| self.children(child, d).ok());
-                    if let (Ok(dir), Some(children)) = (dir, children) {
+                    if let Ok(dir) = self.dir(child, &child_node) {
                         walk.push(Step {
+                            node: child_node,
                             dir,
-                            children,
                             next: 0,
                         });
                     }
                 }
                 EntryKind::File if entry.content.is_some() => {
-                    if let Ok(file) = self.node(child) {
-                        files.push(file);
-                        bytes += entry.size.min(DIR_AHEAD_FILE_BYTES);
-                    }
-                    handed.push((at.dir.clone(), at.next));
+                    files.push(child_node);
+                    bytes += entry.size.min(DIR_AHEAD_FILE_BYTES);
+                    handed.push((at.node.clone(), at.next));
                 }
-                _ => handed.push((at.dir.clone(), at.next)),
+                _ => handed.push((at.node.clone(), at.next)),
             }
         }
         // Hand out whole batches: every job wakes a worker, and a wake-up per small file
@@ -126,7 +125,7 @@ impl View<'_> {
         let mut walk = Vec::new();
         let mut up = self.step_above(ino, file);
         while let Some((step, parent)) = up {
-            let dir = step.dir.clone();
+            let dir = step.node.clone();
             walk.push(step);
             if walk.len() >= DIR_AHEAD_DEPTH {
                 break;
@@ -138,7 +137,7 @@ impl View<'_> {
     }
 
     /// The step after `node` in its parent directory's listing, and the parent's id; none
-    /// at a point's root or a parent not listed yet.
+    /// at a point's root or a parent the kernel forgot.
     fn step_above(&self, ino: NodeId, node: &Node) -> Option<(Step, NodeId)> {
         let What::Entry { index, scope, .. } = &node.what else {
             return None;
@@ -146,11 +145,11 @@ impl View<'_> {
         if *scope == ino {
             return None;
         }
-        let dir = self.node(node.parent).ok()?;
-        let children = lock(&dir.children).clone()?;
+        let parent = self.node(node.parent).ok()?;
+        let dir = self.dir(node.parent, &parent).ok()?;
         let step = Step {
+            node: parent,
             dir,
-            children,
             next: index + 1,
         };
         Some((step, node.parent))

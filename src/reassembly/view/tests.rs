@@ -5,6 +5,9 @@ use crate::catalog::RecoveryPointId;
 use crate::ingest::{backup, BackupOptions};
 use crate::progress::NoProgress;
 use crate::vault::{CreateOptions, Vault};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -287,4 +290,254 @@ fn a_tree_edited_in_the_catalog_is_an_error_not_a_listing() {
         view.read_dir(wide.ino, 0, 100),
         Err(ViewError::Catalog(CatalogError::BadTree { .. }))
     ));
+}
+
+/// A `readdirplus` reply as the kernel takes it: room for `room` entries, each of which (but
+/// `.` and `..`) the kernel then holds a lookup on.
+struct KernelPage {
+    entries: Vec<DirEntry>,
+    room: usize,
+}
+
+impl DirSink for KernelPage {
+    const COUNTS_LOOKUPS: bool = true;
+
+    fn add(&mut self, entry: DirEntry) -> bool {
+        let room = self.entries.len() < self.room;
+        if room {
+            self.entries.push(entry);
+        }
+        room
+    }
+}
+
+/// One `readdirplus` page of `room` entries from `offset`.
+fn kernel_page(view: &View<'_>, dir: NodeId, offset: u64, room: usize) -> Vec<DirEntry> {
+    let mut page = KernelPage {
+        entries: Vec::new(),
+        room,
+    };
+    view.list(dir, offset, &mut page).unwrap();
+    page.entries
+}
+
+fn is_dot(entry: &DirEntry) -> bool {
+    entry.name == b"." || entry.name == b".."
+}
+
+#[test]
+fn forgotten_nodes_are_dropped_and_found_again_with_the_same_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with_tree(dir.path(), 50);
+    let point = vault.resolve_point("latest").unwrap();
+    let view = view(&vault, Layout::Point(Box::new(point)));
+    // Counting only what the kernel holds: reads also make a few nodes ahead of it (tree
+    // read-ahead), which the last test bounds.
+    assert_eq!(view.nodes.held(), 1, "the root only");
+    let wide = view.lookup(ROOT, b"wide").unwrap();
+    let name = |i: usize| format!("f{i:05}").into_bytes();
+    let files: Vec<Attr> = (0..50)
+        .map(|i| view.lookup(wide.ino, &name(i)).unwrap())
+        .collect();
+    // A second lookup of a name finds the same node and counts it again.
+    assert_eq!(view.lookup(wide.ino, &name(7)).unwrap().ino, files[7].ino);
+    assert_eq!(view.nodes.held(), 52);
+
+    for file in &files {
+        view.forget(file.ino, 1);
+    }
+    assert_eq!(
+        view.nodes.held(),
+        3,
+        "root, wide, and f00007 held once more"
+    );
+    assert_eq!(view.read(files[7].ino, 0, 10).unwrap(), b"7");
+    view.forget(files[7].ino, 1);
+    assert_eq!(view.nodes.held(), 2);
+    assert!(matches!(
+        view.attr(files[42].ino),
+        Err(ViewError::UnknownNode { .. })
+    ));
+
+    // Found again: a new number, the same file.
+    for i in [0, 7, 42, 49] {
+        let again = view.lookup(wide.ino, &name(i)).unwrap();
+        assert!(
+            files.iter().all(|f| f.ino != again.ino),
+            "ids are not reused"
+        );
+        assert_eq!(
+            view.read(again.ino, 0, 10).unwrap(),
+            i.to_string().as_bytes()
+        );
+        assert_eq!(again.size, files[i].size);
+        view.forget(again.ino, 1);
+    }
+    assert_eq!(view.nodes.held(), 2);
+
+    // Both names of a hardlinked file are one node, held until both lookups are forgotten.
+    let (big, link) = (
+        view.lookup(ROOT, b"big").unwrap(),
+        view.lookup(ROOT, b"big-link").unwrap(),
+    );
+    assert_eq!(big.ino, link.ino);
+    view.forget(big.ino, 1);
+    assert_eq!(view.read(link.ino, 0, 4).unwrap().len(), 4);
+    view.forget(link.ino, 1);
+    assert!(view.attr(big.ino).is_err());
+
+    // The root never goes; forgetting what is unknown does nothing.
+    view.forget(wide.ino, 1);
+    view.forget(ROOT, 10);
+    view.forget(NodeId(1 << 40), 1);
+    assert_eq!(view.nodes.held(), 1);
+    assert!(view.attr(ROOT).is_ok());
+    assert_eq!(view.lookup(ROOT, b"sym").unwrap().kind, EntryKind::Symlink);
+}
+
+#[test]
+fn a_listing_counts_exactly_the_entries_the_kernel_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with_tree(dir.path(), 100);
+    let point = vault.resolve_point("latest").unwrap();
+    let view = view(&vault, Layout::Point(Box::new(point)));
+    let wide = view.lookup(ROOT, b"wide").unwrap();
+    // Pages of 7: `.` and `..` are not counted, and each page's refused eighth entry is
+    // given back.
+    let mut offset = 0;
+    let mut taken = Vec::new();
+    loop {
+        let page = kernel_page(&view, wide.ino, offset, 7);
+        let Some(last) = page.last() else { break };
+        offset = last.next_offset;
+        taken.extend(page.into_iter().filter(|e| !is_dot(e)));
+    }
+    assert_eq!(taken.len(), 100);
+    assert_eq!(view.nodes.held(), 2 + 100);
+    // What the listing handed out is what a lookup finds, until forgotten.
+    assert_eq!(
+        view.lookup(wide.ino, b"f00031").unwrap().ino,
+        taken[31].attr.ino
+    );
+    view.forget(taken[31].attr.ino, 1);
+    for entry in &taken {
+        view.forget(entry.attr.ino, 1);
+    }
+    assert_eq!(view.nodes.held(), 2);
+    // A listing that counts nothing (plain readdir) keeps its nodes only as a bounded few.
+    assert_eq!(all_entries(&view, wide.ino, 10).len(), 102);
+    assert_eq!(view.nodes.held(), 2);
+    assert_eq!(view.nodes.len(), 2 + 100);
+}
+
+/// Writes `dirs` x `subdirs` directories of `files` small files each under `root`, bodies and
+/// sizes from `seed`; returns each file's path (relative) and body.
+fn seeded_tree(
+    root: &Path,
+    seed: u64,
+    (dirs, subdirs, files): (usize, usize, usize),
+) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = BTreeMap::new();
+    for d in 0..dirs {
+        for s in 0..subdirs {
+            let rel = format!("d{d:03}/s{s:02}");
+            std::fs::create_dir_all(root.join(&rel)).unwrap();
+            for f in 0..files {
+                let mut body = vec![0u8; rng.random_range(1..200)];
+                rng.fill(&mut body[..]);
+                let path = format!("{rel}/f{f:03}");
+                std::fs::write(root.join(&path), &body).unwrap();
+                out.insert(path.into_bytes(), body);
+            }
+        }
+    }
+    out
+}
+
+/// Walks the tree under `dir` as `find` does through the kernel: lists each directory in
+/// `readdirplus` pages, reads every `read_every`th file, and forgets a directory's entries
+/// once it is done, as the kernel does when it evicts them. Records the files seen with
+/// their bytes and the most nodes the view held at once.
+struct FindLike<'a, 'v> {
+    view: &'a View<'v>,
+    read_every: usize,
+    files: BTreeMap<Vec<u8>, Vec<u8>>,
+    peak_nodes: usize,
+}
+
+impl FindLike<'_, '_> {
+    fn walk(&mut self, dir: NodeId, path: &[u8]) {
+        let mut offset = 0;
+        let mut held = Vec::new();
+        loop {
+            let page = kernel_page(self.view, dir, offset, 64);
+            let Some(last) = page.last() else { break };
+            offset = last.next_offset;
+            held.extend(page.into_iter().filter(|e| !is_dot(e)));
+            self.peak_nodes = self.peak_nodes.max(self.view.nodes.len());
+        }
+        for entry in &held {
+            let child = [path, b"/".as_slice(), &entry.name].concat();
+            let child = child.strip_prefix(b"/").unwrap_or(&child).to_vec();
+            match entry.attr.kind {
+                EntryKind::Dir => self.walk(entry.attr.ino, &child),
+                _ if self.files.len() % self.read_every == 0 => {
+                    let body = self.view.read(entry.attr.ino, 0, 4096).unwrap();
+                    self.files.insert(child, body);
+                }
+                _ => {
+                    self.files.insert(child, Vec::new());
+                }
+            }
+            self.peak_nodes = self.peak_nodes.max(self.view.nodes.len());
+        }
+        for entry in &held {
+            self.view.forget(entry.attr.ino, 1);
+        }
+    }
+}
+
+#[test]
+fn listing_a_large_tree_again_and_again_keeps_the_node_table_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    // 20,000 files in 200 directories of 100, under 20 directories of 10.
+    let want = seeded_tree(&src, 20_000, (20, 10, 100));
+    let vault = Vault::create(&dir.path().join("vault"), b"pw", FAST).unwrap();
+    let options = BackupOptions {
+        paths: vec![src],
+        ..BackupOptions::default()
+    };
+    backup(&vault, &options, &NoProgress, &AtomicBool::new(false)).unwrap();
+    let point = vault.resolve_point("latest").unwrap();
+    let view = view(&vault, Layout::Point(Box::new(point)));
+
+    // What the kernel holds at most: the entries of one directory per level (20, 10 and
+    // 100); besides, the root and the few nodes made ahead without a count.
+    let bound = 1 + 20 + 10 + 100 + node::UNCOUNTED_NODES;
+    for pass in 0..3 {
+        let mut find = FindLike {
+            view: &view,
+            read_every: 97,
+            files: BTreeMap::new(),
+            peak_nodes: 0,
+        };
+        find.walk(ROOT, b"");
+        assert!(
+            want.keys().eq(find.files.keys()),
+            "pass {pass}: the walk saw other files"
+        );
+        let read: Vec<_> = find.files.iter().filter(|(_, b)| !b.is_empty()).collect();
+        assert!(read.len() > 200, "pass {pass}: {} files read", read.len());
+        for (path, body) in read {
+            assert_eq!(body, &want[path], "pass {pass}: {path:?} reads wrong");
+        }
+        assert!(
+            find.peak_nodes <= bound,
+            "pass {pass}: {} nodes held, bound {bound}",
+            find.peak_nodes
+        );
+        assert!(view.nodes.len() <= 1 + node::UNCOUNTED_NODES, "pass {pass}");
+    }
 }
