@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
@@ -14,6 +14,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("../../catalog-schema/0007_blocks_by_pack.sql"),
     include_str!("../../catalog-schema/0008_retired_blocks.sql"),
     include_str!("../../catalog-schema/0009_store_totals.sql"),
+    include_str!("../../catalog-schema/0010_blocks_by_pack_offset.sql"),
 ];
 
 /// The schema version this build writes.

@@ -427,6 +427,25 @@ impl Catalog {
             .map(|loc| (loc, PackState::Stored)))
     }
 
+    /// Where a block is, and the up to `ahead - 1` blocks that follow it in its pack (in pack
+    /// order: a sequential read usually needs them next), in one query through the
+    /// `blocks_by_pack` index. Empty if the catalog has no row for the block (see
+    /// [`Catalog::locate_block`] for retired ones).
+    pub fn locate_with_followers(
+        &self,
+        id: &BlockId,
+        ahead: u32,
+    ) -> Result<Vec<(BlockId, (BlockLocation, PackState))>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT n.id, p.name, n.offset, n.stored_len, n.raw_len, p.state
+             FROM blocks b JOIN packs p ON p.id = b.pack
+             JOIN blocks n INDEXED BY blocks_by_pack ON n.pack = b.pack AND n.offset >= b.offset
+             WHERE b.id = ?1 ORDER BY n.offset LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![&id.0[..], ahead], located_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Where each of `ids` the catalog knows is, in one query; `each` is called once per
     /// block found, in no particular order.
     pub fn locate_blocks(

@@ -25,6 +25,9 @@ const RECENT_ANSWERS: NonZeroUsize = match NonZeroUsize::new(1 << 16) {
     None => NonZeroUsize::MIN,
 };
 
+/// Blocks located at once on a miss: the block and those after it in its pack.
+const FOLLOWERS: u32 = 256;
+
 /// The locator of one reader, shared with its read-ahead threads.
 pub(super) struct Locator {
     /// A read connection of its own (SQLite connections are not shared between threads).
@@ -44,17 +47,31 @@ impl Locator {
         }
     }
 
-    /// Where a block is now. A catalog that cannot answer is taken as not knowing the block:
-    /// the read that needs it fails with that block named.
+    /// Where a block is now. A miss also caches where the blocks that follow it in its pack
+    /// are: reads go forward through packs much as backup wrote them, so one look-up serves
+    /// the next ones. A catalog that cannot answer is taken as not knowing the block: the
+    /// read that needs it fails with that block named.
     pub(super) fn locate(&self, id: &BlockId) -> Option<(BlockLocation, PackState)> {
         if let Some(loc) = self.recent().get(id) {
             return Some((*loc, PackState::Stored));
         }
-        let found = self.catalog().locate_block(id).ok().flatten();
-        if let Some((loc, PackState::Stored)) = found {
-            self.recent().put(*id, loc);
+        let catalog = self.catalog();
+        let run = catalog
+            .locate_with_followers(id, FOLLOWERS)
+            .unwrap_or_default();
+        let Some(&(first, found)) = run.first().filter(|(first, _)| first == id) else {
+            // Retired (still readable by an older reader), or unknown.
+            return catalog.locate_block(id).ok().flatten();
+        };
+        drop(catalog);
+        let mut recent = self.recent();
+        for (block, (loc, state)) in run.into_iter().rev() {
+            if state == PackState::Stored {
+                recent.put(block, loc);
+            }
         }
-        found
+        debug_assert_eq!(first, *id);
+        Some(found)
     }
 
     /// Where those of `ids` are that lie in stored packs, asking the catalog once for all
