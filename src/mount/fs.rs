@@ -27,6 +27,7 @@ use fuser::{
 
 use super::errno::errno;
 use crate::catalog::EntryKind;
+use crate::reassembly::buffers::BufferPool;
 use crate::reassembly::view::{Attr, DirEntry, DirSink, NodeId, View, ViewError};
 
 /// How long the kernel may keep what never changes.
@@ -34,12 +35,17 @@ const STABLE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long it may keep the vault-level directories, which gain points.
 const VOLATILE_TTL: Duration = Duration::from_secs(1);
 const BLKSIZE: u32 = 1 << 20;
+/// Spare read buffers kept for reuse: eight of the largest read (1 MiB), one per thread and a
+/// few more for bursts.
+const SPARE_READ_BYTES: usize = 8 << 20;
 
 /// The file system the kernel talks to.
 pub(crate) struct SynvaultFs {
     view: View<'static>,
     /// Set in `init` when the kernel can skip opens.
     no_open: bool,
+    /// Read buffers, reused: a fresh 1 MiB buffer per request costs page faults.
+    buffers: BufferPool,
 }
 
 impl SynvaultFs {
@@ -47,6 +53,7 @@ impl SynvaultFs {
         SynvaultFs {
             view,
             no_open: false,
+            buffers: BufferPool::new(SPARE_READ_BYTES),
         }
     }
 
@@ -240,12 +247,12 @@ impl Filesystem for SynvaultFs {
     ) {
         // The view overwrites every byte it reports, so the stale bytes of a reused buffer
         // are never sent.
-        let mut buf = self.view.blocks().buffers().take_sized(size as usize);
+        let mut buf = self.buffers.take_sized(size as usize);
         match self.view.read_into(node(ino), offset, &mut buf) {
             Ok(n) => reply.data(&buf[..n]),
             Err(err) => reply.error(self.fail(&err)),
         }
-        self.view.blocks().buffers().give(buf);
+        self.buffers.give(buf);
     }
 
     fn flush(

@@ -143,11 +143,6 @@ impl<'v> BlockReader<'v> {
         self.engine.locate(id)
     }
 
-    /// The reader's pool of block-sized buffers, for callers that copy blocks out (the mount).
-    pub fn buffers(&self) -> &crate::reassembly::buffers::BufferPool {
-        self.engine.cache.buffers()
-    }
-
     /// The plaintext of one block of `len` bytes, through the cache; zero blocks cost nothing
     /// but their allocation.
     pub fn read_block(&self, id: &BlockId, len: u32) -> Result<Block, StoreError> {
