@@ -128,15 +128,13 @@ pub fn verify(
     } else {
         0
     });
-    let mut by_pack: HashMap<PackId, Vec<(BlockId, BlockLocation)>> = HashMap::new();
-    for (id, (loc, _)) in vault.catalog().block_locations()? {
-        by_pack.entry(loc.pack).or_default().push((id, loc));
-    }
     let meta = vault.catalog().meta_packs()?;
+    // Each pack's blocks are asked of the catalog as the pack is checked (by the
+    // `blocks_by_pack` index), so memory holds the blocks of the packs in hand, not the vault's.
     let checks: Vec<PackCheck> = stored
         .par_iter()
         .map(|&(pack, size)| {
-            let blocks = by_pack.get(&pack).map_or(&[][..], Vec::as_slice);
+            let blocks = vault.read_catalog()?.blocks_of_pack(&pack)?;
             check_pack(
                 vault,
                 PackToCheck {
@@ -145,7 +143,7 @@ pub fn verify(
                     meta: meta.contains(&pack),
                     found: on_disk.get(&pack).copied(),
                 },
-                blocks,
+                &blocks,
                 options,
                 progress,
             )
