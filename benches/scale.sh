@@ -75,8 +75,8 @@ print("BEGIN;")
 print(f"CREATE TEMP TABLE tmpl AS SELECT * FROM points WHERE id = '{real}';")
 for i in range(1, points):
     print(f"UPDATE tmpl SET id = printf('%016x', {i} + 1048576), "
-          f"started_ns = started_ns - {i} * 86400000000000, "
-          f"finished_ns = finished_ns - {i} * 86400000000000;")
+          f"started_ns = (SELECT started_ns FROM points WHERE id = '{real}') - {i} * 86400000000000, "
+          f"finished_ns = (SELECT finished_ns FROM points WHERE id = '{real}') - {i} * 86400000000000;")
     print("INSERT INTO points SELECT * FROM tmpl;")
 print("COMMIT;")
 EOF
