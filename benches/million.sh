@@ -59,8 +59,8 @@ until mountpoint -q "$W/mnt"; do
   kill -0 "$MOUNT_PID" 2>/dev/null || { cat "$W/mount.err" >&2; exit 1; }
   sleep 0.05
 done
-row "mount: find | wc -l" "$( { /usr/bin/time -f "%7.1f s" find "$W/mnt" | wc -l >"$W/out"; } 2>&1 ), $(cat "$W/out") lines"
-row "mount: du -s" "$( { /usr/bin/time -f "%7.1f s" du -s "$W/mnt" >"$W/out"; } 2>&1 )"
+row "mount: find | wc -l" "$( { /usr/bin/time -f "%e s" find "$W/mnt" | wc -l >"$W/out"; } 2>&1 ), $(cat "$W/out") lines"
+row "mount: du -s" "$( { /usr/bin/time -f "%e s" du -s "$W/mnt" >"$W/out"; } 2>&1 )"
 row "mount: peak RSS after both" "$(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$MOUNT_PID/status") (cache 256M default)"
 fusermount3 -u "$W/mnt" 2>/dev/null || umount "$W/mnt"
 wait "$MOUNT_PID" || true

@@ -145,90 +145,104 @@ fn mode_string(e: &Entry) -> String {
     s
 }
 
-/// Lists `tree`, and with `recursive` its subtrees; `trees` holds the trees above it, so a tree
-/// that contains itself is an error rather than a stack overflow.
-fn collect(
+/// Lists `tree`, and with `recursive` its subtrees, handing each entry to `emit` as it goes
+/// (memory holds the directories on the way down, not the listing); `trees` holds the trees
+/// above it, so a tree that contains itself is an error rather than a stack overflow.
+fn walk(
     reader: &PointReader<'_>,
     tree: TreeId,
     prefix: &str,
     recursive: bool,
     trees: &mut TreePath,
-    out: &mut Vec<(String, Entry)>,
+    emit: &mut dyn FnMut(&str, &Entry) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     trees
         .enter(tree)
         .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))?;
-    for entry in reader.list(&tree)? {
+    for entry in reader.list(&tree)?.iter() {
         let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
-        let sub = entry
+        emit(&path, entry)?;
+        if let Some(sub) = entry
             .subtree
-            .filter(|_| recursive && entry.kind == EntryKind::Dir);
-        out.push((path.clone(), entry));
-        if let Some(sub) = sub {
-            collect(reader, sub, &path, recursive, trees, out)?;
+            .filter(|_| recursive && entry.kind == EntryKind::Dir)
+        {
+            walk(reader, sub, &path, recursive, trees, emit)?;
         }
     }
     trees.leave();
     Ok(())
 }
 
+fn entry_json(path: &str, e: &Entry) -> EntryJson {
+    EntryJson {
+        path: path.to_string(),
+        kind: e.kind.as_str(),
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size,
+        mtime: synvault::time::format_utc(e.mtime_ns),
+        mtime_ns: e.mtime_ns,
+        target: e
+            .target
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+/// Prints one entry as `ls` does: a line of text, or one element of the JSON array.
+fn print_entry(path: &str, e: &Entry, as_json: bool, first: &mut bool) -> anyhow::Result<()> {
+    if as_json {
+        let element = serde_json::to_string(&entry_json(path, e))?;
+        let sep = if std::mem::take(first) { "" } else { "," };
+        outln!("{sep}{element}");
+        return Ok(());
+    }
+    let target = e
+        .target
+        .as_ref()
+        .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+        .unwrap_or_default();
+    outln!(
+        "{} {:>5} {:>5} {:>12} {} {}{target}",
+        mode_string(e),
+        e.uid,
+        e.gid,
+        e.size,
+        synvault::time::format_utc(e.mtime_ns),
+        path
+    );
+    Ok(())
+}
+
+/// `ls`: entries are printed as they are walked (a JSON array streamed element by element), so
+/// listing a million entries takes no more memory than listing ten.
 pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let point = vault.resolve_point(&args.point)?;
     let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
     let start = reader.lookup(args.path.as_bytes())?;
     let prefix = args.path.trim_end_matches('/').to_string();
-    let mut entries = Vec::new();
+    let mut first = true;
+    if args.json {
+        outln!("[");
+    }
     match start.subtree.filter(|_| start.kind == EntryKind::Dir) {
         Some(tree) => {
             let mut trees = TreePath::new();
-            collect(
+            walk(
                 &reader,
                 tree,
                 &prefix,
                 args.recursive,
                 &mut trees,
-                &mut entries,
+                &mut |path, e| print_entry(path, e, args.json, &mut first),
             )?;
         }
-        None => entries.push((prefix.clone(), start)),
+        None => print_entry(&prefix, &start, args.json, &mut first)?,
     }
     if args.json {
-        let out: Vec<_> = entries
-            .iter()
-            .map(|(path, e)| EntryJson {
-                path: path.clone(),
-                kind: e.kind.as_str(),
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                size: e.size,
-                mtime: synvault::time::format_utc(e.mtime_ns),
-                mtime_ns: e.mtime_ns,
-                target: e
-                    .target
-                    .as_ref()
-                    .map(|t| String::from_utf8_lossy(t).into_owned()),
-            })
-            .collect();
-        json(&out)?;
-    } else {
-        for (path, e) in &entries {
-            let target = e
-                .target
-                .as_ref()
-                .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
-                .unwrap_or_default();
-            outln!(
-                "{} {:>5} {:>5} {:>12} {} {}{target}",
-                mode_string(e),
-                e.uid,
-                e.gid,
-                e.size,
-                synvault::time::format_utc(e.mtime_ns),
-                path
-            );
-        }
+        outln!("]");
     }
     Ok(synvault::exit::SUCCESS)
 }
