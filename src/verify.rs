@@ -561,9 +561,7 @@ impl TreeCheck<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{
-        BackupCommit, PointKind, PointStats, RecoveryPoint, RecoveryPointId, RootMeta, TreeRow,
-    };
+    use crate::catalog::{BackupCommit, RecoveryPoint, TreeRow};
 
     fn entry(name: &str, content: Option<u8>, subtree: Option<u8>) -> Entry {
         Entry {
@@ -607,23 +605,7 @@ mod tests {
             ],
             ..BackupCommit::default()
         };
-        let point = RecoveryPoint {
-            id: RecoveryPointId("0123456789abcdef".into()),
-            parent: None,
-            root_tree: TreeId([1; 32]),
-            source: "/src".into(),
-            host: "h".into(),
-            tags: vec![],
-            kind: PointKind::Full,
-            state: PointState::Complete,
-            started_ns: 1,
-            finished_ns: 2,
-            stats: PointStats::default(),
-            errors: vec![],
-            root: RootMeta::default(),
-            awaiting_job: None,
-            retain_until_ns: None,
-        };
+        let point = RecoveryPoint::for_test("0123456789abcdef", TreeId([1; 32]));
         cat.commit_backup(&commit, &point).unwrap();
         cat
     }

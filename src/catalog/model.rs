@@ -274,6 +274,30 @@ pub struct RecoveryPoint {
     pub retain_until_ns: Option<i64>,
 }
 
+#[cfg(test)]
+impl RecoveryPoint {
+    /// A complete full point of `/src` on host `h` with root `root_tree`, for tests.
+    pub(crate) fn for_test(id: &str, root_tree: TreeId) -> RecoveryPoint {
+        RecoveryPoint {
+            id: RecoveryPointId(id.into()),
+            parent: None,
+            root_tree,
+            source: "/src".into(),
+            host: "h".into(),
+            tags: vec![],
+            kind: PointKind::Full,
+            state: PointState::Complete,
+            started_ns: 1,
+            finished_ns: 2,
+            stats: PointStats::default(),
+            errors: vec![],
+            root: RootMeta::default(),
+            awaiting_job: None,
+            retain_until_ns: None,
+        }
+    }
+}
+
 /// A seed job as recorded when its disks are prepared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedJobRecord {

@@ -364,10 +364,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{
-        BackupCommit, EntryKind, PackState, PointKind, PointState, PointStats, RecoveryPoint,
-        RecoveryPointId, RootMeta, TreeRow,
-    };
+    use crate::catalog::{BackupCommit, EntryKind, PackState, RecoveryPoint, TreeRow};
 
     fn file(name: &[u8], content: ContentId) -> Entry {
         Entry {
@@ -429,29 +426,7 @@ mod tests {
             seed: None,
             sealed_as: None,
         };
-        let point = RecoveryPoint {
-            id: RecoveryPointId("00112233aabbccdd".into()),
-            parent: None,
-            root_tree: tree,
-            source: "/src".into(),
-            host: "h".into(),
-            tags: vec![],
-            kind: PointKind::Full,
-            state: PointState::Complete,
-            started_ns: 1,
-            finished_ns: 2,
-            stats: PointStats::default(),
-            errors: vec![],
-            root: RootMeta {
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                mtime_ns: 0,
-                xattrs: vec![],
-            },
-            awaiting_job: None,
-            retain_until_ns: None,
-        };
+        let point = RecoveryPoint::for_test("00112233aabbccdd", tree);
         cat.commit_backup(&commit, &point).unwrap();
         (cat, tree)
     }
