@@ -720,6 +720,48 @@ fn find_twice_keeps_the_node_count_at_what_the_kernel_holds() {
     );
 }
 
+/// With `--max-nodes`, the mount asks the kernel to drop the oldest entries beyond it, so a
+/// listing of many more entries leaves the node table near the cap without any help from
+/// the kernel's own memory pressure (no `drop_caches` here).
+#[test]
+fn beyond_max_nodes_the_kernel_is_asked_to_let_go_and_the_table_shrinks() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..100u64 {
+        for f in 0..100u64 {
+            let seed = d * 100 + f;
+            write_file(
+                src.join(format!("d{d:03}/f{f:03}")),
+                seeded_bytes(seed, 1 + seed as usize % 100),
+            );
+        }
+    }
+    env.backup(&src);
+    let want = find(&src);
+    let mount = env.mount("mnt", &["--point", "latest", "--max-nodes", "1000"]);
+    for pass in 0..2 {
+        assert!(find(&mount.path) == want, "pass {pass}: find differs");
+        // 1,000 held at most once the mount has caught up, plus the nodes made ahead of the
+        // kernel (4,096 at most) and the permanent ones.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while mount_nodes(&mount) > 1_000 + 4_096 + 10 {
+            assert!(
+                Instant::now() < deadline,
+                "pass {pass}: still {} nodes after listing 10,100 entries",
+                mount_nodes(&mount)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        fs::read(mount.path.join("d042/f017")).unwrap(),
+        seeded_bytes(4217, 1 + 4217 % 100)
+    );
+}
+
 #[test]
 fn bad_mount_points_and_missing_fuse_have_their_own_exit_codes() {
     if !fuse_ready() {

@@ -27,6 +27,12 @@ pub struct MountArgs {
     /// Threads serving kernel requests (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Entries the kernel may keep looked up (about 0.5 KiB of the mount's memory each);
+    /// beyond them the mount asks the kernel to drop the oldest, so listing millions of
+    /// entries stays within memory.
+    #[arg(long, value_name = "N", default_value_t = synvault::mount::DEFAULT_MAX_NODES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_nodes: usize,
 }
 
 /// Two glibc malloc settings keep the mount's memory near its cache size:
@@ -115,6 +121,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
         &MountOptions {
             allow_other: args.allow_other,
             threads: threads.unwrap_or(defaults.threads),
+            max_nodes: args.max_nodes,
             ..defaults
         },
         &stop,

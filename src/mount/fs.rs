@@ -17,6 +17,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -41,7 +42,7 @@ const SPARE_READ_BYTES: usize = 8 << 20;
 
 /// The file system the kernel talks to.
 pub(crate) struct SynvaultFs {
-    view: View<'static>,
+    view: Arc<View<'static>>,
     /// Set in `init` when the kernel can skip opens.
     no_open: bool,
     /// Read buffers, reused: a fresh 1 MiB buffer per request costs page faults.
@@ -49,7 +50,7 @@ pub(crate) struct SynvaultFs {
 }
 
 impl SynvaultFs {
-    pub(crate) fn new(view: View<'static>) -> SynvaultFs {
+    pub(crate) fn new(view: Arc<View<'static>>) -> SynvaultFs {
         SynvaultFs {
             view,
             no_open: false,

@@ -9,10 +9,13 @@
 mod errno;
 mod fs;
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{MountOption, SessionACL};
@@ -49,7 +52,16 @@ pub struct MountOptions {
     pub threads: usize,
     /// Kernel read-ahead of the mount, KiB (written to the mount's `read_ahead_kb`).
     pub readahead_kib: u64,
+    /// Entries the kernel may hold before the mount asks it to drop the oldest (each costs
+    /// the mount about half a KiB while held).
+    pub max_nodes: usize,
 }
+
+/// Entries the mount asks the kernel to drop per tenth of a second, at most.
+pub const RELEASE_PER_TICK: usize = 20_000;
+
+/// Default of [`MountOptions::max_nodes`]: about 50 MiB of nodes.
+pub const DEFAULT_MAX_NODES: usize = 100_000;
 
 impl Default for MountOptions {
     fn default() -> Self {
@@ -57,6 +69,7 @@ impl Default for MountOptions {
             allow_other: false,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             readahead_kib: 16 << 10,
+            max_nodes: DEFAULT_MAX_NODES,
         }
     }
 }
@@ -193,6 +206,9 @@ pub fn tune_readahead(path: &Path, kib: u64) {
 
 /// Mounts `view` at `mountpoint` and serves it until `stop` is set (then unmounts) or someone
 /// unmounts it. `ready` runs once the mount is live.
+///
+/// Every tenth of a second it asks the kernel to drop the oldest entries beyond
+/// [`MountOptions::max_nodes`] (at most [`RELEASE_PER_TICK`] at a time).
 pub fn mount(
     view: View<'static>,
     mountpoint: &Path,
@@ -207,8 +223,9 @@ pub fn mount(
         path: mountpoint.to_path_buf(),
         source,
     };
+    let view = Arc::new(view);
     let session = fuser::Session::new(
-        fs::SynvaultFs::new(view),
+        fs::SynvaultFs::new(view.clone()),
         mountpoint,
         &config(options, &fsname),
     )
@@ -216,8 +233,14 @@ pub fn mount(
     let background = session.spawn().map_err(mount_error)?;
     tune_readahead(mountpoint, options.readahead_kib);
     ready();
+    let notifier = background.notifier();
     while !stop.load(Ordering::Relaxed) && !background.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
+        // From this thread, not a request handler's: the kernel may wait on one to answer.
+        for (parent, name) in view.entries_beyond(options.max_nodes, RELEASE_PER_TICK) {
+            // An entry the kernel dropped already answers ENOENT: nothing to do.
+            let _ = notifier.inval_entry(fuser::INodeNo(parent.0), OsStr::from_bytes(&name));
+        }
     }
     if background.guard.is_finished() {
         // Unmounted from outside: the session ended on its own.

@@ -335,6 +335,18 @@ impl<'v> View<'v> {
         self.nodes.forget(ino, lookups);
     }
 
+    /// When the kernel holds more than `cap` nodes of this view: up to `most` directory entries
+    /// (parent, name) it took first, for the mount to ask the kernel to drop. The kernel then
+    /// forgets those not in use, and the view with it: its memory stays bounded however much
+    /// is listed.
+    pub fn entries_beyond(&self, cap: usize, most: usize) -> Vec<(NodeId, Vec<u8>)> {
+        self.nodes
+            .beyond(cap, most)
+            .into_iter()
+            .filter_map(|node| Some((node.parent, node.entry()?.name.clone())))
+            .collect()
+    }
+
     /// Attributes of a node.
     pub fn attr(&self, ino: NodeId) -> Result<Attr> {
         let node = self.node(ino)?;

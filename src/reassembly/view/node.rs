@@ -115,6 +115,11 @@ struct Table {
     by_key: HashMap<Key, NodeId>,
     /// Nodes made without a count, oldest first (some may have gained one or gone since).
     uncounted: VecDeque<NodeId>,
+    /// Nodes in the order the kernel first took a count on them, oldest first (some may have
+    /// gone since): those to ask the kernel to let go of when it holds too many.
+    counted: VecDeque<NodeId>,
+    /// Nodes with a count above zero.
+    counted_now: usize,
     next: u64,
 }
 
@@ -132,6 +137,8 @@ impl NodeTable {
                 slots: HashMap::new(),
                 by_key: HashMap::new(),
                 uncounted: VecDeque::new(),
+                counted: VecDeque::new(),
+                counted_now: 0,
                 next: 1,
             }),
         }
@@ -181,10 +188,17 @@ impl NodeTable {
         let mut table = write(&self.table);
         if let Some(&ino) = table.by_key.get(&key) {
             if let Some(slot) = table.slots.get_mut(&ino) {
+                let mut first_count = false;
                 if let (Hold::Counted(count), true) = (&mut slot.hold, lookup) {
+                    first_count = *count == 0;
                     *count += 1;
                 }
-                return (ino, slot.node.clone());
+                let node = slot.node.clone();
+                if first_count {
+                    table.counted_now += 1;
+                    table.counted.push_back(ino);
+                }
+                return (ino, node);
             }
         }
         let ino = table.next_id();
@@ -196,11 +210,34 @@ impl NodeTable {
         };
         table.slots.insert(ino, slot);
         table.by_key.insert(key, ino);
-        if !lookup {
+        if lookup {
+            table.counted_now += 1;
+            table.counted.push_back(ino);
+        } else {
             table.uncounted.push_back(ino);
             table.trim_uncounted();
         }
         (ino, node)
+    }
+
+    /// When the kernel holds more than `cap` nodes: up to `most` of those it took first, to
+    /// ask it to let go of (it answers with `forget` for those not in use). Each is named
+    /// once; one still held after that is not named again.
+    pub(super) fn beyond(&self, cap: usize, most: usize) -> Vec<Arc<Node>> {
+        let mut table = write(&self.table);
+        let mut out = Vec::new();
+        let excess = table.counted_now.saturating_sub(cap).min(most);
+        while out.len() < excess {
+            let Some(ino) = table.counted.pop_front() else {
+                break;
+            };
+            if let Some(slot) = table.slots.get(&ino) {
+                if matches!(slot.hold, Hold::Counted(n) if n > 0) {
+                    out.push(slot.node.clone());
+                }
+            }
+        }
+        out
     }
 
     /// The kernel gave back `lookups` of its count on `ino`; at zero the node goes.
@@ -210,8 +247,12 @@ impl NodeTable {
             return;
         };
         if let Hold::Counted(count) = &mut slot.hold {
+            let was = *count;
             *count = count.saturating_sub(lookups);
             if *count == 0 {
+                if was > 0 {
+                    table.counted_now -= 1;
+                }
                 table.remove(ino);
             }
         }
