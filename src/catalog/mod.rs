@@ -23,7 +23,7 @@ pub use model::*;
 pub use rebuild::Bulk;
 pub use sealed::TreeRow;
 
-use crate::store::{BlockId, IdMap, IdSet, PackEntry, PackId};
+use crate::store::{BlockId, IdSet, PackEntry, PackId};
 
 /// Result alias for catalog operations.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -392,8 +392,10 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Where every block is, with its pack's state.
-    pub fn block_locations(&self) -> Result<IdMap<(BlockLocation, PackState)>> {
+    /// Where every block is, with its pack's state: memory grows with the vault, so only tests
+    /// use it; readers ask per block ([`Catalog::locate_with_followers`]).
+    #[cfg(test)]
+    pub fn block_locations(&self) -> Result<crate::store::IdMap<(BlockLocation, PackState)>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {LOCATED_COLUMNS} FROM blocks b JOIN packs p ON p.id = b.pack"
         ))?;
@@ -870,18 +872,7 @@ mod tests {
             sealed_as: None,
         };
         let point = RecoveryPoint {
-            id: RecoveryPointId("00112233aabbccdd".into()),
-            parent: None,
-            root_tree: tree,
-            source: "/src".into(),
-            host: "h".into(),
             tags: vec!["x".into()],
-            kind: PointKind::Full,
-            state: PointState::Complete,
-            started_ns: 1,
-            finished_ns: 2,
-            stats: PointStats::default(),
-            errors: vec![],
             root: RootMeta {
                 mode: 0o755,
                 uid: 1,
@@ -889,8 +880,7 @@ mod tests {
                 mtime_ns: 3,
                 xattrs: vec![],
             },
-            awaiting_job: None,
-            retain_until_ns: None,
+            ..RecoveryPoint::for_test("00112233aabbccdd", tree)
         };
         cat.commit_backup(&commit, &point).unwrap();
         assert_eq!(cat.points().unwrap(), vec![point.clone()]);
