@@ -176,7 +176,8 @@ impl Sealed {
                     self.jobs.insert(job.name.clone(), job);
                 }
                 Record::SeedPack(pack) => self.job_packs.push(pack),
-                Record::DataPacks(_) => {}
+                // Parts are metadata packs in their own right: read as such.
+                Record::DataPacks(_) | Record::Parts(_) => {}
                 Record::SeedRepair { job, lost } => self.repairs.push((job, lost)),
                 Record::Event(event) => self.events.push(event),
             }
@@ -539,12 +540,16 @@ impl WholeCheck {
 
 /// Finishes the commits that a writer which died left between sealing its metadata into the
 /// store and committing it: a pending seal whose pack is in the store is applied (the point
-/// was durable, so it exists), one whose pack is not is dropped. Runs only when no writer
-/// holds the lock (a running writer's pending seal is its own). Returns how many points it
-/// put in.
+/// was durable, so it exists), one whose pack is not is dropped. Metadata parts that no
+/// settled commit names belonged to a backup that died before its last pack: they are
+/// removed. Runs only when no writer holds the lock (a running writer's pending seal and parts
+/// are its own). Returns how many points it put in.
 pub fn settle_pending(vault: &Vault) -> Result<usize> {
-    if vault.catalog().pending_seals()?.is_empty() {
-        return Ok(0);
+    {
+        let catalog = vault.catalog();
+        if catalog.pending_seals()?.is_empty() && catalog.sealing_parts()?.is_empty() {
+            return Ok(0);
+        }
     }
     let Ok(_lock) = WriterLock::acquire(vault.root(), "settle an interrupted commit") else {
         return Ok(0);
@@ -556,44 +561,68 @@ pub fn settle_pending(vault: &Vault) -> Result<usize> {
             vault.catalog().drop_pending_seal(&pack)?;
             continue;
         };
-        let bytes = vault.backend().read_all(&pack)?;
-        let records = vault
-            .open_meta_pack(&bytes)
-            .map_err(|_| StoreError::CorruptPack {
-                pack,
-                why: "metadata pack does not open",
-            })?;
+        let records = read_meta_pack(vault, &pack)?;
         settled += apply_commit(vault, &pack, size, records)?;
+    }
+    let orphans = vault.catalog().sealing_parts()?;
+    for part in orphans {
+        vault.backend().delete(&part)?;
+        vault.catalog().drop_sealing_part(&part)?;
     }
     Ok(settled)
 }
 
-/// Applies one backup's sealed records to a catalog that lacks them, in one transaction. A
-/// backup whose data packs were taken back (it was interrupted, and its metadata pack could
-/// not be removed then) never committed: its metadata pack is removed now instead.
+fn read_meta_pack(vault: &Vault, pack: &PackId) -> Result<Vec<Record>> {
+    let bytes = vault.backend().read_all(pack)?;
+    Ok(vault
+        .open_meta_pack(&bytes)
+        .map_err(|_| StoreError::CorruptPack {
+            pack: *pack,
+            why: "metadata pack does not open",
+        })?)
+}
+
+/// Applies one backup's sealed records (those of its last metadata pack `meta` and of the
+/// parts it names) to a catalog that lacks them, in one transaction. A backup whose data packs
+/// or parts were taken back (it was interrupted, and its last metadata pack could not be
+/// removed then) never committed: its last metadata pack is removed now instead.
 fn apply_commit(vault: &Vault, meta: &PackId, size: u64, records: Vec<Record>) -> Result<usize> {
+    let never_committed = || -> Result<usize> {
+        vault.backend().delete(meta)?;
+        vault.catalog().drop_pending_seal(meta)?;
+        Ok(0)
+    };
     let mut new_packs = Vec::new();
+    let mut parts = Vec::new();
     for record in &records {
-        let Record::DataPacks(packs) = record else {
-            continue;
-        };
-        for &id in packs {
-            if vault.catalog().has_pack(&id)? {
-                continue;
+        match record {
+            Record::DataPacks(packs) => {
+                for &id in packs {
+                    if vault.catalog().has_pack(&id)? {
+                        continue;
+                    }
+                    let Some(size) = vault.backend().size(&id)? else {
+                        return never_committed();
+                    };
+                    let index = pack::read_index(vault.backend(), vault.codec(), &id, size)?;
+                    new_packs.push(NewPack {
+                        id,
+                        size,
+                        state: PackState::Stored,
+                        seed_job: None,
+                        entries: index.entries,
+                    });
+                }
             }
-            let Some(size) = vault.backend().size(&id)? else {
-                vault.backend().delete(meta)?;
-                vault.catalog().drop_pending_seal(meta)?;
-                return Ok(0);
-            };
-            let index = pack::read_index(vault.backend(), vault.codec(), &id, size)?;
-            new_packs.push(NewPack {
-                id,
-                size,
-                state: PackState::Stored,
-                seed_job: None,
-                entries: index.entries,
-            });
+            Record::Parts(ids) => {
+                for &id in ids {
+                    let Some(size) = vault.backend().size(&id)? else {
+                        return never_committed();
+                    };
+                    parts.push((id, size));
+                }
+            }
+            _ => {}
         }
     }
     let catalog = vault.catalog();
@@ -601,6 +630,11 @@ fn apply_commit(vault: &Vault, meta: &PackId, size: u64, records: Vec<Record>) -
     let mut report = RebuildReport::default();
     if !bulk.knows_pack(meta)? {
         let mut sealed = Sealed::default();
+        // One part in memory at a time.
+        for (part, part_size) in &parts {
+            sealed.take(&bulk, read_meta_pack(vault, part)?)?;
+            bulk.meta_pack(part, *part_size)?;
+        }
         sealed.take(&bulk, records)?;
         bulk.data_packs(&new_packs)?;
         let mut present = HashMap::new();

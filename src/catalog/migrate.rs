@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
@@ -15,6 +15,7 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("../../catalog-schema/0008_retired_blocks.sql"),
     include_str!("../../catalog-schema/0009_store_totals.sql"),
     include_str!("../../catalog-schema/0010_blocks_by_pack_offset.sql"),
+    include_str!("../../catalog-schema/0011_sealing_parts.sql"),
 ];
 
 /// The schema version this build writes.

@@ -11,6 +11,7 @@ mod rebuild;
 mod retention;
 pub mod sealed;
 pub mod seed;
+mod staging;
 pub mod tree_codec;
 pub mod tree_path;
 
@@ -22,6 +23,7 @@ pub use migrate::LATEST as SCHEMA_VERSION;
 pub use model::*;
 pub use rebuild::Bulk;
 pub use sealed::TreeRow;
+pub use staging::ContentRow;
 
 use crate::store::{BlockId, IdSet, PackEntry, PackId};
 
@@ -100,6 +102,10 @@ pub struct BackupCommit {
     /// The metadata pack (name, size) that sealed this commit into the store, and whose
     /// pending seal the commit settles.
     pub sealed_as: Option<(PackId, u64)>,
+    /// Metadata parts (name, size) the backup sealed into the store as it ran, recorded as
+    /// metadata packs with the commit. The trees and file versions they hold are staged in
+    /// the catalog connection (see [`Catalog::stage`]) and committed with them.
+    pub parts: Vec<(PackId, u64)>,
 }
 
 /// An open catalog.
@@ -609,6 +615,8 @@ impl Catalog {
         let mut trees: Vec<_> = commit.trees.iter().collect();
         trees.sort_unstable_by_key(|tree| tree.id);
         insert_trees(&tx, &trees)?;
+        staging::commit_staged(&tx)?;
+        staging::commit_parts(&tx, &commit.parts)?;
         insert_point(&tx, point)?;
         if let Some(seed) = &commit.seed {
             seed::insert_job(&tx, seed, &point.id)?;
@@ -870,6 +878,7 @@ mod tests {
             trees: vec![TreeRow::new(tree, &[entry(b"a\xffb"), entry(b"c d")])],
             seed: None,
             sealed_as: None,
+            parts: Vec::new(),
         };
         let point = RecoveryPoint {
             tags: vec!["x".into()],

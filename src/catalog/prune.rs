@@ -315,7 +315,7 @@ impl Catalog {
     pub fn known_pack_names(&self) -> Result<std::collections::HashSet<PackId>> {
         let mut stmt = self.conn.prepare(
             "SELECT name FROM packs UNION ALL SELECT name FROM retired_packs
-             UNION ALL SELECT pack FROM pending_seals",
+             UNION ALL SELECT pack FROM pending_seals UNION ALL SELECT pack FROM sealing_parts",
         )?;
         let rows = stmt.query_map([], |r| blob32(r, 0).map(PackId))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -425,6 +425,7 @@ mod tests {
             )],
             seed: None,
             sealed_as: None,
+            parts: Vec::new(),
         };
         let point = RecoveryPoint::for_test("00112233aabbccdd", tree);
         cat.commit_backup(&commit, &point).unwrap();

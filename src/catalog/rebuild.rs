@@ -164,8 +164,10 @@ impl Bulk<'_> {
         Ok(())
     }
 
-    /// Records a metadata pack.
+    /// Records a metadata pack (no longer a part in flight, if it was one).
     pub fn meta_pack(&self, pack: &PackId, size: u64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM sealing_parts WHERE pack = ?1", [&pack.0[..]])?;
         insert_meta_pack(self.conn, pack, size)
     }
 

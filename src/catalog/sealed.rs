@@ -16,7 +16,13 @@
 //!   6 data packs n × pack [32]: the stored packs the commit wrote
 //!   7 seed repair job_len u16 | job | n × pack [32]: lost packs a repair re-made
 //!   8 event      JSON: a change to points after their commit (forget, protect, policy)
+//!   9 parts      n × pack [32]: the metadata parts the backup sealed while it ran
 //! ```
+//!
+//! A large backup does not hold its body in memory: while it runs it seals its trees and file
+//! versions into metadata packs of bounded size ("parts", records 1 and 2 only), and its last
+//! metadata pack, which holds the point, names them (record 9). A rebuild reads parts like any
+//! metadata pack; settling a commit cut off by a crash reads the parts its last pack names.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +97,8 @@ pub enum Record {
         lost: Vec<PackId>,
     },
     Event(Event),
+    /// The metadata parts sealed before this pack, which hold the rest of its commit.
+    Parts(Vec<PackId>),
 }
 
 /// A change made after a point's commit, sealed when it is made. A rebuild applies events in
@@ -138,6 +146,7 @@ const TAG_SEED_PACK: u8 = 5;
 const TAG_DATA_PACKS: u8 = 6;
 const TAG_SEED_REPAIR: u8 = 7;
 const TAG_EVENT: u8 = 8;
+const TAG_PARTS: u8 = 9;
 const ENTRY_LEN: usize = 48;
 
 /// Appends records to a body.
@@ -216,15 +225,35 @@ impl BodyWriter {
         self.record(TAG_EVENT, &[&json]);
     }
 
+    pub fn parts(&mut self, parts: &[PackId]) {
+        let ids: Vec<u8> = parts.iter().flat_map(|p| p.0).collect();
+        self.record(TAG_PARTS, &[&ids]);
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The body so far, leaving the writer empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
     /// The body.
     pub fn finish(self) -> Vec<u8> {
         self.bytes
     }
 }
 
-/// The body sealed for one backup: everything its transaction adds that packs cannot tell.
-pub fn commit_body(commit: &BackupCommit, point: &RecoveryPoint) -> Vec<u8> {
-    let mut body = BodyWriter::default();
+/// The body sealed last for one backup: everything its transaction adds that packs cannot
+/// tell and that its parts (`commit.parts`) do not hold. `body` holds the trees and file
+/// versions written since the last part.
+pub fn commit_body(commit: &BackupCommit, point: &RecoveryPoint, mut body: BodyWriter) -> Vec<u8> {
     let stored: Vec<PackId> = commit
         .packs
         .iter()
@@ -237,6 +266,10 @@ pub fn commit_body(commit: &BackupCommit, point: &RecoveryPoint) -> Vec<u8> {
     }
     for (id, content) in &commit.contents {
         body.content(id, content.size, &content.row_blocks(id));
+    }
+    if !commit.parts.is_empty() {
+        let parts: Vec<PackId> = commit.parts.iter().map(|p| p.0).collect();
+        body.parts(&parts);
     }
     if let Some(seed) = &commit.seed {
         body.seed_job(&SealedSeedJob {
@@ -371,6 +404,12 @@ fn decode_record(tag: u8, p: &[u8]) -> Result<Record, Malformed> {
         }
         TAG_EVENT => {
             Record::Event(serde_json::from_slice(p).map_err(|_| Malformed("bad event record"))?)
+        }
+        TAG_PARTS => {
+            if p.len() % 32 != 0 {
+                return Err(short);
+            }
+            Record::Parts(p.chunks_exact(32).map(|c| PackId(id32(c))).collect())
         }
         _ => return Err(Malformed("unknown record type")),
     })
@@ -574,6 +613,7 @@ mod tests {
                 source: String::new(),
                 policy: Some("{}".into()),
             }),
+            Record::Parts(vec![PackId([10; 32])]),
             Record::Point(Box::new(point)),
         ];
         let mut body = BodyWriter::default();
@@ -587,11 +627,12 @@ mod tests {
                 Record::DataPacks(p) => body.data_packs(p),
                 Record::SeedRepair { job, lost } => body.seed_repair(job, lost),
                 Record::Event(e) => body.event(e),
+                Record::Parts(p) => body.parts(p),
             }
         }
         let bytes = body.finish();
         assert_eq!(decode(&bytes).unwrap(), records);
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode(&[9, 0, 0, 0, 0]).is_err());
+        assert!(decode(&[10, 0, 0, 0, 0]).is_err());
     }
 }

@@ -15,21 +15,19 @@
 pub mod file;
 pub mod ledger;
 pub mod sink;
+mod staged;
 pub mod walk;
 
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
-use crate::catalog::tree_codec::tree_id;
 use crate::catalog::{
-    BackupCommit, Catalog, Content, ContentId, Entry, EntryKind, PointKind, PointState, PointStats,
-    RecoveryPoint, RecoveryPointId, RootMeta, TreeId, TreeRow,
+    BackupCommit, Catalog, Content, ContentId, Entry, PointKind, PointState, PointStats,
+    RecoveryPoint, RecoveryPointId, RootMeta, TreeId,
 };
 use crate::chunk::ChunkerKind;
 use crate::error::{Error, Result};
@@ -40,7 +38,8 @@ use crate::vault::Vault;
 use file::{FileError, FileReader, FileVersion};
 pub use ledger::PackLedger;
 use sink::BlockSink;
-use walk::{Walk, WalkOptions};
+use staged::Staged;
+use walk::{FileToRead, Step, WalkOptions, Walker};
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
@@ -255,12 +254,9 @@ fn run_backup(
         skip_dir: vault_identity(vault, &sources)?,
     };
 
-    let (mut walk, roots) = walk_sources(vault, &sources, parent.as_ref(), &walk_options)?;
-    let to_read: u64 = walk.to_read.iter().map(|&i| walk.nodes[i].entry.size).sum();
     if let Target::Seed(dest) = target {
-        dest.accept_source(to_read)?;
+        dest.accept_source(walk::source_bytes(&sources, &walk_options))?;
     }
-    progress.set_total(to_read);
 
     // Share only blocks that are stored, or that travel with the seed job this point waits for
     // anyway: a block found only in another job's packs in transit is stored again.
@@ -274,8 +270,10 @@ fn run_backup(
     };
     let chunker = vault.chunker(options.chunker);
     let bytes_read = AtomicU64::new(0);
-    let mut warnings = walk_warnings(&walk);
-    let (contents, totals, packs) = sink::with_sink_recorded(
+    let mut walker = Walker::new(vault, &sources, parent.as_ref().map(|p| p.root_tree), &walk_options)?;
+    let mut warnings = Vec::new();
+    let mut staged = Staged::new(vault)?;
+    let made = sink::with_sink_recorded(
         BlockSink::new(vault.codec(), &stored),
         vault.codec(),
         destination,
@@ -289,37 +287,59 @@ fn run_backup(
                 progress,
                 interrupted,
             };
-            read_files(&reader, &mut walk, &mut warnings, interrupted)
+            let mut ingest = Ingest {
+                walker: &mut walker,
+                staged: &mut staged,
+                reader: &reader,
+                links: HashMap::new(),
+                warnings: &mut warnings,
+                to_read: 0,
+            };
+            ingest.run(interrupted)
         },
-    )?;
-
-    let seed = match target {
-        Target::Seed(dest) => Some(dest.record(&source, &packs)?),
-        Target::Store => None,
-    };
-    let mut commit = BackupCommit {
-        packs,
-        contents,
-        seed,
-        ..BackupCommit::default()
-    };
-    let catalog = vault.catalog();
-    let root_tree = build_trees(vault, &mut walk, &roots, &catalog, &mut commit)?;
-    drop(catalog);
-    let stats = point_stats(&walk, bytes_read.load(Ordering::Relaxed), totals);
-    let point = new_point(NewPoint {
-        options,
-        target,
-        parent: parent.as_ref(),
-        source,
-        root_tree,
-        root: root_meta(&walk, &roots, &sources, started_ns),
-        started_ns,
-        finished_ns: started_ns + (crate::time::now_ns() - clock_started_ns),
-        stats,
-        errors: walk.errors.clone(),
+    );
+    let result = made.and_then(|((), totals, packs)| {
+        warnings.splice(0..0, walk_warnings(&walker));
+        let root_tree = walker
+            .root()
+            .ok_or(Error::InvalidArgument("nothing to back up".into()))?;
+        let seed = match target {
+            Target::Seed(dest) => Some(dest.record(&source, &packs)?),
+            Target::Store => None,
+        };
+        let mut commit = BackupCommit {
+            packs,
+            seed,
+            ..BackupCommit::default()
+        };
+        let stats = PointStats {
+            bytes_read: bytes_read.load(Ordering::Relaxed),
+            bytes_new: totals.bytes_new,
+            bytes_stored: totals.bytes_stored,
+            ..walker.stats
+        };
+        let point = new_point(NewPoint {
+            options,
+            target,
+            parent: parent.as_ref(),
+            source,
+            root_tree,
+            root: root_meta(walker.root_entry(), started_ns),
+            started_ns,
+            finished_ns: started_ns + (crate::time::now_ns() - clock_started_ns),
+            stats,
+            errors: walker.errors.clone(),
+        });
+        staged.commit(&mut commit, &point, ledger, interrupted)?;
+        Ok((point, stats, totals, commit.packs.len() as u64))
     });
-    commit_point(vault, &mut commit, &point, ledger, interrupted)?;
+    let (point, stats, totals, packs_written) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            staged.abandon();
+            return Err(e);
+        }
+    };
     Ok(BackupReport {
         point: point.id.0.clone(),
         parent: point.parent.map(|p| p.0),
@@ -333,9 +353,9 @@ fn run_backup(
         blocks_new: totals.blocks_new,
         bytes_new: stats.bytes_new,
         bytes_stored: stats.bytes_stored,
-        packs_written: commit.packs.len() as u64,
+        packs_written,
         seconds: 0.0,
-        errors: walk.errors,
+        errors: walker.errors,
         warnings,
     })
 }
@@ -415,49 +435,6 @@ fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
     }
 }
 
-/// Seals the commit into the store, then commits the point, unless the backup was
-/// interrupted or its ledger abandoned; the ledger knows while the commit runs, so its packs
-/// are never taken back from under it.
-///
-/// The point's metadata is durable in the store before the catalog commits it, so a crash
-/// never leaves a catalog point that `catalog rebuild` cannot bring back. A pending seal
-/// recorded first lets the next open finish a commit that a crash cut off after the metadata
-/// pack was written (see [`crate::rebuild::settle_pending`]).
-fn commit_point(
-    vault: &Vault,
-    commit: &mut BackupCommit,
-    point: &RecoveryPoint,
-    ledger: &PackLedger,
-    interrupted: &AtomicBool,
-) -> Result<()> {
-    crate::failpoint::hit("backup:before-commit");
-    if interrupted.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
-    }
-    let meta = vault.seal(&crate::catalog::sealed::commit_body(commit, point))?;
-    vault.catalog().add_pending_seal(&meta.id)?;
-    if let Err(e) = vault.backend().put(&meta.id, &meta.bytes) {
-        let _ = vault.catalog().drop_pending_seal(&meta.id);
-        return Err(e.into());
-    }
-    commit.sealed_as = Some((meta.id, meta.bytes.len() as u64));
-    let committed = if interrupted.load(Ordering::Relaxed) || !ledger.begin_commit() {
-        Err(Error::Interrupted)
-    } else {
-        let committed = vault.catalog().commit_backup(commit, point);
-        ledger.end_commit(committed.is_ok());
-        committed.map_err(Error::from)
-    };
-    if committed.is_err() {
-        // Not committed: the metadata pack is taken back with the data packs. Should that
-        // fail, the next open finds the pending seal and settles it.
-        if vault.backend().delete(&meta.id).is_ok() {
-            let _ = vault.catalog().drop_pending_seal(&meta.id);
-        }
-    }
-    committed
-}
-
 /// Device and inode of the vault directory, which the walk leaves out. A source that is the
 /// vault itself is refused.
 fn vault_identity(vault: &Vault, sources: &[PathBuf]) -> Result<Option<(u64, u64)>> {
@@ -479,7 +456,7 @@ fn vault_identity(vault: &Vault, sources: &[PathBuf]) -> Result<Option<(u64, u64
 }
 
 /// What the walk left out on purpose, said once each.
-fn walk_warnings(walk: &Walk) -> Vec<String> {
+fn walk_warnings(walk: &Walker<'_>) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(vault) = &walk.skipped_dir {
         out.push(format!(
@@ -501,138 +478,174 @@ fn walk_warnings(walk: &Walk) -> Vec<String> {
     out
 }
 
-/// Walks every source path. One directory is the root itself; otherwise each path is one
-/// entry of a synthetic root.
-fn walk_sources(
-    vault: &Vault,
-    sources: &[PathBuf],
-    parent: Option<&RecoveryPoint>,
-    options: &WalkOptions<'_>,
-) -> Result<(Walk, Vec<usize>)> {
-    let catalog = vault.catalog();
-    let mut walk = Walk::default();
-    let parent_root = parent.map(|p| p.root_tree);
-    let single_dir = sources.len() == 1 && sources[0].is_dir();
-    let parent_entries: HashMap<Vec<u8>, Entry> = match (single_dir, parent_root) {
-        (false, Some(tree)) => catalog
-            .tree_entries(&tree)?
-            .into_iter()
-            .map(|e| (e.name.clone(), e))
-            .collect(),
-        _ => HashMap::new(),
-    };
-    let mut roots = Vec::new();
-    for path in sources {
-        let name = path
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .unwrap_or_else(|| b"root".to_vec());
-        let parent_entry = if single_dir {
-            parent_root.map(|tree| synthetic_dir(&name, tree))
-        } else {
-            parent_entries.get(&name).cloned()
-        };
-        match walk.add_path(&catalog, path, &name, parent_entry.as_ref(), options)? {
-            Some(i) => roots.push(i),
-            None => return Err(Error::MissingSource { path: path.clone() }),
-        }
-    }
-    Ok((walk, roots))
+/// Files read at once: enough to keep every core busy, few enough that the walk stays close
+/// behind the reads (memory follows the reads in flight, not the source).
+const READS_IN_FLIGHT: usize = 64;
+
+/// A hardlinked inode met in this backup: read once, its other names wait for the read.
+enum Link {
+    Reading(Vec<FileToRead>),
+    Read(Option<(ContentId, u64)>),
 }
 
-fn synthetic_dir(name: &[u8], tree: TreeId) -> Entry {
-    Entry {
-        name: name.to_vec(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
-        ctime_ns: 0,
-        size: 0,
-        inode: 0,
-        nlink: 1,
-        content: None,
-        subtree: Some(tree),
-        target: None,
-        rdev: 0,
-        xattrs: Vec::new(),
-    }
+/// The walk and the reads of one backup, side by side: the walker runs on this thread and
+/// hands files to rayon's pool; their entries come back in any order and close directories
+/// as they complete.
+struct Ingest<'w, 'a> {
+    walker: &'w mut Walker<'a>,
+    staged: &'w mut Staged<'a>,
+    reader: &'w FileReader<'w>,
+    links: HashMap<u64, Link>,
+    warnings: &'w mut Vec<String>,
+    /// Bytes of the files handed out to read.
+    to_read: u64,
 }
 
-/// Reads every file that needs it, in parallel. Hardlinked names are read once.
-fn read_files(
-    reader: &FileReader<'_>,
-    walk: &mut Walk,
-    warnings: &mut Vec<String>,
-    interrupted: &AtomicBool,
-) -> Result<Vec<(ContentId, Content)>> {
-    let mut first_of_inode: HashMap<u64, usize> = HashMap::new();
-    let mut unique = Vec::new();
-    let mut aliases = Vec::new();
-    for &i in &walk.to_read {
-        let e = &walk.nodes[i].entry;
-        if e.nlink > 1 {
-            if let Some(&first) = first_of_inode.get(&e.inode) {
-                aliases.push((i, first));
-                continue;
+type ReadDone = (FileToRead, std::result::Result<FileVersion, FileError>);
+
+impl Ingest<'_, '_> {
+    fn run(&mut self, interrupted: &AtomicBool) -> Result<()> {
+        let (done_tx, done_rx) = channel::<ReadDone>();
+        let stop = AtomicBool::new(false);
+        let reader = self.reader;
+        rayon::in_place_scope(|scope| {
+            let mut in_flight = 0usize;
+            let walked = (|| -> Result<()> {
+                loop {
+                    while let Ok(done) = done_rx.try_recv() {
+                        in_flight -= 1;
+                        self.take(done)?;
+                    }
+                    if interrupted.load(Ordering::Relaxed) {
+                        return Err(Error::Interrupted);
+                    }
+                    let file = match self.walker.step(self.staged)? {
+                        Step::Read(file) => file,
+                        Step::Walked => continue,
+                        Step::Done => break,
+                    };
+                    let Some(file) = self.first_of_inode(file)? else {
+                        continue;
+                    };
+                    self.to_read += file.entry.size;
+                    in_flight += 1;
+                    let done_tx = done_tx.clone();
+                    let stop = &stop;
+                    scope.spawn(move |_| {
+                        let result = if stop.load(Ordering::Relaxed) {
+                            Err(FileError::Interrupted)
+                        } else {
+                            reader.read_version(&file.path)
+                        };
+                        reader.progress.add_file();
+                        let _ = done_tx.send((file, result));
+                    });
+                    while in_flight >= READS_IN_FLIGHT {
+                        in_flight -= 1;
+                        self.take(recv(&done_rx)?)?;
+                    }
+                }
+                self.reader.progress.set_total(self.to_read);
+                while in_flight > 0 {
+                    in_flight -= 1;
+                    self.take(recv(&done_rx)?)?;
+                }
+                Ok(())
+            })();
+            if walked.is_err() {
+                // The reads still in flight end at once; the scope waits for them.
+                stop.store(true, Ordering::Relaxed);
             }
-            first_of_inode.insert(e.inode, i);
+            walked
+        })?;
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
         }
-        unique.push(i);
+        Ok(())
     }
-    let nodes = &walk.nodes;
-    let results: Vec<(usize, Result<FileVersion, FileError>)> = unique
-        .par_iter()
-        .map(|&i| {
-            if interrupted.load(Ordering::Relaxed) {
-                return (i, Err(FileError::Interrupted));
+
+    /// `file`, unless it is another name of a hardlinked inode met before: then it takes
+    /// that inode's content (now, or once its read is done) and is not read again.
+    fn first_of_inode(&mut self, file: FileToRead) -> Result<Option<FileToRead>> {
+        if file.entry.nlink <= 1 {
+            return Ok(Some(file));
+        }
+        match self.links.get_mut(&file.entry.inode) {
+            None => {
+                self.links
+                    .insert(file.entry.inode, Link::Reading(Vec::new()));
+                Ok(Some(file))
             }
-            let result = reader.read_version(&nodes[i].path);
-            reader.progress.add_file();
-            (i, result)
-        })
-        .collect();
-    if interrupted.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
+            Some(Link::Reading(waiting)) => {
+                waiting.push(file);
+                Ok(None)
+            }
+            Some(Link::Read(content)) => {
+                let content = *content;
+                self.link(file, content)?;
+                Ok(None)
+            }
+        }
     }
-    let mut contents: HashMap<usize, ContentId> = HashMap::new();
-    let mut new_contents = Vec::new();
-    for (i, result) in results {
-        match result {
+
+    /// Gives another name of a hardlinked inode the content its first name was read as.
+    fn link(&mut self, mut file: FileToRead, content: Option<(ContentId, u64)>) -> Result<()> {
+        let entry = content.map(|(id, size)| {
+            file.entry.content = Some(id);
+            file.entry.size = size;
+            file.entry
+        });
+        self.walker.fill(file.slot, entry, true, self.staged)
+    }
+
+    /// Takes one finished read: its file version is staged and its entry filled in.
+    fn take(&mut self, (file, result): ReadDone) -> Result<()> {
+        let FileToRead {
+            slot,
+            path,
+            mut entry,
+        } = file;
+        let made = match result {
             Ok(version) => {
                 if version.changed_before {
-                    warnings.push(format!(
+                    self.warnings.push(format!(
                         "{}: changed while it was read; kept a later read of one version",
-                        walk.nodes[i].path.display()
+                        path.display()
                     ));
                 }
-                let content = version.content;
-                let id = content_id(reader, &content);
-                let entry = &mut walk.nodes[i].entry;
+                let id = content_id(self.reader, &version.content);
+                self.staged.content(id, &version.content)?;
                 entry.content = Some(id);
                 // The entry describes the version read, not the one the walk saw.
-                entry.size = content.size;
+                entry.size = version.content.size;
                 entry.mtime_ns = version.stamp.mtime_ns;
                 entry.ctime_ns = version.stamp.ctime_ns;
                 entry.inode = version.stamp.inode;
-                contents.insert(i, id);
-                new_contents.push((id, content));
+                Some((id, entry.size))
             }
             Err(FileError::Source(e)) => {
-                walk.errors
-                    .push(format!("{}: {e}", walk.nodes[i].path.display()));
-                walk.nodes[i].entry.content = None;
+                self.walker.errors.push(format!("{}: {e}", path.display()));
+                None
             }
             Err(FileError::Store(e)) => return Err(e.into()),
             Err(FileError::Interrupted) => return Err(Error::Interrupted),
+        };
+        if entry.nlink > 1 {
+            let waiting = self.links.insert(entry.inode, Link::Read(made));
+            if let Some(Link::Reading(waiting)) = waiting {
+                for alias in waiting {
+                    self.link(alias, made)?;
+                }
+            }
         }
+        let entry = made.map(|_| entry);
+        self.walker.fill(slot, entry, true, self.staged)
     }
-    for (alias, first) in aliases {
-        walk.nodes[alias].entry.content = contents.get(&first).copied();
-        walk.nodes[alias].entry.size = walk.nodes[first].entry.size;
-    }
-    Ok(new_contents)
+}
+
+/// The next finished read; the senders live as long as the reads.
+fn recv(done: &Receiver<ReadDone>) -> Result<ReadDone> {
+    done.recv().map_err(|_| Error::Interrupted)
 }
 
 /// The id of a file version: keyed blake3 of its size and block list.
@@ -652,84 +665,8 @@ pub fn content_id(reader: &FileReader<'_>, content: &Content) -> ContentId {
     ContentId(*h.finalize().as_bytes())
 }
 
-/// Builds trees bottom-up, adding the ones the catalog lacks to `commit`. Returns the root.
-fn build_trees(
-    vault: &Vault,
-    walk: &mut Walk,
-    roots: &[usize],
-    catalog: &crate::catalog::Catalog,
-    commit: &mut BackupCommit,
-) -> Result<TreeId> {
-    let key = &vault.codec().keys().id;
-    let mut added = std::collections::HashSet::new();
-    // Nodes are pushed parents first, so walking the arena backwards visits children first.
-    for i in (0..walk.nodes.len()).rev() {
-        if walk.nodes[i].entry.kind != EntryKind::Dir {
-            continue;
-        }
-        let entries = child_entries(walk, &walk.nodes[i].children);
-        let id = tree_id(key, &entries);
-        if !added.contains(&id) && !catalog.has_tree(&id)? {
-            added.insert(id);
-            commit.trees.push(TreeRow::new(id, &entries));
-        }
-        walk.nodes[i].entry.subtree = Some(id);
-    }
-    let single_dir = roots.len() == 1 && walk.nodes[roots[0]].entry.kind == EntryKind::Dir;
-    if single_dir {
-        return walk.nodes[roots[0]]
-            .entry
-            .subtree
-            .ok_or(Error::InvalidArgument("empty walk".into()));
-    }
-    let entries = child_entries(walk, roots);
-    let id = tree_id(key, &entries);
-    if !catalog.has_tree(&id)? {
-        commit.trees.push(TreeRow::new(id, &entries));
-    }
-    Ok(id)
-}
-
-/// The entries of some nodes, sorted by name; files that could not be read are left out.
-fn child_entries(walk: &Walk, children: &[usize]) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = children
-        .iter()
-        .map(|&c| &walk.nodes[c].entry)
-        .filter(|e| e.kind != EntryKind::File || e.content.is_some())
-        .cloned()
-        .collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    entries
-}
-
-fn point_stats(walk: &Walk, bytes_read: u64, totals: sink::SinkTotals) -> PointStats {
-    let mut stats = PointStats {
-        bytes_read,
-        bytes_new: totals.bytes_new,
-        bytes_stored: totals.bytes_stored,
-        ..PointStats::default()
-    };
-    let read: std::collections::HashSet<usize> = walk.to_read.iter().copied().collect();
-    for (i, node) in walk.nodes.iter().enumerate() {
-        match node.entry.kind {
-            EntryKind::Dir => stats.dirs += 1,
-            EntryKind::File if node.entry.content.is_some() => {
-                stats.files += 1;
-                stats.bytes += node.entry.size;
-                if read.contains(&i) {
-                    stats.files_changed += 1;
-                }
-            }
-            EntryKind::File => {}
-            _ => stats.files += 1,
-        }
-    }
-    stats
-}
-
-fn root_meta(walk: &Walk, roots: &[usize], sources: &[PathBuf], started_ns: i64) -> RootMeta {
-    if roots.len() == 1 && walk.nodes[roots[0]].entry.kind == EntryKind::Dir && sources.len() == 1 {
-        let e = &walk.nodes[roots[0]].entry;
+fn root_meta(root: Option<&Entry>, started_ns: i64) -> RootMeta {
+    if let Some(e) = root {
         return RootMeta {
             mode: e.mode,
             uid: e.uid,

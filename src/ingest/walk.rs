@@ -1,9 +1,14 @@
 //! Walking a source: every name under the backup paths, with its metadata, matched against
-//! the parent point so unchanged files are not read again.
+//! the parent point so unchanged files are not read again, and closed into Merkle trees
+//! bottom-up as it goes.
 //!
-//! The walk builds an arena of nodes (one per name, children listed by index) and the list of
-//! files whose data must be read. A file is unchanged when its size, mtime, ctime and inode
-//! equal the parent entry's: it keeps the parent's content without a byte being read.
+//! The walk is depth first and holds only the directories it is in, and those whose files
+//! are still being read: a [`Walker`] hands out, one [`Step`] at a time, the files whose data
+//! must be read, takes their entries back when they are read ([`Walker::fill`], in any order)
+//! and closes a directory into its tree ([`Trees`]) as soon as every child is made. Memory
+//! follows the depth of the source and the reads in flight, not its number of files. A file
+//! is unchanged when its size, mtime, ctime and inode equal the parent entry's: it keeps the
+//! parent's content without a byte being read.
 //!
 //! Only regular files are ever read; FIFOs, devices and sockets are entries with metadata
 //! only. Below a source path the walk does not descend into:
@@ -21,17 +26,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, Entry, EntryKind, TreeId};
-use crate::error::Result;
+use crate::catalog::{Entry, EntryKind, PointStats, TreeId};
+use crate::error::{Error, Result};
 use crate::filter::PathFilter;
-
-/// One name in the source.
-#[derive(Debug)]
-pub struct Node {
-    pub entry: Entry,
-    pub path: PathBuf,
-    pub children: Vec<usize>,
-}
+use crate::vault::Vault;
 
 /// Walk settings.
 pub struct WalkOptions<'a> {
@@ -43,12 +41,75 @@ pub struct WalkOptions<'a> {
     pub skip_dir: Option<(u64, u64)>,
 }
 
-/// The result of a walk.
-#[derive(Debug, Default)]
-pub struct Walk {
-    pub nodes: Vec<Node>,
-    /// Files whose data must be read (indices into `nodes`).
-    pub to_read: Vec<usize>,
+/// Where closed directories go: the tree of `entries` (sorted by name) is made, and its id
+/// returned.
+pub trait Trees {
+    fn tree(&mut self, entries: &[Entry]) -> Result<TreeId>;
+}
+
+/// Where a child's entry goes once it is made: a slot of an open directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    frame: u64,
+    index: usize,
+}
+
+/// A regular file whose data must be read before its entry can go into its slot.
+#[derive(Debug)]
+pub struct FileToRead {
+    pub slot: Slot,
+    pub path: PathBuf,
+    pub entry: Entry,
+}
+
+/// What one step of the walk did.
+#[derive(Debug)]
+pub enum Step {
+    /// A file to read; give its entry back through [`Walker::fill`].
+    Read(FileToRead),
+    /// One name visited, nothing to read.
+    Walked,
+    /// Every name is visited (files may still be in flight).
+    Done,
+}
+
+/// A directory being walked, or waiting for its children.
+struct Frame {
+    path: PathBuf,
+    /// The directory's own entry; `None` for the synthetic root of several sources.
+    entry: Option<Entry>,
+    dev: u64,
+    /// Names still to visit, last first.
+    names: Vec<Vec<u8>>,
+    /// For the synthetic root: the source paths of `names`, popped with them.
+    sources: Vec<PathBuf>,
+    /// The parent point's listing of this directory, by name.
+    before: HashMap<Vec<u8>, Entry>,
+    /// One slot per child visited, in visiting order; `None` while it is made, and for a file
+    /// that could not be read (left out).
+    children: Vec<Option<Entry>>,
+    /// Children not yet made.
+    pending: usize,
+    /// Every name visited.
+    walked: bool,
+    /// Where this directory's entry goes; `None` for the point's root.
+    slot: Option<Slot>,
+}
+
+/// The source walk of one backup (see the module doc).
+pub struct Walker<'a> {
+    vault: &'a Vault,
+    options: &'a WalkOptions<'a>,
+    frames: HashMap<u64, Frame>,
+    next_frame: u64,
+    /// Directories being walked, innermost last.
+    stack: Vec<u64>,
+    /// The point's root tree, once its directory is closed.
+    root: Option<TreeId>,
+    /// The root directory's entry, when a single directory is the root.
+    root_entry: Option<Entry>,
+    /// Files, directories and bytes the point holds, counted as entries are made.
+    pub stats: PointStats,
     /// Paths that could not be read, with the reason.
     pub errors: Vec<String>,
     /// Where [`WalkOptions::skip_dir`] was met and left out.
@@ -103,18 +164,6 @@ enum Boundary {
     MountPoint { pseudo: bool },
 }
 
-type ParentEntries = HashMap<Vec<u8>, Entry>;
-
-fn parent_entries(catalog: &Catalog, tree: Option<TreeId>) -> Result<ParentEntries> {
-    let Some(tree) = tree else {
-        return Ok(HashMap::new());
-    };
-    Ok(catalog
-        .tree_entries(&tree)?
-        .into_iter()
-        .map(|e| (e.name.clone(), e))
-        .collect())
-}
 
 fn unchanged(now: &Entry, before: &Entry) -> bool {
     before.kind == EntryKind::File
@@ -125,77 +174,274 @@ fn unchanged(now: &Entry, before: &Entry) -> bool {
         && now.inode == before.inode
 }
 
-impl Walk {
-    /// Adds one source path (file or directory) as a node and walks below it. Returns its
-    /// index, or `None` if it was excluded or unreadable (recorded in `errors`).
-    pub fn add_path(
-        &mut self,
-        catalog: &Catalog,
-        path: &Path,
-        name: &[u8],
-        parent: Option<&Entry>,
-        options: &WalkOptions<'_>,
-    ) -> Result<Option<usize>> {
-        match path.symlink_metadata() {
-            Ok(meta) => self.add_node(catalog, path, name, &meta, parent, options),
+impl<'a> Walker<'a> {
+    /// A walk of `sources` (canonical paths) against the parent point's root tree. One
+    /// directory is the root itself; otherwise each path is one entry of a synthetic root.
+    pub fn new(
+        vault: &'a Vault,
+        sources: &[PathBuf],
+        parent_root: Option<TreeId>,
+        options: &'a WalkOptions<'a>,
+    ) -> Result<Walker<'a>> {
+        let mut walker = Walker {
+            vault,
+            options,
+            frames: HashMap::new(),
+            next_frame: 0,
+            stack: Vec::new(),
+            root: None,
+            root_entry: None,
+            stats: PointStats::default(),
+            errors: Vec::new(),
+            skipped_dir: None,
+            pseudo_mounts: Vec::new(),
+        };
+        if let [source] = sources {
+            if source.is_dir() {
+                let meta = source
+                    .symlink_metadata()
+                    .map_err(|_| Error::MissingSource {
+                        path: source.clone(),
+                    })?;
+                let name = source_name(source);
+                let before = parent_root.map(|tree| synthetic_dir(&name, tree));
+                walker.visit(source.clone(), &name, &meta, before, None)?;
+                return Ok(walker);
+            }
+        }
+        let mut names = Vec::new();
+        for source in sources.iter().rev() {
+            names.push(source_name(source));
+        }
+        let id = walker.push_frame(Frame {
+            path: PathBuf::new(),
+            entry: None,
+            dev: 0,
+            names,
+            sources: sources.iter().rev().cloned().collect(),
+            before: walker.listing(parent_root)?,
+            children: Vec::new(),
+            pending: 0,
+            walked: false,
+            slot: None,
+        });
+        walker.stack.push(id);
+        Ok(walker)
+    }
+
+    /// Visits the next name. Directories are entered as they are met; a directory whose
+    /// names are all visited is closed once its children are made.
+    pub fn step(&mut self, trees: &mut dyn Trees) -> Result<Step> {
+        let Some(&top) = self.stack.last() else {
+            return Ok(Step::Done);
+        };
+        let frame = self.frame(top);
+        let Some(name) = frame.names.pop() else {
+            frame.walked = true;
+            self.stack.pop();
+            self.close_ready(top, trees)?;
+            return Ok(Step::Walked);
+        };
+        let before = frame.before.remove(&name);
+        let (dev, is_sources) = (frame.dev, !frame.sources.is_empty());
+        let path = match frame.sources.pop() {
+            Some(source) => source,
+            None => frame.path.join(OsStr::from_bytes(&name)),
+        };
+        if !is_sources && self.options.exclude.matches(path.as_os_str().as_bytes(), &name) {
+            return Ok(Step::Walked);
+        }
+        let meta = match path.symlink_metadata() {
+            Ok(meta) => meta,
+            Err(_) if is_sources => return Err(Error::MissingSource { path }),
             Err(e) => {
                 self.errors.push(format!("{}: {e}", path.display()));
-                Ok(None)
+                return Ok(Step::Walked);
             }
+        };
+        if !is_sources {
+            match boundary(&path, &meta, dev, self.options) {
+                Boundary::None => {}
+                Boundary::Skipped => {
+                    self.skipped_dir = Some(path);
+                    return Ok(Step::Walked);
+                }
+                Boundary::MountPoint { pseudo } => {
+                    if pseudo {
+                        self.pseudo_mounts.push(path.clone());
+                    }
+                    self.add_mount_point(path, &name, &meta, top);
+                    return Ok(Step::Walked);
+                }
+            }
+        }
+        let slot = self.reserve(top);
+        match self.visit(path, &name, &meta, before, Some(slot))? {
+            Some(file) => Ok(Step::Read(file)),
+            None => Ok(Step::Walked),
         }
     }
 
-    /// [`Walk::add_path`] with the path's `symlink_metadata` at hand.
-    fn add_node(
+    /// Puts a child's entry into its slot (`None`: a file that could not be read, left out)
+    /// and closes the directories that are then complete. `read`: the file's data was read.
+    pub fn fill(
         &mut self,
-        catalog: &Catalog,
-        path: &Path,
+        slot: Slot,
+        entry: Option<Entry>,
+        read: bool,
+        trees: &mut dyn Trees,
+    ) -> Result<()> {
+        if let Some(e) = &entry {
+            self.count(e, read);
+        }
+        let frame = self.frame(slot.frame);
+        frame.children[slot.index] = entry;
+        frame.pending -= 1;
+        self.close_ready(slot.frame, trees)
+    }
+
+    /// The point's root tree, once every directory is closed.
+    pub fn root(&self) -> Option<TreeId> {
+        self.root
+    }
+
+    /// The root directory's entry, when the point's root is one source directory.
+    pub fn root_entry(&self) -> Option<&Entry> {
+        self.root_entry.as_ref()
+    }
+
+    fn frame(&mut self, id: u64) -> &mut Frame {
+        self.frames.get_mut(&id).expect("a slot names an open frame")
+    }
+
+    fn push_frame(&mut self, frame: Frame) -> u64 {
+        let id = self.next_frame;
+        self.next_frame += 1;
+        self.frames.insert(id, frame);
+        id
+    }
+
+    /// A new slot in directory `frame`, for a child not yet made.
+    fn reserve(&mut self, frame: u64) -> Slot {
+        let frame_ref = self.frame(frame);
+        frame_ref.children.push(None);
+        frame_ref.pending += 1;
+        Slot {
+            frame,
+            index: frame_ref.children.len() - 1,
+        }
+    }
+
+    fn count(&mut self, entry: &Entry, read: bool) {
+        match entry.kind {
+            EntryKind::Dir => {}
+            EntryKind::File => {
+                self.stats.files += 1;
+                self.stats.bytes += entry.size;
+                if read {
+                    self.stats.files_changed += 1;
+                }
+            }
+            _ => self.stats.files += 1,
+        }
+    }
+
+    /// Makes the entry of `path` and puts it in `slot` (`None`: the root), unless it is a
+    /// file to read (returned) or a directory (entered: its entry goes in once it closes).
+    fn visit(
+        &mut self,
+        path: PathBuf,
         name: &[u8],
         meta: &std::fs::Metadata,
-        parent: Option<&Entry>,
-        options: &WalkOptions<'_>,
-    ) -> Result<Option<usize>> {
-        let mut entry = match crate::fsmeta::entry_from_metadata(name, path, meta) {
+        before: Option<Entry>,
+        slot: Option<Slot>,
+    ) -> Result<Option<FileToRead>> {
+        let mut entry = match crate::fsmeta::entry_from_metadata(name, &path, meta) {
             Ok(e) => e,
             Err(e) => {
                 self.errors.push(format!("{}: {e}", path.display()));
+                if let Some(slot) = slot {
+                    let frame = self.frame(slot.frame);
+                    frame.children.pop();
+                    frame.pending -= 1;
+                }
                 return Ok(None);
             }
         };
-        let index = self.nodes.len();
-        if entry.kind == EntryKind::File {
-            match parent {
-                Some(before) if !options.force && unchanged(&entry, before) => {
+        match entry.kind {
+            EntryKind::File => match before {
+                Some(before) if !self.options.force && unchanged(&entry, &before) => {
                     entry.content = before.content;
                 }
-                _ => self.to_read.push(index),
+                _ => {
+                    return match slot {
+                        Some(slot) => Ok(Some(FileToRead { slot, path, entry })),
+                        None => Err(Error::InvalidArgument("a file cannot be a root".into())),
+                    };
+                }
+            },
+            EntryKind::Dir => {
+                let parent_tree = before
+                    .filter(|b| b.kind == EntryKind::Dir)
+                    .and_then(|b| b.subtree);
+                let names = self.list(&path);
+                let before = self.listing(parent_tree)?;
+                self.enter(path, entry, meta.dev(), names, before, slot);
+                return Ok(None);
             }
+            _ => {}
         }
-        let is_dir = entry.kind == EntryKind::Dir;
-        self.nodes.push(Node {
-            entry,
-            path: path.to_path_buf(),
-            children: Vec::new(),
-        });
-        if is_dir {
-            let parent_tree = parent
-                .filter(|p| p.kind == EntryKind::Dir)
-                .and_then(|p| p.subtree);
-            self.walk_dir(catalog, index, meta.dev(), parent_tree, options)?;
+        if let Some(slot) = slot {
+            self.count(&entry, false);
+            let frame = self.frame(slot.frame);
+            frame.children[slot.index] = Some(entry);
+            frame.pending -= 1;
         }
-        Ok(Some(index))
+        Ok(None)
     }
 
-    fn walk_dir(
+    /// Opens a directory with `names` to visit.
+    fn enter(
         &mut self,
-        catalog: &Catalog,
-        index: usize,
+        path: PathBuf,
+        entry: Entry,
         dev: u64,
-        parent_tree: Option<TreeId>,
-        options: &WalkOptions<'_>,
-    ) -> Result<()> {
-        let dir = self.nodes[index].path.clone();
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(&dir) {
+        mut names: Vec<Vec<u8>>,
+        before: HashMap<Vec<u8>, Entry>,
+        slot: Option<Slot>,
+    ) {
+        self.stats.dirs += 1;
+        names.reverse();
+        let id = self.push_frame(Frame {
+            path,
+            entry: Some(entry),
+            dev,
+            names,
+            sources: Vec::new(),
+            before,
+            children: Vec::new(),
+            pending: 0,
+            walked: false,
+            slot,
+        });
+        self.stack.push(id);
+    }
+
+    /// A directory on another file system, kept empty (as restic does with
+    /// --one-file-system).
+    fn add_mount_point(&mut self, path: PathBuf, name: &[u8], meta: &std::fs::Metadata, at: u64) {
+        match crate::fsmeta::entry_from_metadata(name, &path, meta) {
+            Ok(entry) => {
+                let slot = self.reserve(at);
+                self.enter(path, entry, meta.dev(), Vec::new(), HashMap::new(), Some(slot));
+            }
+            Err(e) => self.errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// The names in a directory, sorted; an unreadable one is recorded and walked as empty.
+    fn list(&mut self, dir: &Path) -> Vec<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir) {
             Ok(rd) => rd
                 .filter_map(|e| match e {
                     Ok(e) => Some(e.file_name().as_bytes().to_vec()),
@@ -207,67 +453,117 @@ impl Walk {
                 .collect(),
             Err(e) => {
                 self.errors.push(format!("{}: {e}", dir.display()));
-                return Ok(());
+                Vec::new()
             }
         };
         names.sort();
-        let before = parent_entries(catalog, parent_tree)?;
-        let mut children = Vec::with_capacity(names.len());
-        for name in names {
-            let path = dir.join(OsStr::from_bytes(&name));
-            if options.exclude.matches(path.as_os_str().as_bytes(), &name) {
-                continue;
-            }
-            let meta = match path.symlink_metadata() {
-                Ok(meta) => meta,
-                Err(e) => {
-                    self.errors.push(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            match boundary(&path, &meta, dev, options) {
-                Boundary::None => {}
-                Boundary::Skipped => {
-                    self.skipped_dir = Some(path);
-                    continue;
-                }
-                Boundary::MountPoint { pseudo } => {
-                    if pseudo {
-                        self.pseudo_mounts.push(path.clone());
-                    }
-                    self.add_mount_point(&path, &name, &meta, &mut children);
-                    continue;
-                }
-            }
-            let parent = before.get(&name);
-            if let Some(child) = self.add_node(catalog, &path, &name, &meta, parent, options)? {
-                children.push(child);
-            }
-        }
-        self.nodes[index].children = children;
-        Ok(())
+        names
     }
 
-    /// A directory on another file system, kept empty (as restic does with --one-file-system).
-    fn add_mount_point(
-        &mut self,
-        path: &Path,
-        name: &[u8],
-        meta: &std::fs::Metadata,
-        children: &mut Vec<usize>,
-    ) {
-        match crate::fsmeta::entry_from_metadata(name, path, meta) {
-            Ok(entry) => {
-                children.push(self.nodes.len());
-                self.nodes.push(Node {
-                    entry,
-                    path: path.to_path_buf(),
-                    children: Vec::new(),
-                });
+    /// The parent point's listing of a directory, by name.
+    fn listing(&self, tree: Option<TreeId>) -> Result<HashMap<Vec<u8>, Entry>> {
+        let Some(tree) = tree else {
+            return Ok(HashMap::new());
+        };
+        Ok(self
+            .vault
+            .catalog()
+            .tree_entries(&tree)?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect())
+    }
+
+    /// Closes directory `id` if every name is visited and every child made, then its parent
+    /// if that completes it, and so on up.
+    fn close_ready(&mut self, mut id: u64, trees: &mut dyn Trees) -> Result<()> {
+        loop {
+            let frame = self.frame(id);
+            if !frame.walked || frame.pending > 0 {
+                return Ok(());
             }
-            Err(e) => self.errors.push(format!("{}: {e}", path.display())),
+            let frame = self.frames.remove(&id).expect("an open frame");
+            let mut entries: Vec<Entry> = frame.children.into_iter().flatten().collect();
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let tree = trees.tree(&entries)?;
+            let Some(slot) = frame.slot else {
+                self.root = Some(tree);
+                self.root_entry = frame.entry;
+                return Ok(());
+            };
+            let mut entry = frame.entry.expect("only the root is synthetic");
+            entry.subtree = Some(tree);
+            let parent = self.frame(slot.frame);
+            parent.children[slot.index] = Some(entry);
+            parent.pending -= 1;
+            id = slot.frame;
         }
     }
+}
+
+/// The name a source path has in its point.
+fn source_name(path: &Path) -> Vec<u8> {
+    path.file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_else(|| b"root".to_vec())
+}
+
+/// The entry a single source directory had in the parent point: its root.
+fn synthetic_dir(name: &[u8], tree: TreeId) -> Entry {
+    Entry {
+        name: name.to_vec(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        size: 0,
+        inode: 0,
+        nlink: 1,
+        content: None,
+        subtree: Some(tree),
+        target: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    }
+}
+
+/// The bytes of regular files a walk of `sources` with no parent would read: what a seed
+/// destination is asked to hold before any data is read.
+pub fn source_bytes(sources: &[PathBuf], options: &WalkOptions<'_>) -> u64 {
+    fn dir_bytes(dir: &Path, dev: u64, options: &WalkOptions<'_>) -> u64 {
+        let Ok(listing) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut total = 0;
+        for child in listing.flatten() {
+            let path = child.path();
+            let name = child.file_name();
+            if options.exclude.matches(path.as_os_str().as_bytes(), name.as_bytes()) {
+                continue;
+            }
+            let Ok(meta) = path.symlink_metadata() else {
+                continue;
+            };
+            if meta.is_file() {
+                total += meta.len();
+            } else if meta.is_dir() && matches!(boundary(&path, &meta, dev, options), Boundary::None)
+            {
+                total += dir_bytes(&path, meta.dev(), options);
+            }
+        }
+        total
+    }
+    sources
+        .iter()
+        .filter_map(|source| Some((source, source.symlink_metadata().ok()?)))
+        .map(|(source, meta)| match meta.is_dir() {
+            true => dir_bytes(source, meta.dev(), options),
+            false if meta.is_file() => meta.len(),
+            false => 0,
+        })
+        .sum()
 }
 
 /// How the walk treats the child `path` (with `meta`) of a directory on device `dev`. Only
