@@ -40,7 +40,8 @@ impl Catalog {
     /// [`Catalog::mark_end`] is one snapshot of the catalog.
     pub fn mark_begin(&self) -> Result<()> {
         self.conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS live_trees (id BLOB PRIMARY KEY) WITHOUT ROWID;
+            "PRAGMA temp.cache_size = -65536;
+             CREATE TEMP TABLE IF NOT EXISTS live_trees (id BLOB PRIMARY KEY) WITHOUT ROWID;
              CREATE TEMP TABLE IF NOT EXISTS live_contents (id BLOB PRIMARY KEY) WITHOUT ROWID;
              CREATE TEMP TABLE IF NOT EXISTS live_blocks (id BLOB PRIMARY KEY) WITHOUT ROWID;
              DELETE FROM temp.live_trees; DELETE FROM temp.live_contents;

@@ -1,6 +1,6 @@
 //! The catalog's records as they are sealed into the store, and put back from it.
 //!
-//! Every backup writes, in one metadata pack (`store::meta_pack`), what its transaction adds
+//! Every backup writes, in metadata packs (`store::meta_pack`), what its transaction adds
 //! that packs cannot tell: its new trees and file versions as the catalog stores them, its
 //! point, the seed job it prepared with every shipped pack's footer, and the data packs it
 //! wrote. `catalog rebuild` reads every metadata pack back into an empty catalog.

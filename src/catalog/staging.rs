@@ -19,6 +19,9 @@ pub struct ContentRow {
     pub list: Vec<u8>,
 }
 
+/// SQLite's temporary cache while a backup stages (negative: KiB).
+const STAGING_CACHE_KIB: i64 = -8192;
+
 const CREATE_STAGING: &str = "
     CREATE TEMP TABLE IF NOT EXISTS staged_trees (
         id BLOB PRIMARY KEY, entry_count INTEGER NOT NULL, entries BLOB NOT NULL
@@ -56,12 +59,15 @@ impl Catalog {
         Ok(tx.commit()?)
     }
 
-    /// Forgets whatever is staged (a backup that failed, or one about to start).
+    /// Forgets whatever is staged (a backup that failed, or one about to start). Staging keeps
+    /// SQLite's temporary cache small: the staged rows spill to its temporary file, which the
+    /// commit reads in key order.
     pub fn clear_staged(&self) -> Result<()> {
+        self.conn
+            .pragma_update(Some("temp"), "cache_size", STAGING_CACHE_KIB)?;
         self.conn.execute_batch(CREATE_STAGING)?;
-        self.conn.execute_batch(
-            "DELETE FROM temp.staged_trees; DELETE FROM temp.staged_contents;",
-        )?;
+        self.conn
+            .execute_batch("DELETE FROM temp.staged_trees; DELETE FROM temp.staged_contents;")?;
         Ok(())
     }
 

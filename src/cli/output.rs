@@ -115,6 +115,9 @@ impl synvault::Progress for Bar {
     fn set_total(&self, bytes: u64) {
         self.0.set_length(bytes);
     }
+    fn shows_total(&self) -> bool {
+        !self.0.is_hidden()
+    }
     fn add_bytes(&self, n: u64) {
         self.0.inc(n);
     }

@@ -1,10 +1,12 @@
 //! Ingest: full and incremental backups of directory trees and disk images.
 //!
-//! A backup walks the source ([`walk`]), reads only new or changed files in parallel
-//! ([`file`](mod@file), rayon — the fan-out lives here only), sends new blocks to the
-//! [`sink`], builds Merkle trees bottom-up (unchanged directories keep their tree id and are
-//! not stored again) and commits packs, blocks, contents, trees and the point in one catalog
-//! transaction.
+//! A backup walks the source ([`walk`]) on one thread while rayon's pool reads the new or
+//! changed files ([`file`](mod@file); the fan-out lives here only, in [`Ingest`]), sends new
+//! blocks to the [`sink`], and closes directories into Merkle trees as their children are
+//! made (unchanged directories keep their tree id and are not stored again). New trees and
+//! file versions go to the catalog's staging tables and into metadata parts as they are made
+//! ([`staged`]), so memory follows the reads in flight, not the size of the source. The
+//! commit then adds packs, blocks, the staged rows and the point in one catalog transaction.
 //! Packs are durable before that commit. A backup that fails (disk full, I/O error) or is
 //! interrupted removes the packs it wrote before it returns ([`ledger`]), so the disk is as
 //! full as before; only a process killed outright leaves unreferenced packs, and the next
@@ -255,7 +257,9 @@ fn run_backup(
     };
 
     if let Target::Seed(dest) = target {
-        dest.accept_source(walk::source_bytes(&sources, &walk_options))?;
+        let bytes = walk::source_bytes(&sources, &walk_options, interrupted);
+        dest.accept_source(bytes)?;
+        progress.set_total(bytes);
     }
 
     // Share only blocks that are stored, or that travel with the seed job this point waits for
@@ -270,34 +274,49 @@ fn run_backup(
     };
     let chunker = vault.chunker(options.chunker);
     let bytes_read = AtomicU64::new(0);
-    let mut walker = Walker::new(vault, &sources, parent.as_ref().map(|p| p.root_tree), &walk_options)?;
+    let mut walker = Walker::new(
+        vault,
+        &sources,
+        parent.as_ref().map(|p| p.root_tree),
+        &walk_options,
+    )?;
     let mut warnings = Vec::new();
     let mut staged = Staged::new(vault)?;
-    let made = sink::with_sink_recorded(
-        BlockSink::new(vault.codec(), &stored),
-        vault.codec(),
-        destination,
-        ledger,
-        |sink| {
-            let reader = FileReader {
-                codec: vault.codec(),
-                chunker: &chunker,
-                sink,
-                bytes_read: &bytes_read,
-                progress,
-                interrupted,
-            };
-            let mut ingest = Ingest {
-                walker: &mut walker,
-                staged: &mut staged,
-                reader: &reader,
-                links: HashMap::new(),
-                warnings: &mut warnings,
-                to_read: 0,
-            };
-            ingest.run(interrupted)
-        },
-    );
+    let walked = AtomicBool::new(false);
+    let made = std::thread::scope(|scope| {
+        if progress.shows_total() && matches!(target, Target::Store) {
+            // The total, counted beside the walk that reads (unchanged files count as done).
+            scope
+                .spawn(|| progress.set_total(walk::source_bytes(&sources, &walk_options, &walked)));
+        }
+        let made = sink::with_sink_recorded(
+            BlockSink::new(vault.codec(), &stored),
+            vault.codec(),
+            destination,
+            ledger,
+            |sink| {
+                let reader = FileReader {
+                    codec: vault.codec(),
+                    chunker: &chunker,
+                    sink,
+                    bytes_read: &bytes_read,
+                    progress,
+                    interrupted,
+                };
+                let mut ingest = Ingest {
+                    walker: &mut walker,
+                    staged: &mut staged,
+                    reader: &reader,
+                    links: HashMap::new(),
+                    warnings: &mut warnings,
+                    unchanged_bytes: 0,
+                };
+                ingest.run(interrupted)
+            },
+        );
+        walked.store(true, Ordering::Relaxed);
+        made
+    });
     let result = made.and_then(|((), totals, packs)| {
         warnings.splice(0..0, walk_warnings(&walker));
         let root_tree = walker
@@ -497,8 +516,8 @@ struct Ingest<'w, 'a> {
     reader: &'w FileReader<'w>,
     links: HashMap<u64, Link>,
     warnings: &'w mut Vec<String>,
-    /// Bytes of the files handed out to read.
-    to_read: u64,
+    /// Bytes of unchanged files reported to progress so far.
+    unchanged_bytes: u64,
 }
 
 type ReadDone = (FileToRead, std::result::Result<FileVersion, FileError>);
@@ -519,15 +538,16 @@ impl Ingest<'_, '_> {
                     if interrupted.load(Ordering::Relaxed) {
                         return Err(Error::Interrupted);
                     }
-                    let file = match self.walker.step(self.staged)? {
+                    let step = self.walker.step(self.staged)?;
+                    self.report_unchanged();
+                    let file = match step {
                         Step::Read(file) => file,
                         Step::Walked => continue,
                         Step::Done => break,
                     };
-                    let Some(file) = self.first_of_inode(file)? else {
+                    let Some(file) = self.first_of_inode(*file)? else {
                         continue;
                     };
-                    self.to_read += file.entry.size;
                     in_flight += 1;
                     let done_tx = done_tx.clone();
                     let stop = &stop;
@@ -545,7 +565,6 @@ impl Ingest<'_, '_> {
                         self.take(recv(&done_rx)?)?;
                     }
                 }
-                self.reader.progress.set_total(self.to_read);
                 while in_flight > 0 {
                     in_flight -= 1;
                     self.take(recv(&done_rx)?)?;
@@ -562,6 +581,17 @@ impl Ingest<'_, '_> {
             return Err(Error::Interrupted);
         }
         Ok(())
+    }
+
+    /// Counts the files the walk kept unchanged as processed.
+    fn report_unchanged(&mut self) {
+        let unchanged = self.walker.unchanged_bytes;
+        if unchanged > self.unchanged_bytes {
+            self.reader
+                .progress
+                .add_bytes(unchanged - self.unchanged_bytes);
+            self.unchanged_bytes = unchanged;
+        }
     }
 
     /// `file`, unless it is another name of a hardlinked inode met before: then it takes

@@ -132,6 +132,7 @@ impl<'v> Staged<'v> {
             return Err(e.into());
         }
         commit.sealed_as = Some((meta.id, meta.bytes.len() as u64));
+        crate::failpoint::hit("backup:sealed");
         let committed = if interrupted.load(Ordering::Relaxed) || !ledger.begin_commit() {
             Err(Error::Interrupted)
         } else {

@@ -25,6 +25,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::catalog::{Entry, EntryKind, PointStats, TreeId};
 use crate::error::{Error, Result};
@@ -66,7 +67,7 @@ pub struct FileToRead {
 #[derive(Debug)]
 pub enum Step {
     /// A file to read; give its entry back through [`Walker::fill`].
-    Read(FileToRead),
+    Read(Box<FileToRead>),
     /// One name visited, nothing to read.
     Walked,
     /// Every name is visited (files may still be in flight).
@@ -110,6 +111,8 @@ pub struct Walker<'a> {
     root_entry: Option<Entry>,
     /// Files, directories and bytes the point holds, counted as entries are made.
     pub stats: PointStats,
+    /// Bytes of the files kept from the parent point without being read.
+    pub unchanged_bytes: u64,
     /// Paths that could not be read, with the reason.
     pub errors: Vec<String>,
     /// Where [`WalkOptions::skip_dir`] was met and left out.
@@ -164,7 +167,6 @@ enum Boundary {
     MountPoint { pseudo: bool },
 }
 
-
 fn unchanged(now: &Entry, before: &Entry) -> bool {
     before.kind == EntryKind::File
         && before.content.is_some()
@@ -192,6 +194,7 @@ impl<'a> Walker<'a> {
             root: None,
             root_entry: None,
             stats: PointStats::default(),
+            unchanged_bytes: 0,
             errors: Vec::new(),
             skipped_dir: None,
             pseudo_mounts: Vec::new(),
@@ -235,7 +238,7 @@ impl<'a> Walker<'a> {
         let Some(&top) = self.stack.last() else {
             return Ok(Step::Done);
         };
-        let frame = self.frame(top);
+        let frame = self.frame(top)?;
         let Some(name) = frame.names.pop() else {
             frame.walked = true;
             self.stack.pop();
@@ -248,7 +251,12 @@ impl<'a> Walker<'a> {
             Some(source) => source,
             None => frame.path.join(OsStr::from_bytes(&name)),
         };
-        if !is_sources && self.options.exclude.matches(path.as_os_str().as_bytes(), &name) {
+        if !is_sources
+            && self
+                .options
+                .exclude
+                .matches(path.as_os_str().as_bytes(), &name)
+        {
             return Ok(Step::Walked);
         }
         let meta = match path.symlink_metadata() {
@@ -270,14 +278,14 @@ impl<'a> Walker<'a> {
                     if pseudo {
                         self.pseudo_mounts.push(path.clone());
                     }
-                    self.add_mount_point(path, &name, &meta, top);
+                    self.add_mount_point(path, &name, &meta, top)?;
                     return Ok(Step::Walked);
                 }
             }
         }
-        let slot = self.reserve(top);
+        let slot = self.reserve(top)?;
         match self.visit(path, &name, &meta, before, Some(slot))? {
-            Some(file) => Ok(Step::Read(file)),
+            Some(file) => Ok(Step::Read(Box::new(file))),
             None => Ok(Step::Walked),
         }
     }
@@ -294,7 +302,7 @@ impl<'a> Walker<'a> {
         if let Some(e) = &entry {
             self.count(e, read);
         }
-        let frame = self.frame(slot.frame);
+        let frame = self.frame(slot.frame)?;
         frame.children[slot.index] = entry;
         frame.pending -= 1;
         self.close_ready(slot.frame, trees)
@@ -310,8 +318,8 @@ impl<'a> Walker<'a> {
         self.root_entry.as_ref()
     }
 
-    fn frame(&mut self, id: u64) -> &mut Frame {
-        self.frames.get_mut(&id).expect("a slot names an open frame")
+    fn frame(&mut self, id: u64) -> Result<&mut Frame> {
+        self.frames.get_mut(&id).ok_or_else(lost_frame)
     }
 
     fn push_frame(&mut self, frame: Frame) -> u64 {
@@ -322,14 +330,14 @@ impl<'a> Walker<'a> {
     }
 
     /// A new slot in directory `frame`, for a child not yet made.
-    fn reserve(&mut self, frame: u64) -> Slot {
-        let frame_ref = self.frame(frame);
+    fn reserve(&mut self, frame: u64) -> Result<Slot> {
+        let frame_ref = self.frame(frame)?;
         frame_ref.children.push(None);
         frame_ref.pending += 1;
-        Slot {
+        Ok(Slot {
             frame,
             index: frame_ref.children.len() - 1,
-        }
+        })
     }
 
     fn count(&mut self, entry: &Entry, read: bool) {
@@ -361,7 +369,7 @@ impl<'a> Walker<'a> {
             Err(e) => {
                 self.errors.push(format!("{}: {e}", path.display()));
                 if let Some(slot) = slot {
-                    let frame = self.frame(slot.frame);
+                    let frame = self.frame(slot.frame)?;
                     frame.children.pop();
                     frame.pending -= 1;
                 }
@@ -372,6 +380,7 @@ impl<'a> Walker<'a> {
             EntryKind::File => match before {
                 Some(before) if !self.options.force && unchanged(&entry, &before) => {
                     entry.content = before.content;
+                    self.unchanged_bytes += entry.size;
                 }
                 _ => {
                     return match slot {
@@ -393,7 +402,7 @@ impl<'a> Walker<'a> {
         }
         if let Some(slot) = slot {
             self.count(&entry, false);
-            let frame = self.frame(slot.frame);
+            let frame = self.frame(slot.frame)?;
             frame.children[slot.index] = Some(entry);
             frame.pending -= 1;
         }
@@ -429,14 +438,28 @@ impl<'a> Walker<'a> {
 
     /// A directory on another file system, kept empty (as restic does with
     /// --one-file-system).
-    fn add_mount_point(&mut self, path: PathBuf, name: &[u8], meta: &std::fs::Metadata, at: u64) {
+    fn add_mount_point(
+        &mut self,
+        path: PathBuf,
+        name: &[u8],
+        meta: &std::fs::Metadata,
+        at: u64,
+    ) -> Result<()> {
         match crate::fsmeta::entry_from_metadata(name, &path, meta) {
             Ok(entry) => {
-                let slot = self.reserve(at);
-                self.enter(path, entry, meta.dev(), Vec::new(), HashMap::new(), Some(slot));
+                let slot = self.reserve(at)?;
+                self.enter(
+                    path,
+                    entry,
+                    meta.dev(),
+                    Vec::new(),
+                    HashMap::new(),
+                    Some(slot),
+                );
             }
             Err(e) => self.errors.push(format!("{}: {e}", path.display())),
         }
+        Ok(())
     }
 
     /// The names in a directory, sorted; an unreadable one is recorded and walked as empty.
@@ -478,11 +501,11 @@ impl<'a> Walker<'a> {
     /// if that completes it, and so on up.
     fn close_ready(&mut self, mut id: u64, trees: &mut dyn Trees) -> Result<()> {
         loop {
-            let frame = self.frame(id);
+            let frame = self.frame(id)?;
             if !frame.walked || frame.pending > 0 {
                 return Ok(());
             }
-            let frame = self.frames.remove(&id).expect("an open frame");
+            let frame = self.frames.remove(&id).ok_or_else(lost_frame)?;
             let mut entries: Vec<Entry> = frame.children.into_iter().flatten().collect();
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             let tree = trees.tree(&entries)?;
@@ -491,14 +514,19 @@ impl<'a> Walker<'a> {
                 self.root_entry = frame.entry;
                 return Ok(());
             };
-            let mut entry = frame.entry.expect("only the root is synthetic");
+            let mut entry = frame.entry.ok_or_else(lost_frame)?;
             entry.subtree = Some(tree);
-            let parent = self.frame(slot.frame);
+            let parent = self.frame(slot.frame)?;
             parent.children[slot.index] = Some(entry);
             parent.pending -= 1;
             id = slot.frame;
         }
     }
+}
+
+/// A slot that names no open directory: a defect of the walk, said rather than panicked.
+fn lost_frame() -> Error {
+    Error::InvalidArgument("the walk lost track of a directory (a defect of synvault)".into())
 }
 
 /// The name a source path has in its point.
@@ -529,18 +557,25 @@ fn synthetic_dir(name: &[u8], tree: TreeId) -> Entry {
     }
 }
 
-/// The bytes of regular files a walk of `sources` with no parent would read: what a seed
-/// destination is asked to hold before any data is read.
-pub fn source_bytes(sources: &[PathBuf], options: &WalkOptions<'_>) -> u64 {
-    fn dir_bytes(dir: &Path, dev: u64, options: &WalkOptions<'_>) -> u64 {
+/// The bytes of the regular files under `sources`, as the walk would find them: what a seed
+/// destination is asked to hold before any data is read, and a progress bar's total. Ends
+/// early (with what it counted) once `stop` is set.
+pub fn source_bytes(sources: &[PathBuf], options: &WalkOptions<'_>, stop: &AtomicBool) -> u64 {
+    fn dir_bytes(dir: &Path, dev: u64, options: &WalkOptions<'_>, stop: &AtomicBool) -> u64 {
         let Ok(listing) = std::fs::read_dir(dir) else {
             return 0;
         };
         let mut total = 0;
         for child in listing.flatten() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let path = child.path();
             let name = child.file_name();
-            if options.exclude.matches(path.as_os_str().as_bytes(), name.as_bytes()) {
+            if options
+                .exclude
+                .matches(path.as_os_str().as_bytes(), name.as_bytes())
+            {
                 continue;
             }
             let Ok(meta) = path.symlink_metadata() else {
@@ -548,9 +583,10 @@ pub fn source_bytes(sources: &[PathBuf], options: &WalkOptions<'_>) -> u64 {
             };
             if meta.is_file() {
                 total += meta.len();
-            } else if meta.is_dir() && matches!(boundary(&path, &meta, dev, options), Boundary::None)
+            } else if meta.is_dir()
+                && matches!(boundary(&path, &meta, dev, options), Boundary::None)
             {
-                total += dir_bytes(&path, meta.dev(), options);
+                total += dir_bytes(&path, meta.dev(), options, stop);
             }
         }
         total
@@ -559,7 +595,7 @@ pub fn source_bytes(sources: &[PathBuf], options: &WalkOptions<'_>) -> u64 {
         .iter()
         .filter_map(|source| Some((source, source.symlink_metadata().ok()?)))
         .map(|(source, meta)| match meta.is_dir() {
-            true => dir_bytes(source, meta.dev(), options),
+            true => dir_bytes(source, meta.dev(), options, stop),
             false if meta.is_file() => meta.len(),
             false => 0,
         })

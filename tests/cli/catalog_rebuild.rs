@@ -307,7 +307,12 @@ fn backups_killed_at_any_instant_leave_exactly_their_committed_points_after_rebu
     write_file(src.join("large.bin"), seeded_bytes(99, 12 * MIB));
     // How long a backup that reads everything takes, to spread the kills over it.
     let started = Instant::now();
-    env.json(&["backup", "--json", "--force", s(&src)]);
+    let first = env
+        .cmd(&["backup", "--json", "--force", s(&src)])
+        .env("SYNVAULT_PART_BYTES", "8192")
+        .output()
+        .unwrap();
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
     let span = started.elapsed();
 
     let kills = 24u32;
@@ -316,8 +321,10 @@ fn backups_killed_at_any_instant_leave_exactly_their_committed_points_after_rebu
             src.join(format!("round/{i}.txt")),
             format!("round {i}").as_bytes(),
         );
+        // Metadata parts of 8 KiB: kills land between parts as well.
         let mut child = env
             .cmd(&["backup", "--json", "--force", s(&src)])
+            .env("SYNVAULT_PART_BYTES", "8192")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -348,4 +355,73 @@ fn backups_killed_at_any_instant_leave_exactly_their_committed_points_after_rebu
     let target = env.path("t");
     restore(&env, "latest", &target);
     assert_trees_equal(&src, &target);
+}
+
+/// A backup in `env` with metadata parts of `part_bytes`, stopped at `failpoint` if given.
+fn backup_in_parts(env: &Env, src: &Path, part_bytes: &str, failpoint: Option<&str>) -> Output {
+    let mut cmd = env.cmd(&["backup", "--json", "--force", s(src)]);
+    cmd.env("SYNVAULT_PART_BYTES", part_bytes);
+    if let Some(step) = failpoint {
+        cmd.env("SYNVAULT_FAILPOINT", step);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_backup_sealed_in_parts_is_rebuilt_and_a_killed_one_leaves_no_part_behind() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 94, &TreeSpec::small());
+
+    // Parts of 4 KiB: the point's trees and file versions fill many of them.
+    let before = env.meta_pack_files().len();
+    let out = backup_in_parts(&env, &src, "4096", None);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sealed = env.meta_pack_files().len() - before;
+    assert!(sealed >= 4, "{sealed} metadata packs");
+
+    // Killed right after sealing a part: the part is the dead backup's, and the next command
+    // removes it; prune does not take it for a newer catalog's.
+    write_file(src.join("changed/one.txt"), b"one");
+    let whole = env.meta_pack_files();
+    let out = backup_in_parts(&env, &src, "4096", Some("backup:part-sealed"));
+    assert!(!out.status.success());
+    assert!(
+        env.meta_pack_files().len() > whole.len(),
+        "no part was sealed"
+    );
+    let committed = points(&env);
+    assert_eq!(committed.len(), 1);
+    assert_eq!(env.meta_pack_files(), whole);
+    let out = env.run(&["prune"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // Killed after its last metadata pack, before its commit: the next command settles the
+    // commit with every part it names.
+    let out = backup_in_parts(&env, &src, "4096", Some("backup:sealed"));
+    assert!(!out.status.success());
+    let settled = points(&env);
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    let newest = settled.iter().find(|p| !committed.contains(p)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = env.path("settled");
+    restore(&env, &newest, &target);
+    assert_trees_equal(&src, &target);
+
+    // The store alone gives back both points, parts and all.
+    let rows = point_rows(&env);
+    delete_catalog(&env);
+    let report = rebuild(&env, &[]);
+    assert!(
+        report["points_lost"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert_eq!(point_rows(&env), rows);
+    let target = env.path("rebuilt");
+    restore(&env, &newest, &target);
+    assert_trees_equal(&src, &target);
+    let verify = env.run(&["verify", "--read-data"]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
 }
