@@ -497,9 +497,15 @@ fn walk_warnings(walk: &Walker<'_>) -> Vec<String> {
     out
 }
 
-/// Files read at once: enough to keep every core busy, few enough that the walk stays close
-/// behind the reads (memory follows the reads in flight, not the source).
-const READS_IN_FLIGHT: usize = 64;
+/// Files handed to one read job, read one after another: small files go in batches, so a job
+/// (and a wake-up of this thread) is paid per batch, not per file.
+const BATCH_FILES: usize = 32;
+/// A batch ends once its files hold this many bytes (a large file is a batch of its own;
+/// its blocks are hashed and compressed in parallel inside the read).
+const BATCH_BYTES: u64 = 8 << 20;
+/// Files in flight at most: enough to keep every core busy, few enough that the walk stays
+/// close behind the reads (memory follows the reads in flight, not the source).
+const READS_IN_FLIGHT: usize = 8 * BATCH_FILES;
 
 /// A hardlinked inode met in this backup: read once, its other names wait for the read.
 enum Link {
@@ -524,16 +530,37 @@ type ReadDone = (FileToRead, std::result::Result<FileVersion, FileError>);
 
 impl Ingest<'_, '_> {
     fn run(&mut self, interrupted: &AtomicBool) -> Result<()> {
-        let (done_tx, done_rx) = channel::<ReadDone>();
+        let (done_tx, done_rx) = channel::<Vec<ReadDone>>();
         let stop = AtomicBool::new(false);
         let reader = self.reader;
         rayon::in_place_scope(|scope| {
             let mut in_flight = 0usize;
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0;
+            let send = |batch: Vec<FileToRead>| {
+                let done_tx = done_tx.clone();
+                let stop = &stop;
+                scope.spawn(move |_| {
+                    let done = batch
+                        .into_iter()
+                        .map(|file| {
+                            let result = if stop.load(Ordering::Relaxed) {
+                                Err(FileError::Interrupted)
+                            } else {
+                                reader.read_version(&file.path)
+                            };
+                            reader.progress.add_file();
+                            (file, result)
+                        })
+                        .collect();
+                    let _ = done_tx.send(done);
+                });
+            };
             let walked = (|| -> Result<()> {
                 loop {
                     while let Ok(done) = done_rx.try_recv() {
-                        in_flight -= 1;
-                        self.take(done)?;
+                        in_flight -= done.len();
+                        self.take_all(done)?;
                     }
                     if interrupted.load(Ordering::Relaxed) {
                         return Err(Error::Interrupted);
@@ -548,26 +575,28 @@ impl Ingest<'_, '_> {
                     let Some(file) = self.first_of_inode(*file)? else {
                         continue;
                     };
-                    in_flight += 1;
-                    let done_tx = done_tx.clone();
-                    let stop = &stop;
-                    scope.spawn(move |_| {
-                        let result = if stop.load(Ordering::Relaxed) {
-                            Err(FileError::Interrupted)
-                        } else {
-                            reader.read_version(&file.path)
-                        };
-                        reader.progress.add_file();
-                        let _ = done_tx.send((file, result));
-                    });
+                    batch_bytes += file.entry.size;
+                    batch.push(file);
+                    if batch.len() < BATCH_FILES && batch_bytes < BATCH_BYTES {
+                        continue;
+                    }
+                    in_flight += batch.len();
+                    send(std::mem::take(&mut batch));
+                    batch_bytes = 0;
                     while in_flight >= READS_IN_FLIGHT {
-                        in_flight -= 1;
-                        self.take(recv(&done_rx)?)?;
+                        let done = recv(&done_rx)?;
+                        in_flight -= done.len();
+                        self.take_all(done)?;
                     }
                 }
+                if !batch.is_empty() {
+                    in_flight += batch.len();
+                    send(std::mem::take(&mut batch));
+                }
                 while in_flight > 0 {
-                    in_flight -= 1;
-                    self.take(recv(&done_rx)?)?;
+                    let done = recv(&done_rx)?;
+                    in_flight -= done.len();
+                    self.take_all(done)?;
                 }
                 Ok(())
             })();
@@ -579,6 +608,13 @@ impl Ingest<'_, '_> {
         })?;
         if interrupted.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
+        }
+        Ok(())
+    }
+
+    fn take_all(&mut self, done: Vec<ReadDone>) -> Result<()> {
+        for one in done {
+            self.take(one)?;
         }
         Ok(())
     }
@@ -673,8 +709,8 @@ impl Ingest<'_, '_> {
     }
 }
 
-/// The next finished read; the senders live as long as the reads.
-fn recv(done: &Receiver<ReadDone>) -> Result<ReadDone> {
+/// The next finished batch of reads; the senders live as long as the reads.
+fn recv(done: &Receiver<Vec<ReadDone>>) -> Result<Vec<ReadDone>> {
     done.recv().map_err(|_| Error::Interrupted)
 }
 
