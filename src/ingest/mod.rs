@@ -559,8 +559,7 @@ impl Ingest<'_, '_> {
             let walked = (|| -> Result<()> {
                 loop {
                     while let Ok(done) = done_rx.try_recv() {
-                        in_flight -= done.len();
-                        self.take_all(done)?;
+                        self.take_all(done, &mut in_flight)?;
                     }
                     if interrupted.load(Ordering::Relaxed) {
                         return Err(Error::Interrupted);
@@ -584,9 +583,7 @@ impl Ingest<'_, '_> {
                     send(std::mem::take(&mut batch));
                     batch_bytes = 0;
                     while in_flight >= READS_IN_FLIGHT {
-                        let done = recv(&done_rx)?;
-                        in_flight -= done.len();
-                        self.take_all(done)?;
+                        self.take_all(recv(&done_rx)?, &mut in_flight)?;
                     }
                 }
                 if !batch.is_empty() {
@@ -594,9 +591,7 @@ impl Ingest<'_, '_> {
                     send(std::mem::take(&mut batch));
                 }
                 while in_flight > 0 {
-                    let done = recv(&done_rx)?;
-                    in_flight -= done.len();
-                    self.take_all(done)?;
+                    self.take_all(recv(&done_rx)?, &mut in_flight)?;
                 }
                 Ok(())
             })();
@@ -612,7 +607,9 @@ impl Ingest<'_, '_> {
         Ok(())
     }
 
-    fn take_all(&mut self, done: Vec<ReadDone>) -> Result<()> {
+    /// Takes a finished batch; `in_flight` counts its files as done.
+    fn take_all(&mut self, done: Vec<ReadDone>, in_flight: &mut usize) -> Result<()> {
+        *in_flight -= done.len();
         for one in done {
             self.take(one)?;
         }

@@ -299,13 +299,19 @@ impl<'a> Walker<'a> {
         read: bool,
         trees: &mut dyn Trees,
     ) -> Result<()> {
+        self.put(slot, entry, read)?;
+        self.close_ready(slot.frame, trees)
+    }
+
+    /// Puts a made child into its slot and counts it (directories are counted when entered).
+    fn put(&mut self, slot: Slot, entry: Option<Entry>, read: bool) -> Result<()> {
         if let Some(e) = &entry {
             self.count(e, read);
         }
         let frame = self.frame(slot.frame)?;
         frame.children[slot.index] = entry;
         frame.pending -= 1;
-        self.close_ready(slot.frame, trees)
+        Ok(())
     }
 
     /// The point's root tree, once every directory is closed.
@@ -401,10 +407,7 @@ impl<'a> Walker<'a> {
             _ => {}
         }
         if let Some(slot) = slot {
-            self.count(&entry, false);
-            let frame = self.frame(slot.frame)?;
-            frame.children[slot.index] = Some(entry);
-            frame.pending -= 1;
+            self.put(slot, Some(entry), false)?;
         }
         Ok(None)
     }
@@ -516,9 +519,7 @@ impl<'a> Walker<'a> {
             };
             let mut entry = frame.entry.ok_or_else(lost_frame)?;
             entry.subtree = Some(tree);
-            let parent = self.frame(slot.frame)?;
-            parent.children[slot.index] = Some(entry);
-            parent.pending -= 1;
+            self.put(slot, Some(entry), false)?;
             id = slot.frame;
         }
     }
