@@ -91,6 +91,12 @@ impl FileVerdict {
     }
 }
 
+/// The folder of `packs/` that holds packs being written (see [`LocalBackend::tmp_dir`]).
+const TMP_DIR: &str = "tmp";
+/// Left in [`TMP_DIR`] once the temporaries that builds before it left beside the packs are
+/// removed: that sweep lists every pack, so it runs once per vault.
+const OLD_TEMPORARIES_REMOVED: &str = "old-temporaries-removed";
+
 /// Suffix of a pack being copied in by [`LocalBackend::put_file`].
 const PARTIAL_COPY_SUFFIX: &str = ".import";
 
@@ -146,7 +152,13 @@ impl LocalBackend {
         Ok(file)
     }
 
-    /// Every file in the two-hex-digit folders of `packs/`: packs and temporaries.
+    /// Where packs are written before they are renamed into place: one folder, so finding
+    /// what a killed writer left does not list every pack.
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(TMP_DIR)
+    }
+
+    /// Every file in the folders of `packs/`: packs, and temporaries of older builds.
     fn files_in_pack_dirs(&self) -> Result<Vec<fs::DirEntry>> {
         let mut out = Vec::new();
         let dirs = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
@@ -190,12 +202,19 @@ pub fn create_private_file(path: &Path) -> std::io::Result<File> {
 /// is private to its owner.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    write_durably_via(dir, path, bytes)
+}
+
+/// [`write_durably`] with the temporary file in `tmp_dir` (on the same file system).
+fn write_durably_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     create_private_dir_all(dir)?;
+    create_private_dir_all(tmp_dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = tmp_dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp); // a leftover of a killed run with the same pid
     let mut file = create_private_file(&tmp)?;
     let result = file
@@ -220,7 +239,8 @@ impl Backend for LocalBackend {
         if path.exists() {
             return Ok(());
         }
-        write_durably(&path, bytes).map_err(StoreError::io("write pack", &path))
+        write_durably_via(&self.tmp_dir(), &path, bytes)
+            .map_err(StoreError::io("write pack", &path))
     }
 
     fn read_into(&self, id: &PackId, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -301,7 +321,9 @@ impl Backend for LocalBackend {
             Ok(f) => f,
             Err(e) => return Ok(FileVerdict::unreadable(&e)),
         };
-        let tmp = dir.join(format!(
+        let tmp_dir = self.tmp_dir();
+        create_private_dir_all(&tmp_dir).map_err(StoreError::io("create", &tmp_dir))?;
+        let tmp = tmp_dir.join(format!(
             ".{}.{}{PARTIAL_COPY_SUFFIX}",
             id.to_hex(),
             std::process::id()
@@ -331,14 +353,32 @@ impl Backend for LocalBackend {
         rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("sync", &self.root)(e.into()))
     }
 
+    /// Lists [`TMP_DIR`] only; the pack folders once per vault, for what older builds left.
     fn remove_temporary(&self) -> Result<usize> {
+        let tmp_dir = self.tmp_dir();
+        let marker = tmp_dir.join(OLD_TEMPORARIES_REMOVED);
         let mut removed = 0;
-        for file in self.files_in_pack_dirs()? {
-            let path = file.path();
+        let mut remove = |path: PathBuf| -> Result<()> {
             if is_temporary(&path) {
                 fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
                 removed += 1;
             }
+            Ok(())
+        };
+        if !marker.exists() {
+            for file in self.files_in_pack_dirs()? {
+                remove(file.path())?;
+            }
+            create_private_dir_all(&tmp_dir).map_err(StoreError::io("create", &tmp_dir))?;
+            write_durably(&marker, b"").map_err(StoreError::io("write", &marker))?;
+        }
+        let listing = match fs::read_dir(&tmp_dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(StoreError::io("list", &tmp_dir)(e)),
+        };
+        for file in listing {
+            remove(file.map_err(StoreError::io("list", &tmp_dir))?.path())?;
         }
         Ok(removed)
     }
@@ -454,14 +494,38 @@ mod tests {
         let id = PackId::of(b"kept");
         backend.put(&id, b"kept").unwrap();
         let hex = id.to_hex();
-        let tmp = dir
+        // One left by an older build beside the packs, one by this build in tmp/.
+        let old = dir
             .path()
             .join(&hex[..2])
             .join(format!(".{hex}.pack.77.tmp"));
-        fs::write(&tmp, b"half a pack").unwrap();
-        assert_eq!(backend.remove_temporary().unwrap(), 1);
-        assert!(!tmp.exists());
+        fs::write(&old, b"half a pack").unwrap();
+        let new = dir.path().join(TMP_DIR).join(format!(".{hex}.pack.78.tmp"));
+        fs::write(&new, b"half a pack").unwrap();
+        assert_eq!(backend.remove_temporary().unwrap(), 2);
+        assert!(!old.exists() && !new.exists());
         assert_eq!(backend.read_all(&id).unwrap(), b"kept");
+        assert_eq!(backend.list().unwrap(), vec![(id, 4)]);
+
+        // Once swept, the pack folders are not listed again: only tmp/ is.
+        fs::write(&old, b"half a pack").unwrap();
+        fs::write(&new, b"half a pack").unwrap();
+        assert_eq!(backend.remove_temporary().unwrap(), 1);
+        assert!(old.exists() && !new.exists());
+    }
+
+    #[test]
+    fn a_pack_is_written_through_tmp_and_leaves_nothing_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let id = PackId::of(b"pack");
+        backend.put(&id, b"pack").unwrap();
+        let left: Vec<_> = fs::read_dir(dir.path().join(TMP_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(backend.path_of(&id).exists());
     }
 
     #[test]

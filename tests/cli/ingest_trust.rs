@@ -256,22 +256,25 @@ fn a_temporary_file_left_by_a_killed_backup_is_removed_by_the_next() {
     write_file(src.join("a.bin"), seeded_bytes(61, MIB));
     env.backup(&src);
     let packs = env.vault().join("packs");
-    let shard = fs::read_dir(&packs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let leftover = shard.join(format!(".{}.pack.4242.tmp", "ab".repeat(32)));
+    // Where this build writes packs before renaming them into place.
+    let leftover = packs
+        .join("tmp")
+        .join(format!(".{}.pack.4242.tmp", "ab".repeat(32)));
     fs::write(&leftover, seeded_bytes(62, MIB)).unwrap();
+    let import = packs
+        .join("tmp")
+        .join(format!(".{}.4243.import", "cd".repeat(32)));
+    fs::write(&import, b"half").unwrap();
+    // Beside the packs, where older builds wrote them: a vault they made has not been swept.
+    fs::remove_file(packs.join("tmp").join("old-temporaries-removed")).unwrap();
     fs::create_dir_all(packs.join("ff")).unwrap();
-    let other = packs.join("ff").join(".ff00.pack.4243.tmp");
+    let other = packs.join("ff").join(".ff00.pack.4244.tmp");
     fs::write(&other, b"half").unwrap();
 
     write_file(src.join("b.bin"), seeded_bytes(63, MIB));
     assert_eq!(env.backup(&src)["state"], "complete");
     assert!(
-        !leftover.exists() && !other.exists(),
+        !leftover.exists() && !import.exists() && !other.exists(),
         "temporary files left"
     );
     let verify = env.run(&["verify", "--read-data"]);

@@ -93,11 +93,16 @@ impl Env {
             .collect()
     }
 
+    /// Every file under `packs/` (packs, and any temporary left), but the marker the store
+    /// keeps in `packs/tmp/` once older builds' temporaries are swept.
     fn store_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for dir in fs::read_dir(self.vault().join("packs")).unwrap() {
             for f in fs::read_dir(dir.unwrap().path()).unwrap() {
-                out.push(f.unwrap().path());
+                let path = f.unwrap().path();
+                if !path.ends_with("tmp/old-temporaries-removed") {
+                    out.push(path);
+                }
             }
         }
         out.sort();
