@@ -137,7 +137,7 @@ step() {
 }
 IDLE_WAIT=${IDLE_WAIT:-60}
 
-declare -A best best_all size mount_mbps nclean
+declare -A best best_all size mount_mbps nclean clean_values
 # keep_best KEY VALUE lower|higher OTHER%
 keep_best() {
   local key=$1 v=$2 dir=$3 other=$4 op='<'
@@ -145,6 +145,7 @@ keep_best() {
   if [ -z "${best_all[$key]:-}" ] || (($(echo "$v $op ${best_all[$key]}" | bc -l))); then best_all[$key]=$v; fi
   ((other > 15)) && return 0
   nclean[$key]=$((${nclean[$key]:-0} + 1))
+  clean_values[$key]+="$v "
   if [ -z "${best[$key]:-}" ] || (($(echo "$v $op ${best[$key]}" | bc -l))); then best[$key]=$v; fi
 }
 mark() { (($1 > 15)) && echo "$1%*" || echo "$1%"; }
@@ -206,6 +207,18 @@ for step in reasm mount; do
     "${best[A.$step]}" "${best[B.$step]}" "$(echo "${best[B.$step]} / ${best[A.$step]}" | bc -l)" "$(clean "$step")"
 done
 [ -z "$fallback" ] || echo "  WARNING: every round of$fallback ran under other load (>15%); its best is of all rounds"
+# The best of a few rounds follows one lucky run on a noisy machine; the median of the clean
+# rounds is printed beside it (same units, B/A oriented as above: above 1 is B faster).
+median() { tr ' ' '\n' <<<"${clean_values[$1]:-}" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print 0 }'; }
+echo "median of the clean rounds:"
+for step in full restore unchanged reasm mount; do
+  a=$(median "A.$step"); b=$(median "B.$step")
+  case $step in
+    full | restore | unchanged) ratio=$(echo "$a / $b" | bc -l) ;; # seconds: A/B is B's speed-up
+    *) ratio=$(echo "$b / $a" | bc -l) ;;
+  esac
+  printf '  %-10s A %10.2f  B %10.2f  B faster by x%.3f\n' "$step" "$a" "$b" "$ratio"
+done
 echo "repository (du -sb packs/, last round):"
 for when in full unchanged; do
   printf '  after %-9s A %12d B  B %12d B  B/A %.4f\n' "$when" \
