@@ -444,13 +444,47 @@ impl Catalog {
         id: &BlockId,
         ahead: u32,
     ) -> Result<Vec<(BlockId, (BlockLocation, PackState))>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT n.id, p.name, n.offset, n.stored_len, n.raw_len, p.state
-             FROM blocks b JOIN packs p ON p.id = b.pack
-             JOIN blocks n INDEXED BY blocks_by_pack ON n.pack = b.pack AND n.offset >= b.offset
-             WHERE b.id = ?1 ORDER BY n.offset LIMIT ?2",
+        let mut at = self.conn.prepare_cached(
+            "SELECT p.name, p.state, b.pack, b.offset FROM blocks b JOIN packs p ON p.id = b.pack
+             WHERE b.id = ?1",
         )?;
-        let rows = stmt.query_map(params![&id.0[..], ahead], located_from_row)?;
+        let Some((pack, state, pack_row, offset)) = at
+            .query_row([&id.0[..]], |r| {
+                let state = if r.get_ref(1)?.as_str()? == "stored" {
+                    PackState::Stored
+                } else {
+                    PackState::InTransit
+                };
+                Ok((
+                    PackId(blob32(r, 0)?),
+                    state,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()?
+        else {
+            return Ok(Vec::new());
+        };
+        // The run is read from the covering index alone (no search of the table per block).
+        let mut run = self.conn.prepare_cached(
+            "SELECT id, offset, stored_len, raw_len FROM blocks INDEXED BY blocks_by_pack
+             WHERE pack = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
+        )?;
+        let rows = run.query_map(params![pack_row, offset, ahead], |r| {
+            Ok((
+                BlockId(blob32(r, 0)?),
+                (
+                    BlockLocation {
+                        pack,
+                        offset: r.get::<_, i64>(1)? as u64,
+                        stored_len: r.get(2)?,
+                        raw_len: r.get(3)?,
+                    },
+                    state,
+                ),
+            ))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

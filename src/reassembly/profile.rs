@@ -229,6 +229,12 @@ fn read_all(reader: &BlockReader<'_>, files: &[BlockMap], threads: usize) -> Res
             let Some(take) = files.get(start..files.len().min(start + FILES_PER_TAKE)) else {
                 return Ok(());
             };
+            // As restore does: where the taken files' blocks are, in one catalog query.
+            let ids: Vec<BlockId> = take
+                .iter()
+                .flat_map(|map| map.blocks.iter().map(|&(_, id, _)| id))
+                .collect();
+            reader.expect(&ids);
             for map in take {
                 bytes.fetch_add(read_file(reader, map, &mut buf)?, Ordering::Relaxed);
             }

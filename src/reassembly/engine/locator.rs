@@ -28,6 +28,10 @@ const RECENT_ANSWERS: NonZeroUsize = match NonZeroUsize::new(1 << 16) {
 /// Blocks located at once on a miss: the block and those after it in its pack.
 const FOLLOWERS: u32 = 256;
 
+/// At most this many of the blocks a caller expects are located ahead: a quarter of the
+/// recent answers, so what is located ahead is still there when its reads come.
+const EXPECTED_AHEAD: usize = RECENT_ANSWERS.get() / 4;
+
 /// The locator of one reader, shared with its read-ahead threads.
 pub(super) struct Locator {
     /// A read connection of its own (SQLite connections are not shared between threads).
@@ -64,13 +68,42 @@ impl Locator {
             return catalog.locate_block(id).ok().flatten();
         };
         drop(catalog);
-        let mut recent = self.recent();
-        for (block, (loc, state)) in run.into_iter().rev() {
-            if state == PackState::Stored {
-                recent.put(block, loc);
-            }
-        }
+        self.remember(run);
         Some(found)
+    }
+
+    /// Locates ahead those of `ids` not answered recently, so that their reads find them
+    /// cached. Readers that know what comes next (the files a restore is about to write, a
+    /// directory's files) call this.
+    ///
+    /// The first unknown block is asked with the run that follows it in its pack (a range of
+    /// the pack-order index, about 0.1 us a block); those the run did not cover are then asked
+    /// by id in one query (a search each, about 2 us). Blocks written in the order they are
+    /// read cost one range read per pack; scattered ones cost a search each.
+    pub(super) fn expect(&self, ids: &[BlockId]) {
+        let ask: Vec<BlockId> = {
+            let recent = self.recent();
+            ids.iter()
+                .take(EXPECTED_AHEAD)
+                .filter(|id| **id != BlockId::ZERO && !recent.contains(id))
+                .copied()
+                .collect()
+        };
+        let Some(first) = ask.first() else {
+            return;
+        };
+        let run = self
+            .catalog()
+            .locate_with_followers(first, FOLLOWERS)
+            .unwrap_or_default();
+        self.remember(run);
+        let rest: Vec<BlockId> = {
+            let recent = self.recent();
+            ask.into_iter().filter(|id| !recent.contains(id)).collect()
+        };
+        if !rest.is_empty() {
+            self.locate_stored(&rest);
+        }
     }
 
     /// Where those of `ids` are that lie in stored packs, asking the catalog once for all
@@ -104,6 +137,17 @@ impl Locator {
             found.extend(answers);
         }
         found
+    }
+
+    /// Caches the answers of a run that lie in stored packs, the run's first block last (the
+    /// most recently used).
+    fn remember(&self, run: Vec<(BlockId, (BlockLocation, PackState))>) {
+        let mut recent = self.recent();
+        for (block, (loc, state)) in run.into_iter().rev() {
+            if state == PackState::Stored {
+                recent.put(block, loc);
+            }
+        }
     }
 
     fn recent(

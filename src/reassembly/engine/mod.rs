@@ -79,6 +79,13 @@ impl Engine {
         self.locator.locate(id)
     }
 
+    /// Locates `ids` ahead of their reads, in one catalog query (timed as locating).
+    fn expect(&self, ids: &[BlockId]) {
+        let t = Instant::now();
+        self.locator.expect(ids);
+        self.counters.count_located(t);
+    }
+
     /// Where a block's frame is, if it can be read now (timed as locating).
     fn locate_readable(&self, id: &BlockId) -> Result<BlockLocation, StoreError> {
         let t = Instant::now();

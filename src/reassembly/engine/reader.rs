@@ -171,6 +171,12 @@ impl<'v> BlockReader<'v> {
         }
     }
 
+    /// Says which blocks are read next: their locations are asked of the catalog in one
+    /// query, rather than one query each as the reads reach them.
+    pub fn expect(&self, ids: &[BlockId]) {
+        self.engine.expect(ids);
+    }
+
     /// Reads and decodes one block without the cache (benchmarks, scrubbing).
     pub fn read_block_uncached(&self, id: &BlockId) -> Result<Vec<u8>, StoreError> {
         self.engine.load(&self.vault, id)

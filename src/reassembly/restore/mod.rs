@@ -38,6 +38,7 @@ use crate::catalog::{CatalogError, Entry, EntryKind, PointState};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::progress::Progress;
+use crate::store::BlockId;
 
 /// What to restore and how.
 #[derive(Clone, Debug, Default)]
@@ -228,6 +229,9 @@ fn leave_out_vault(plan: &mut RestorePlan, target: &Path, vault: &Path) -> Optio
     })
 }
 
+/// Files whose blocks are located with one catalog query before they are written.
+const FILES_LOCATED_TOGETHER: usize = 16;
+
 /// Applies a plan.
 pub fn apply(
     reader: &PointReader<'_>,
@@ -250,13 +254,28 @@ pub fn apply(
     report.dirs = make_dirs(&target, plan, overwrite)?;
     let (files, links) = hardlink_groups(plan);
     let outcomes: Vec<FileOutcome> = files
-        .par_iter()
-        .map(|item| {
-            if interrupted.load(Ordering::Relaxed) {
-                return FileOutcome::Interrupted;
-            }
-            write::restore_file(reader, &target, item, overwrite, progress)
+        .par_chunks(FILES_LOCATED_TOGETHER)
+        .map(|chunk| {
+            let ids: Vec<BlockId> = chunk
+                .iter()
+                .filter_map(|item| item.blocks.as_ref())
+                .flat_map(|map| map.blocks.iter().map(|&(_, id, _)| id))
+                .collect();
+            reader.blocks().expect(&ids);
+            let outcomes: Vec<FileOutcome> = chunk
+                .iter()
+                .map(|item| {
+                    if interrupted.load(Ordering::Relaxed) {
+                        return FileOutcome::Interrupted;
+                    }
+                    write::restore_file(reader, &target, item, overwrite, progress)
+                })
+                .collect();
+            outcomes
         })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flatten()
         .collect();
     let damaged_inodes = record_files(&mut report, &files, outcomes)?;
     make_links(&mut report, &target, &links, &damaged_inodes, overwrite)?;
