@@ -78,12 +78,18 @@ pub enum Error {
     NoSuchPoint { query: String },
     #[error("recovery point prefix {query:?} is ambiguous")]
     AmbiguousPoint { query: String },
+    #[error(
+        "{query:?} is ambiguous: the vault holds points of several sources ({series}); choose one with --source PATH or --host NAME"
+    )]
+    AmbiguousLatest { query: String, series: String },
     #[error("no {path:?} in recovery point {point}")]
     NoSuchPath { point: String, path: String },
     #[error("{path:?} in recovery point {point} is not a regular file")]
     NotAFile { point: String, path: String },
     #[error("restore target {} is not empty (use --overwrite to restore into it)", .path.display())]
     TargetNotEmpty { path: PathBuf },
+    #[error("{} exists: add --overwrite to restore over it", .path.display())]
+    OriginalExists { path: PathBuf },
     #[error("restore target {} {why}", .path.display())]
     UnsafeTarget { path: PathBuf, why: String },
     #[error("invalid argument: {0}")]
@@ -132,7 +138,9 @@ impl Error {
             Error::Interrupted => exit::INTERRUPTED,
             Error::CatalogIntact { .. } => exit::CATALOG_INTACT,
             Error::StaleCatalog { .. } => exit::STALE_CATALOG,
-            Error::InvalidArgument(_) | Error::UnsafeTarget { .. } => exit::USAGE,
+            Error::InvalidArgument(_)
+            | Error::UnsafeTarget { .. }
+            | Error::AmbiguousLatest { .. } => exit::USAGE,
             Error::Seed(e) => match e {
                 SeedError::NoJournal { .. }
                 | SeedError::BadJournal { .. }
@@ -166,6 +174,7 @@ impl Error {
             | Error::NoSuchPath { .. }
             | Error::NotAFile { .. }
             | Error::TargetNotEmpty { .. }
+            | Error::OriginalExists { .. }
             | Error::AwaitingSeed { .. }
             | Error::Io { .. }
             | Error::Store(_)

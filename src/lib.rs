@@ -32,6 +32,7 @@ pub mod reassembly;
 pub mod rebuild;
 pub mod retention;
 pub mod seed;
+pub mod select;
 pub mod stats;
 pub mod store;
 pub mod time;

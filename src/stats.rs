@@ -2,6 +2,7 @@
 //! compression saved.
 
 use crate::error::Result;
+use crate::select::PointFilter;
 use crate::vault::Vault;
 
 /// One point's line in the statistics.
@@ -40,8 +41,9 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// Computes the statistics.
-pub fn stats(vault: &Vault) -> Result<VaultStats> {
+/// Computes the statistics: the totals of the vault, and a line for each point `filter`
+/// passes.
+pub fn stats(vault: &Vault, filter: &PointFilter) -> Result<VaultStats> {
     let catalog = vault.catalog();
     let points = catalog.points()?;
     let (unique_bytes, stored_bytes) = catalog.store_totals()?;
@@ -55,6 +57,7 @@ pub fn stats(vault: &Vault) -> Result<VaultStats> {
         compression_ratio: ratio(unique_bytes, stored_bytes),
         per_point: points
             .iter()
+            .filter(|p| filter.matches(p))
             .map(|p| PointLine {
                 id: p.id.0.clone(),
                 time: crate::time::format_utc(p.started_ns),

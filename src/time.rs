@@ -36,6 +36,33 @@ pub fn format_utc(ns: i64) -> String {
     )
 }
 
+/// How long before `now_ns` the time `then_ns` was, as people say it: "just now",
+/// "5 minutes ago", "2 hours ago", "3 days ago", "7 weeks ago", "2 years ago" (a time after
+/// `now_ns`: "in the future").
+pub fn ago(now_ns: i64, then_ns: i64) -> String {
+    let secs = now_ns.saturating_sub(then_ns) / 1_000_000_000;
+    if secs < 0 {
+        return "in the future".into();
+    }
+    const UNITS: [(i64, &str); 5] = [
+        (365 * 86_400, "year"),
+        (7 * 86_400, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ];
+    // Two of the larger unit at least before it is used: "10 days ago", not "1 week ago".
+    for (i, (unit, name)) in UNITS.iter().enumerate() {
+        let floor = if i + 1 < UNITS.len() { 2 * unit } else { *unit };
+        if secs >= floor {
+            let n = secs / unit;
+            let plural = if n == 1 { "" } else { "s" };
+            return format!("{n} {name}{plural} ago");
+        }
+    }
+    "just now".into()
+}
+
 /// Parses a UTC time: `2026-11-24`, `2026-11-24 10:15`, `2026-11-24T10:15:03` (a trailing `Z`
 /// is allowed). Returns ns since the epoch, or what is wrong.
 pub fn parse_utc(text: &str) -> Result<i64, String> {
@@ -116,6 +143,27 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        let s = 1_000_000_000i64;
+        let now = 1_000_000 * s;
+        for (secs, want) in [
+            (0, "just now"),
+            (59, "just now"),
+            (60, "1 minute ago"),
+            (120, "2 minutes ago"),
+            (7_199, "119 minutes ago"),
+            (7_200, "2 hours ago"),
+            (3 * 86_400, "3 days ago"),
+            (13 * 86_400, "13 days ago"),
+            (15 * 86_400, "2 weeks ago"),
+            (800 * 86_400, "2 years ago"),
+            (-5, "in the future"),
+        ] {
+            assert_eq!(ago(now, now - secs * s), want, "{secs} s");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -24,6 +24,7 @@ use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
 use crate::lease::ReaderLease;
 use crate::lock::{Acquired, WriterLock};
+use crate::select::PointFilter;
 use crate::store::backend::{create_private_dir_all, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::store::meta_pack::{self, MetaPack};
 use crate::store::{Backend, BlockCodec, LocalBackend, PackId};
@@ -463,31 +464,52 @@ impl Vault {
         Ok(())
     }
 
-    /// Resolves `latest`, `latest~N` or an id prefix to a recovery point.
+    /// Adds and removes tags of `point`, sealed in the store as a change (a catalog rebuild
+    /// keeps it); returns the point's tags now. A tag is non-empty and holds no comma.
+    pub fn retag(
+        &self,
+        point: &RecoveryPoint,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<Vec<String>> {
+        if let Some(bad) = add.iter().find(|t| t.is_empty() || t.contains(',')) {
+            return Err(Error::InvalidArgument(format!(
+                "{bad:?} is not a tag: a tag is not empty and holds no comma"
+            )));
+        }
+        let mut tags: Vec<String> = point
+            .tags
+            .iter()
+            .filter(|t| !remove.contains(t))
+            .cloned()
+            .collect();
+        for tag in add {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        if tags != point.tags {
+            crate::rebuild::commit_change(
+                self,
+                &sealed::Event::Tags {
+                    at_ns: crate::time::now_ns(),
+                    point: point.id.0.clone(),
+                    tags: tags.clone(),
+                },
+            )?;
+        }
+        Ok(tags)
+    }
+
+    /// Resolves `latest`, `latest~N` or an id prefix to a recovery point (see
+    /// [`crate::select`]: `latest` needs the vault to hold one series of points).
     pub fn resolve_point(&self, query: &str) -> Result<RecoveryPoint> {
-        let points = self.catalog().points()?;
-        let not_found = || Error::NoSuchPoint {
-            query: query.to_string(),
-        };
-        if let Some(rest) = query.strip_prefix("latest") {
-            let back: usize = match rest.strip_prefix('~') {
-                Some(n) => n.parse().map_err(|_| not_found())?,
-                None if rest.is_empty() => 0,
-                None => return Err(not_found()),
-            };
-            return points.into_iter().rev().nth(back).ok_or_else(not_found);
-        }
-        if query.is_empty() {
-            return Err(not_found());
-        }
-        let mut matches = points.into_iter().filter(|p| p.id.0.starts_with(query));
-        let first = matches.next().ok_or_else(not_found)?;
-        if matches.next().is_some() {
-            return Err(Error::AmbiguousPoint {
-                query: query.to_string(),
-            });
-        }
-        Ok(first)
+        self.select_point(query, &PointFilter::default())
+    }
+
+    /// Resolves `latest`, `latest~N` or an id prefix among the points that pass `filter`.
+    pub fn select_point(&self, query: &str, filter: &PointFilter) -> Result<RecoveryPoint> {
+        crate::select::select(self.catalog().points()?, query, filter)
     }
 }
 

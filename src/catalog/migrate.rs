@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
@@ -17,6 +17,7 @@ const MIGRATIONS: [&str; 12] = [
     include_str!("../../catalog-schema/0010_blocks_by_pack_offset.sql"),
     include_str!("../../catalog-schema/0011_sealing_parts.sql"),
     include_str!("../../catalog-schema/0012_blocks_by_pack_covering.sql"),
+    include_str!("../../catalog-schema/0013_point_sources.sql"),
 ];
 
 /// The schema version this build writes.

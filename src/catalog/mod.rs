@@ -15,6 +15,8 @@ mod staging;
 pub mod tree_codec;
 pub mod tree_path;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -181,7 +183,29 @@ fn decode_xattrs(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
 const POINT_COLUMNS: &str =
     "id, parent, root_tree, source, host, tags, kind, state, started_ns, finished_ns, \
      files, dirs, bytes, files_changed, bytes_read, bytes_new, bytes_stored, errors, \
-     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs, awaiting_job, retain_until_ns";
+     root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs, awaiting_job, retain_until_ns, \
+     sources, root_path";
+
+/// A point's sources as the catalog stores them: raw bytes, NUL between paths.
+fn encode_sources(sources: &[PathBuf]) -> Vec<u8> {
+    sources
+        .iter()
+        .map(|p| p.as_os_str().as_bytes())
+        .collect::<Vec<_>>()
+        .join(&0u8)
+}
+
+/// The sources of a point: as stored, or for a point made before they were (`None`), its
+/// series name split at ", ".
+pub(crate) fn decode_sources(stored: Option<&[u8]>, source: &str) -> Vec<PathBuf> {
+    match stored {
+        Some(bytes) => bytes
+            .split(|&b| b == 0)
+            .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+            .collect(),
+        None => source.split(", ").map(PathBuf::from).collect(),
+    }
+}
 
 /// A point from a row of `SELECT {POINT_COLUMNS}`, read by column name. A value the schema
 /// allows but this build does not know (a kind, a state, the error list) is an error, never a
@@ -205,6 +229,14 @@ fn point_from_row(row: &Row<'_>) -> rusqlite::Result<RecoveryPoint> {
         parent: row.get::<_, Option<String>>("parent")?.map(RecoveryPointId),
         root_tree: TreeId(blob32(row, "root_tree")?),
         source: row.get("source")?,
+        sources: decode_sources(
+            row.get_ref("sources")?.as_blob_or_null()?,
+            row.get_ref("source")?.as_str()?,
+        ),
+        root_path: row
+            .get_ref("root_path")?
+            .as_blob_or_null()?
+            .map(|b| PathBuf::from(OsStr::from_bytes(b))),
         host: row.get("host")?,
         tags: tags
             .split(',')
@@ -829,7 +861,7 @@ fn insert_point(tx: &Connection, p: &RecoveryPoint) -> Result<()> {
     tx.execute(
         &format!(
             "INSERT INTO points ({POINT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
         ),
         params![
             p.id.0,
@@ -857,6 +889,8 @@ fn insert_point(tx: &Connection, p: &RecoveryPoint) -> Result<()> {
             encode_xattrs(&p.root.xattrs),
             p.awaiting_job,
             p.retain_until_ns,
+            encode_sources(&p.sources),
+            p.root_path.as_ref().map(|r| r.as_os_str().as_bytes()),
         ],
     )?;
     Ok(())

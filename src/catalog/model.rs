@@ -256,7 +256,15 @@ pub struct RecoveryPoint {
     pub id: RecoveryPointId,
     pub parent: Option<RecoveryPointId>,
     pub root_tree: TreeId,
+    /// The name of the point's series: its sources' paths joined by ", " (what `points`
+    /// shows, what an incremental's parent and a retention policy are looked up by).
     pub source: String,
+    /// Every source's absolute path, in the order given to the backup.
+    pub sources: Vec<std::path::PathBuf>,
+    /// Where the point's root directory was: the source directory of a point of one
+    /// directory, else the deepest directory holding every source, each source at its path
+    /// below it. `None` for points made before it was recorded (see [`Self::original_root`]).
+    pub root_path: Option<std::path::PathBuf>,
     pub host: String,
     pub tags: Vec<String>,
     pub kind: PointKind,
@@ -274,6 +282,28 @@ pub struct RecoveryPoint {
     pub retain_until_ns: Option<i64>,
 }
 
+impl RecoveryPoint {
+    /// Where the point's root directory was, for a restore to the original location. Points
+    /// made before it was recorded: the one source (a directory, as most are), or the
+    /// directory several sources share, if they share their parent (their layout then was one
+    /// entry per source); otherwise unknown.
+    pub fn original_root(&self) -> Option<std::path::PathBuf> {
+        if let Some(root) = &self.root_path {
+            return Some(root.clone());
+        }
+        match self.sources.as_slice() {
+            [one] => Some(one.clone()),
+            [first, rest @ ..] => {
+                let parent = first.parent()?;
+                rest.iter()
+                    .all(|s| s.parent() == Some(parent))
+                    .then(|| parent.to_path_buf())
+            }
+            [] => None,
+        }
+    }
+}
+
 #[cfg(test)]
 impl RecoveryPoint {
     /// A complete full point of `/src` on host `h` with root `root_tree`, for tests.
@@ -283,6 +313,8 @@ impl RecoveryPoint {
             parent: None,
             root_tree,
             source: "/src".into(),
+            sources: vec!["/src".into()],
+            root_path: Some("/src".into()),
             host: "h".into(),
             tags: vec![],
             kind: PointKind::Full,

@@ -104,7 +104,7 @@ impl Bulk<'_> {
     }
 
     /// Applies a sealed change made after a commit: a forgotten point leaves a tombstone (and
-    /// its row, if it has one, goes); a protection or a policy is set.
+    /// its row, if it has one, goes); a protection, a policy or a point's tags are set.
     pub fn event(&self, event: &Event) -> Result<()> {
         match event {
             Event::Forget { at_ns, points } => {
@@ -125,6 +125,12 @@ impl Bulk<'_> {
                 self.conn.execute(
                     "UPDATE points SET retain_until_ns = ?2 WHERE id = ?1",
                     params![point, until_ns],
+                )?;
+            }
+            Event::Tags { point, tags, .. } => {
+                self.conn.execute(
+                    "UPDATE points SET tags = ?2 WHERE id = ?1",
+                    params![point, tags.join(",")],
                 )?;
             }
             Event::Policy { source, policy, .. } => match policy {

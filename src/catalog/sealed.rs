@@ -24,6 +24,8 @@
 //! metadata pack, which holds the point, names them (record 9). A rebuild reads parts like any
 //! metadata pack; settling a commit cut off by a crash reads the parts its last pack names.
 
+use std::os::unix::ffi::OsStringExt;
+
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -120,6 +122,12 @@ pub enum Event {
         source: String,
         policy: Option<String>,
     },
+    /// A point's tags set to these.
+    Tags {
+        at_ns: i64,
+        point: String,
+        tags: Vec<String>,
+    },
 }
 
 impl Event {
@@ -128,7 +136,8 @@ impl Event {
         match self {
             Event::Forget { at_ns, .. }
             | Event::Protect { at_ns, .. }
-            | Event::Policy { at_ns, .. } => *at_ns,
+            | Event::Policy { at_ns, .. }
+            | Event::Tags { at_ns, .. } => *at_ns,
         }
     }
 }
@@ -444,6 +453,13 @@ struct PointJson {
     awaiting_job: Option<String>,
     #[serde(default)]
     retain_until_ns: Option<i64>,
+    /// Each source's absolute path, raw bytes in hex (paths need not be UTF-8). Absent in
+    /// records sealed before sources were kept: read from `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sources: Option<Vec<String>>,
+    /// Where the point's root was, raw bytes in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root_path: Option<String>,
 }
 
 impl From<&RecoveryPoint> for PointJson {
@@ -474,6 +490,16 @@ impl From<&RecoveryPoint> for PointJson {
             root_xattrs: encode_xattrs(&p.root.xattrs).map(hex::encode),
             awaiting_job: p.awaiting_job.clone(),
             retain_until_ns: p.retain_until_ns,
+            sources: Some(
+                p.sources
+                    .iter()
+                    .map(|s| hex::encode(std::os::unix::ffi::OsStrExt::as_bytes(s.as_os_str())))
+                    .collect(),
+            ),
+            root_path: p
+                .root_path
+                .as_ref()
+                .map(|r| hex::encode(std::os::unix::ffi::OsStrExt::as_bytes(r.as_os_str()))),
         }
     }
 }
@@ -492,11 +518,29 @@ impl TryFrom<PointJson> for RecoveryPoint {
                 .and_then(|b| decode_xattrs(&b))
                 .ok_or(Malformed("bad root xattrs"))?,
         };
+        let sources = match &j.sources {
+            Some(list) => list
+                .iter()
+                .map(|h| {
+                    hex::decode(h)
+                        .map(|b| std::path::PathBuf::from(std::ffi::OsString::from_vec(b)))
+                        .map_err(|_| Malformed("bad source path"))
+                })
+                .collect::<Result<_, _>>()?,
+            None => super::decode_sources(None, &j.source),
+        };
         Ok(RecoveryPoint {
             id: RecoveryPointId(j.id),
             parent: j.parent.map(RecoveryPointId),
             root_tree: TreeId(root_tree),
             source: j.source,
+            sources,
+            root_path: match &j.root_path {
+                Some(h) => Some(std::path::PathBuf::from(std::ffi::OsString::from_vec(
+                    hex::decode(h).map_err(|_| Malformed("bad root path"))?,
+                ))),
+                None => None,
+            },
             host: j.host,
             tags: j.tags,
             kind: PointKind::parse(&j.kind).ok_or(Malformed("unknown point kind"))?,
@@ -537,6 +581,11 @@ mod tests {
             parent: Some(RecoveryPointId("fedcba9876543210".into())),
             root_tree: TreeId([4; 32]),
             source: "/data".into(),
+            sources: vec![
+                "/data".into(),
+                std::ffi::OsString::from_vec(b"/x/\xff".to_vec()).into(),
+            ],
+            root_path: Some("/".into()),
             host: "h".into(),
             tags: vec!["a".into(), "b".into()],
             kind: PointKind::Incremental,

@@ -393,6 +393,8 @@ mod tests {
             parent: None,
             root_tree: root,
             source: format!("/{id}"),
+            sources: vec![format!("/{id}").into()],
+            root_path: Some(format!("/{id}").into()),
             host: "h".into(),
             tags: vec![],
             kind: if job.is_some() {

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use synvault::reassembly::profile::{bench_point, BenchOptions, BenchReport};
 use synvault::{Error, PointState, ReaderOptions};
 
+use super::filters::FilterArgs;
 use super::output::{bytes, json};
 use super::{size, Cli};
 
@@ -26,6 +27,8 @@ struct ReassemblyArgs {
     /// `latest`, `latest~N` or an id prefix.
     #[arg(default_value = "latest")]
     point: String,
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Size of the decoded-block cache (e.g. 256M, 1G).
     #[arg(long, value_name = "SIZE", default_value = "256M")]
     cache_size: String,
@@ -41,7 +44,7 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<u8> {
     let BenchWhat::Reassembly(args) = &args.what;
     let cache_bytes = size::cache_size(&args.cache_size)?;
     let vault = Arc::new(cli.open_vault()?);
-    let point = vault.resolve_point(&args.point)?;
+    let point = vault.select_point(&args.point, &args.filters.filter())?;
     if matches!(point.state, PointState::AwaitingSeed | PointState::Running) {
         return Err(Error::AwaitingSeed {
             point: point.id.short().into(),

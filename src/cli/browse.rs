@@ -7,11 +7,18 @@ use synvault::catalog::tree_path::TreePath;
 use synvault::catalog::{CatalogError, TreeId};
 use synvault::{BlockReader, Entry, EntryKind, Error, PointReader, PointState};
 
+use super::filters::FilterArgs;
 use super::output::{bytes, json, short, write_bytes};
 use super::{split_point_path, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault points
+  synvault points --source /home/me/Documents --since 2026-11-01
+  synvault points --tag daily --json")]
 pub struct PointsArgs {
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -22,11 +29,17 @@ pub struct PointsArgs {
 #[derive(serde::Serialize)]
 struct PointJson<'a> {
     id: &'a str,
+    /// When the backup started (UTC).
     time: String,
+    /// When it ended (UTC).
+    end_time: String,
     parent: Option<&'a str>,
     kind: &'a str,
     state: &'a str,
+    /// The series' name: the sources joined by ", ".
     source: &'a str,
+    /// Each source's absolute path.
+    sources: Vec<String>,
     host: &'a str,
     tags: &'a [String],
     files: u64,
@@ -41,17 +54,19 @@ struct PointJson<'a> {
 
 pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let points = vault.catalog().points()?;
+    let points = args.filters.filter().apply(vault.catalog().points()?);
     if args.json {
         let out: Vec<_> = points
             .iter()
             .map(|p| PointJson {
                 id: &p.id.0,
                 time: synvault::time::format_utc(p.started_ns),
+                end_time: synvault::time::format_utc(p.finished_ns),
                 parent: p.parent.as_ref().map(|id| id.0.as_str()),
                 kind: p.kind.as_str(),
                 state: p.state.as_str(),
                 source: &p.source,
+                sources: p.sources.iter().map(|s| s.display().to_string()).collect(),
                 host: &p.host,
                 tags: &p.tags,
                 files: p.stats.files,
@@ -71,24 +86,42 @@ pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
         json(&out)?;
         return Ok(synvault::exit::SUCCESS);
     }
+    let now = synvault::time::now_ns();
+    let host_width = points
+        .iter()
+        .map(|p| p.host.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     outln!(
-        "{:<8}  {:<20}  {:<11}  {:<13}  {:>8}  {:>10}  source",
+        "{:<8}  {:<20}  {:<16}  {:<11}  {:<13}  {:>8}  {:>10}  {:<host_width$}  {:<12}  source",
         "id",
         "time (UTC)",
+        "age",
         "kind",
         "state",
         "files",
-        "size"
+        "size",
+        "host",
+        "tags",
     );
     for p in &points {
+        let tags = if p.tags.is_empty() {
+            "-".to_string()
+        } else {
+            p.tags.join(",")
+        };
         outln!(
-            "{:<8}  {:<20}  {:<11}  {:<13}  {:>8}  {:>10}  {}",
+            "{:<8}  {:<20}  {:<16}  {:<11}  {:<13}  {:>8}  {:>10}  {:<host_width$}  {:<12}  {}",
             p.id.short(),
             synvault::time::format_utc(p.started_ns),
+            synvault::time::ago(now, p.started_ns),
             p.kind.as_str(),
             p.state.as_str(),
             p.stats.files,
             bytes(p.stats.bytes),
+            p.host,
+            tags,
             p.source
         );
     }
@@ -97,9 +130,15 @@ pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault ls latest
+  synvault ls -r latest~2 etc/ssh
+  synvault ls latest --source /home/me/Documents --json")]
 pub struct LsArgs {
     /// `latest`, `latest~N` or an id prefix.
     point: String,
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Directory inside the point.
     #[arg(default_value = "")]
     path: String,
@@ -136,11 +175,18 @@ fn mode_string(e: &Entry) -> String {
         EntryKind::Socket => 's',
     };
     let mut s = String::from(kind);
-    for shift in [6, 3, 0] {
+    // Owner, group, others: the special bit of each (setuid, setgid, sticky) shows in its
+    // execute place, lower case when execute is set too, as `ls -l` prints it.
+    for (shift, special, mark) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (e.mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (bits & 1 != 0, e.mode & special != 0) {
+            (true, true) => mark,
+            (false, true) => mark.to_ascii_uppercase(),
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -219,7 +265,7 @@ fn print_entry(path: &str, e: &Entry, as_json: bool, first: &mut bool) -> anyhow
 /// listing a million entries takes no more memory than listing ten.
 pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let point = vault.resolve_point(&args.point)?;
+    let point = vault.select_point(&args.point, &args.filters.filter())?;
     let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
     let start = reader.lookup(args.path.as_bytes())?;
     let prefix = args.path.trim_end_matches('/').to_string();
@@ -248,15 +294,20 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault cat latest:etc/hosts
+  synvault cat latest --source /home/me/Documents:notes.txt > notes.txt")]
 pub struct CatArgs {
     /// POINT:PATH of a regular file.
     target: String,
+    #[command(flatten)]
+    filters: FilterArgs,
 }
 
 pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let (query, path) = split_point_path(&args.target);
-    let point = vault.resolve_point(query)?;
+    let point = vault.select_point(query, &args.filters.filter())?;
     if point.state == PointState::AwaitingSeed {
         return Err(Error::AwaitingSeed {
             point: point.id.short().into(),
@@ -282,7 +333,13 @@ pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault stats
+  synvault stats --source /home/me/Documents --json")]
 pub struct StatsArgs {
+    /// List only the points these select (the totals stay the vault's).
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -290,7 +347,7 @@ pub struct StatsArgs {
 
 pub fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let stats = synvault::stats::stats(&vault)?;
+    let stats = synvault::stats::stats(&vault, &args.filters.filter())?;
     if args.json {
         json(&stats)?;
         return Ok(synvault::exit::SUCCESS);
@@ -322,4 +379,45 @@ pub fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<u8> {
     outln!("dedup ratio       {:.2}", stats.dedup_ratio);
     outln!("compression ratio {:.2}", stats.compression_ratio);
     Ok(synvault::exit::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: EntryKind, mode: u32) -> Entry {
+        Entry {
+            name: b"x".to_vec(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            size: 0,
+            inode: 1,
+            nlink: 1,
+            content: None,
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn mode_strings_keep_setuid_setgid_and_sticky_as_ls_prints_them() {
+        for (kind, mode, want) in [
+            (EntryKind::File, 0o644, "-rw-r--r--"),
+            (EntryKind::File, 0o4755, "-rwsr-xr-x"),
+            (EntryKind::File, 0o4644, "-rwSr--r--"),
+            (EntryKind::File, 0o2755, "-rwxr-sr-x"),
+            (EntryKind::File, 0o2745, "-rwxr-Sr-x"),
+            (EntryKind::Dir, 0o1777, "drwxrwxrwt"),
+            (EntryKind::Dir, 0o1776, "drwxrwxrwT"),
+            (EntryKind::Symlink, 0o777, "lrwxrwxrwx"),
+        ] {
+            assert_eq!(mode_string(&entry(kind, mode)), want, "{mode:o}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod backup;
 mod bench;
 mod browse;
 mod catalog;
+mod filters;
 mod init;
 mod mount;
 pub(crate) mod output;
@@ -20,6 +21,7 @@ mod restore;
 mod retention;
 mod seed;
 mod size;
+mod tag;
 mod verify;
 
 use std::path::PathBuf;
@@ -61,6 +63,8 @@ enum Command {
     Ls(browse::LsArgs),
     /// Write one file of a point to standard output.
     Cat(browse::CatArgs),
+    /// Add or remove a point's tags.
+    Tag(tag::TagArgs),
     /// Restore a point, or a path of it, into a directory.
     Restore(restore::RestoreArgs),
     /// Check the vault: packs present and sized right; with --read-data, every byte.
@@ -95,6 +99,7 @@ pub fn run() -> anyhow::Result<u8> {
         },
         Command::Ls(args) => browse::ls(&cli, args),
         Command::Cat(args) => browse::cat(&cli, args),
+        Command::Tag(args) => tag::run(&cli, args),
         Command::Restore(args) => restore::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Stats(args) => browse::stats(&cli, args),

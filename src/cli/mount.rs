@@ -8,6 +8,7 @@ use clap::Args;
 use synvault::mount::{self, MountOptions};
 use synvault::{BlockReader, Error, Layout, PointState, ReaderOptions, View};
 
+use super::filters::FilterArgs;
 use super::{interrupt_flag, size, Cli};
 
 #[derive(Debug, Args)]
@@ -18,6 +19,9 @@ pub struct MountArgs {
     /// whole vault: latest, points/<UTC time>/, sources/<source>/<UTC time>/.
     #[arg(long, value_name = "POINT")]
     point: Option<String>,
+    /// With --point: the filters that choose it.
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Let other users see the files (needs user_allow_other in /etc/fuse.conf unless root).
     #[arg(long)]
     allow_other: bool,
@@ -86,7 +90,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     let layout = match &args.point {
         None => Layout::Vault,
         Some(query) => {
-            let point = vault.resolve_point(query)?;
+            let point = vault.select_point(query, &args.filters.filter())?;
             if matches!(point.state, PointState::AwaitingSeed | PointState::Running) {
                 return Err(Error::AwaitingSeed {
                     point: point.id.short().into(),

@@ -8,16 +8,30 @@ use synvault::{BlockReader, PointReader, ReaderOptions, RestoreOptions, RestoreR
 
 const RESTORE_CACHE_BYTES: usize = 32 << 20;
 
+use super::filters::FilterArgs;
 use super::output::{after_report, bytes, Bar};
 use super::{code_for, interrupt_flag, split_point_path, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault restore latest --target /tmp/restored
+  synvault restore latest~3:etc/ssh --target /tmp/ssh --source /etc
+  synvault restore latest --source /home/me/Documents --to-original --overwrite
+
+A point of one directory restores that directory's contents into the target. A point of
+several sources holds each at its path below the directory they share (see README).")]
 pub struct RestoreArgs {
     /// POINT[:PATH] — `latest`, `latest~N` or an id prefix, optionally a path inside it.
     point: String,
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Directory to restore into (created if missing).
-    #[arg(long, value_name = "DIR")]
-    target: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "to_original")]
+    target: Option<PathBuf>,
+    /// Restore each source to the path it was backed up from; where something is there
+    /// already, only with --overwrite.
+    #[arg(long, conflicts_with = "target")]
+    to_original: bool,
     /// Restore only paths matching GLOB (repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
@@ -32,7 +46,7 @@ pub struct RestoreArgs {
 pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let (query, path) = split_point_path(&args.point);
-    let point = vault.resolve_point(query)?;
+    let point = vault.select_point(query, &args.filters.filter())?;
     // Restore reads each block about once: a small cache (for blocks shared between files)
     // keeps memory low; the work is spread over files and blocks, not read ahead.
     let blocks = Arc::new(BlockReader::with_options(
@@ -45,7 +59,7 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
     )?);
     let reader = PointReader::new(&vault, point, blocks);
     let options = RestoreOptions {
-        target: args.target.clone(),
+        target: args.target.clone().unwrap_or_default(),
         path: path.as_bytes().to_vec(),
         include: args.include.clone(),
         exclude: args.exclude.clone(),
@@ -53,7 +67,16 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
     };
     let bar = Bar::new("restore");
     let started = std::time::Instant::now();
-    let report = synvault::restore(&reader, &options, &bar, &interrupt_flag());
+    let report = if args.to_original {
+        synvault::reassembly::restore::restore_to_original(
+            &reader,
+            &options,
+            &bar,
+            &interrupt_flag(),
+        )
+    } else {
+        synvault::restore(&reader, &options, &bar, &interrupt_flag())
+    };
     bar.finish();
     let report = report?;
     for warning in &report.warnings {

@@ -108,16 +108,6 @@ pub fn canonical_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             std::fs::canonicalize(p).map_err(|_| Error::MissingSource { path: p.clone() })?;
         out.push(canon);
     }
-    let mut names: Vec<_> = out
-        .iter()
-        .map(|p| p.file_name().map(|n| n.to_owned()))
-        .collect();
-    names.sort();
-    if out.len() > 1 && names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Error::InvalidArgument(
-            "two backup paths end in the same name".into(),
-        ));
-    }
     Ok(out)
 }
 
@@ -342,6 +332,8 @@ fn run_backup(
             target,
             parent: parent.as_ref(),
             source,
+            root_path: walk::root_path(&sources),
+            sources: sources.clone(),
             root_tree,
             root: root_meta(walker.root_entry(), started_ns),
             started_ns,
@@ -406,6 +398,8 @@ struct NewPoint<'a> {
     target: Target<'a>,
     parent: Option<&'a RecoveryPoint>,
     source: String,
+    sources: Vec<PathBuf>,
+    root_path: PathBuf,
     root_tree: TreeId,
     root: RootMeta,
     started_ns: i64,
@@ -427,6 +421,8 @@ fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
         parent: p.parent.map(|parent| parent.id.clone()),
         root_tree: p.root_tree,
         source: p.source,
+        sources: p.sources,
+        root_path: Some(p.root_path),
         host: rustix::system::uname()
             .nodename()
             .to_string_lossy()

@@ -82,8 +82,9 @@ struct Frame {
     dev: u64,
     /// Names still to visit, last first.
     names: Vec<Vec<u8>>,
-    /// For the synthetic root: the source paths of `names`, popped with them.
-    sources: Vec<PathBuf>,
+    /// For a synthetic directory (the root of several sources, or one on the way to a
+    /// source): where each of `names` leads, popped with them.
+    sources: Vec<Origin>,
     /// The parent point's listing of this directory, by name.
     before: HashMap<Vec<u8>, Entry>,
     /// One slot per child visited, in visiting order; `None` while it is made, and for a file
@@ -95,6 +96,124 @@ struct Frame {
     walked: bool,
     /// Where this directory's entry goes; `None` for the point's root.
     slot: Option<Slot>,
+}
+
+/// A name in a synthetic directory of a point of several sources.
+#[derive(Debug, PartialEq, Eq)]
+enum Origin {
+    /// A source: walked whole.
+    Source(PathBuf),
+    /// A directory on the way to sources (its metadata is kept, not its other children),
+    /// with the names below it that lead to them, in listing order.
+    Between {
+        path: PathBuf,
+        below: Vec<(Vec<u8>, Origin)>,
+    },
+}
+
+/// Where the root of a point of `sources` (canonical, non-empty) lies: the one source
+/// directory itself when there is one, else the deepest directory holding every source.
+pub fn root_path(sources: &[PathBuf]) -> PathBuf {
+    if let [source] = sources {
+        if source.is_dir() {
+            return source.clone();
+        }
+    }
+    let parents: Vec<&Path> = sources
+        .iter()
+        .map(|s| s.parent().unwrap_or(Path::new("/")))
+        .collect();
+    let mut common: PathBuf = parents
+        .first()
+        .map_or_else(|| "/".into(), |p| p.to_path_buf());
+    for parent in &parents[1..] {
+        while !parent.starts_with(&common) {
+            if !common.pop() {
+                break;
+            }
+        }
+    }
+    common
+}
+
+/// The synthetic root of several sources (or of one that is not a directory): each source at
+/// its path below [`root_path`], with the directories between kept as directories. Sources
+/// that overlap (one inside another, or one given twice) are refused.
+fn layout(root: &Path, sources: &[PathBuf]) -> Result<Vec<(Vec<u8>, Origin)>> {
+    let mut top: Vec<(Vec<u8>, Origin)> = Vec::new();
+    let mut sorted: Vec<&PathBuf> = sources.iter().collect();
+    sorted.sort();
+    for source in sorted {
+        let rel = source.strip_prefix(root).map_err(|_| lost_source(source))?;
+        let names: Vec<Vec<u8>> = rel
+            .components()
+            .map(|c| c.as_os_str().as_bytes().to_vec())
+            .collect();
+        let Some((last, between)) = names.split_last() else {
+            return Err(lost_source(source));
+        };
+        let mut level = &mut top;
+        let mut path = root.to_path_buf();
+        for name in between {
+            path.push(OsStr::from_bytes(name));
+            let at = match level.iter().position(|(n, _)| n == name) {
+                Some(at) => at,
+                None => {
+                    level.push((
+                        name.clone(),
+                        Origin::Between {
+                            path: path.clone(),
+                            below: Vec::new(),
+                        },
+                    ));
+                    level.len() - 1
+                }
+            };
+            level = match &mut level[at].1 {
+                Origin::Between { below, .. } => below,
+                Origin::Source(outer) => return Err(overlap(source, outer)),
+            };
+        }
+        if let Some((_, taken)) = level.iter().find(|(n, _)| n == last) {
+            let outer = match taken {
+                Origin::Source(outer) => outer.clone(),
+                Origin::Between { path, .. } => path.clone(),
+            };
+            return Err(overlap(source, &outer));
+        }
+        level.push((last.clone(), Origin::Source(source.clone())));
+    }
+    Ok(top)
+}
+
+fn overlap(source: &Path, other: &Path) -> Error {
+    let (inner, outer) = if source.starts_with(other) {
+        (source, other)
+    } else {
+        (other, source)
+    };
+    if inner == outer {
+        Error::InvalidArgument(format!("{} is given twice", inner.display()))
+    } else {
+        Error::InvalidArgument(format!(
+            "backup paths overlap: {} is inside {}",
+            inner.display(),
+            outer.display()
+        ))
+    }
+}
+
+fn lost_source(source: &Path) -> Error {
+    Error::InvalidArgument(format!(
+        "cannot place {} in the point (a defect of synvault)",
+        source.display()
+    ))
+}
+
+/// Splits a synthetic directory's children into the frame's `names` and `sources`, last
+/// first.
+fn frame_children(children: Vec<(Vec<u8>, Origin)>) -> (Vec<Vec<u8>>, Vec<Origin>) {
+    children.into_iter().rev().unzip()
 }
 
 /// The source walk of one backup (see the module doc).
@@ -178,7 +297,8 @@ fn unchanged(now: &Entry, before: &Entry) -> bool {
 
 impl<'a> Walker<'a> {
     /// A walk of `sources` (canonical paths) against the parent point's root tree. One
-    /// directory is the root itself; otherwise each path is one entry of a synthetic root.
+    /// directory is the root itself; otherwise the root is [`root_path`], synthetic, holding
+    /// each source at its path below it (see [`layout`]).
     pub fn new(
         vault: &'a Vault,
         sources: &[PathBuf],
@@ -212,16 +332,13 @@ impl<'a> Walker<'a> {
                 return Ok(walker);
             }
         }
-        let mut names = Vec::new();
-        for source in sources.iter().rev() {
-            names.push(source_name(source));
-        }
+        let (names, sources) = frame_children(layout(&root_path(sources), sources)?);
         let id = walker.push_frame(Frame {
             path: PathBuf::new(),
             entry: None,
             dev: 0,
             names,
-            sources: sources.iter().rev().cloned().collect(),
+            sources,
             before: walker.listing(parent_root)?,
             children: Vec::new(),
             pending: 0,
@@ -248,7 +365,11 @@ impl<'a> Walker<'a> {
         let before = frame.before.remove(&name);
         let (dev, is_sources) = (frame.dev, !frame.sources.is_empty());
         let path = match frame.sources.pop() {
-            Some(source) => source,
+            Some(Origin::Source(source)) => source,
+            Some(Origin::Between { path, below }) => {
+                self.enter_between(path, &name, below, before, top)?;
+                return Ok(Step::Walked);
+            }
             None => frame.path.join(OsStr::from_bytes(&name)),
         };
         if !is_sources
@@ -437,6 +558,44 @@ impl<'a> Walker<'a> {
             slot,
         });
         self.stack.push(id);
+    }
+
+    /// Enters a directory on the way to sources: its own metadata, and only the names that
+    /// lead to them.
+    fn enter_between(
+        &mut self,
+        path: PathBuf,
+        name: &[u8],
+        below: Vec<(Vec<u8>, Origin)>,
+        before: Option<Entry>,
+        at: u64,
+    ) -> Result<()> {
+        let meta = path
+            .symlink_metadata()
+            .map_err(|_| Error::MissingSource { path: path.clone() })?;
+        let entry = crate::fsmeta::entry_from_metadata(name, &path, &meta)
+            .map_err(Error::io("cannot read the metadata of", &path))?;
+        let parent_tree = before
+            .filter(|b| b.kind == EntryKind::Dir)
+            .and_then(|b| b.subtree);
+        let before = self.listing(parent_tree)?;
+        let slot = self.reserve(at)?;
+        let (names, sources) = frame_children(below);
+        self.stats.dirs += 1;
+        let id = self.push_frame(Frame {
+            path,
+            entry: Some(entry),
+            dev: meta.dev(),
+            names,
+            sources,
+            before,
+            children: Vec::new(),
+            pending: 0,
+            walked: false,
+            slot: Some(slot),
+        });
+        self.stack.push(id);
+        Ok(())
     }
 
     /// A directory on another file system, kept empty (as restic does with
@@ -632,6 +791,67 @@ fn boundary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    fn source(path: &str) -> Origin {
+        Origin::Source(path.into())
+    }
+
+    #[test]
+    fn several_sources_lie_at_their_paths_below_the_directory_they_share() {
+        let siblings = paths(&["/home/u/Pictures", "/home/u/Documents"]);
+        assert_eq!(root_path(&siblings), Path::new("/home/u"));
+        assert_eq!(
+            layout(Path::new("/home/u"), &siblings).unwrap(),
+            vec![
+                (b"Documents".to_vec(), source("/home/u/Documents")),
+                (b"Pictures".to_vec(), source("/home/u/Pictures")),
+            ]
+        );
+        // Two sources of one name: each under the directories that lead to it.
+        let same_name = paths(&["/x/etc", "/etc", "/x/y/z"]);
+        assert_eq!(root_path(&same_name), Path::new("/"));
+        assert_eq!(
+            layout(Path::new("/"), &same_name).unwrap(),
+            vec![
+                (b"etc".to_vec(), source("/etc")),
+                (
+                    b"x".to_vec(),
+                    Origin::Between {
+                        path: "/x".into(),
+                        below: vec![
+                            (b"etc".to_vec(), source("/x/etc")),
+                            (
+                                b"y".to_vec(),
+                                Origin::Between {
+                                    path: "/x/y".into(),
+                                    below: vec![(b"z".to_vec(), source("/x/y/z"))],
+                                },
+                            ),
+                        ],
+                    },
+                ),
+            ]
+        );
+        // One file: its directory is the root.
+        assert_eq!(root_path(&paths(&["/no/such/file"])), Path::new("/no/such"));
+    }
+
+    #[test]
+    fn overlapping_sources_are_refused() {
+        for (list, why) in [
+            (&["/a", "/a/b"][..], "/a/b is inside /a"),
+            (&["/a/b", "/a"][..], "/a/b is inside /a"),
+            (&["/a", "/a"][..], "/a is given twice"),
+        ] {
+            let list = paths(list);
+            let err = layout(&root_path(&list), &list).unwrap_err().to_string();
+            assert!(err.contains(why), "{list:?}: {err}");
+        }
+    }
 
     #[test]
     fn proc_is_a_pseudo_file_system_and_tmp_is_not() {

@@ -216,6 +216,108 @@ pub fn restore(
     Ok(report)
 }
 
+/// One part of a point and where it goes back to (see [`original_locations`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalLocation {
+    /// The path in the point.
+    pub part: Vec<u8>,
+    /// The directory to restore it into.
+    pub target: PathBuf,
+    /// Where it lands: `target` for a directory, the file's path in `target` otherwise.
+    pub at: PathBuf,
+}
+
+/// Where the parts of a point under `path` go back to (`--to-original`). Each source goes
+/// back to its own path,
+/// never to the directory the sources share (the point holds those directories, not their
+/// other children); a path inside a source goes back to its place there. A directory is
+/// restored as that directory, a file into the directory that holds it.
+pub fn original_locations(reader: &PointReader<'_>, path: &[u8]) -> Result<Vec<OriginalLocation>> {
+    let point = reader.point();
+    let root = point.original_root().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "point {} does not record where its sources were: restore it with --target",
+            point.id.short()
+        ))
+    })?;
+    let wanted: PathBuf = Path::new(OsStr::from_bytes(path)).components().collect();
+    let mut locations = Vec::new();
+    for source in &point.sources {
+        let rel = source.strip_prefix(&root).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "point {} places {} outside {}",
+                point.id.short(),
+                source.display(),
+                root.display()
+            ))
+        })?;
+        let part = if rel.starts_with(&wanted) {
+            rel.to_path_buf()
+        } else if wanted.starts_with(rel) {
+            wanted.clone()
+        } else {
+            continue;
+        };
+        let bytes = part.as_os_str().as_bytes().to_vec();
+        let entry = reader.lookup(&bytes)?;
+        let at = root.join(&part);
+        let target = match entry.kind {
+            EntryKind::Dir => at.clone(),
+            _ => at.parent().map_or_else(|| root.clone(), Path::to_path_buf),
+        };
+        if !locations.iter().any(|l: &OriginalLocation| l.part == bytes) {
+            locations.push(OriginalLocation {
+                part: bytes,
+                target,
+                at,
+            });
+        }
+    }
+    if locations.is_empty() {
+        return Err(Error::NoSuchPath {
+            point: point.id.short().into(),
+            path: String::from_utf8_lossy(path).into_owned(),
+        });
+    }
+    Ok(locations)
+}
+
+/// Restores the parts of the point under `options.path` to where they were backed up from
+/// (see [`original_locations`]; `options.target` is not used). A location that exists is
+/// restored over only with `options.overwrite`.
+pub fn restore_to_original(
+    reader: &PointReader<'_>,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<RestoreReport> {
+    let locations = original_locations(reader, &options.path)?;
+    if let Some(taken) = locations
+        .iter()
+        .find(|l| !options.overwrite && l.at.symlink_metadata().is_ok())
+    {
+        return Err(Error::OriginalExists {
+            path: taken.at.clone(),
+        });
+    }
+    let mut report = RestoreReport::default();
+    for location in locations {
+        let one = RestoreOptions {
+            target: location.target,
+            path: location.part,
+            ..options.clone()
+        };
+        let done = restore(reader, &one, progress, interrupted)?;
+        report.files += done.files;
+        report.dirs += done.dirs;
+        report.bytes += done.bytes;
+        report.skipped_existing += done.skipped_existing;
+        report.damaged.extend(done.damaged);
+        report.warnings.extend(done.warnings);
+    }
+    Ok(report)
+}
+
 /// Drops what would land on the vault when the vault is beneath the target.
 fn leave_out_vault(plan: &mut RestorePlan, target: &Path, vault: &Path) -> Option<String> {
     let beneath = target::vault_beneath(target, vault).filter(|p| !p.as_os_str().is_empty())?;
