@@ -564,3 +564,6 @@ mod catalog_rebuild;
 
 #[path = "cli/retention.rs"]
 mod retention;
+
+#[path = "cli/keys.rs"]
+mod keys;
