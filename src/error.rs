@@ -53,6 +53,10 @@ pub mod exit {
     pub const ALREADY_MOUNTED: u8 = 23;
     /// No usable `/dev/fuse` on this machine.
     pub const NO_FUSE: u8 = 24;
+    /// `key remove` refused: the key is the vault's last.
+    pub const LAST_KEY: u8 = 25;
+    /// `key remove` refused: the key is the one whose passphrase was given.
+    pub const KEY_IN_USE: u8 = 26;
     /// A bug: synvault hit a state it does not expect (it says so in one line).
     pub const INTERNAL: u8 = 101;
     /// Stopped by SIGINT or SIGTERM.
@@ -82,6 +86,14 @@ pub enum Error {
         "{query:?} is ambiguous: the vault holds points of several sources ({series}); choose one with --source PATH or --host NAME"
     )]
     AmbiguousLatest { query: String, series: String },
+    #[error("no key matches {query:?}")]
+    NoSuchKey { query: String },
+    #[error("key prefix {query:?} is ambiguous")]
+    AmbiguousKey { query: String },
+    #[error("key {id} is the vault's last: removing it would leave no way to open the vault")]
+    LastKey { id: String },
+    #[error("key {id} is in use: it opened the vault for this command (open with another passphrase to remove it, or use `key passwd`)")]
+    KeyInUse { id: String },
     #[error("no {path:?} in recovery point {point}")]
     NoSuchPath { point: String, path: String },
     #[error("{path:?} in recovery point {point} is not a regular file")]
@@ -135,6 +147,8 @@ impl Error {
             Error::NotAVault { .. } => exit::NO_VAULT,
             Error::Locked { .. } => exit::LOCKED,
             Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
+            Error::LastKey { .. } => exit::LAST_KEY,
+            Error::KeyInUse { .. } => exit::KEY_IN_USE,
             Error::Interrupted => exit::INTERRUPTED,
             Error::CatalogIntact { .. } => exit::CATALOG_INTACT,
             Error::StaleCatalog { .. } => exit::STALE_CATALOG,
@@ -171,6 +185,8 @@ impl Error {
             | Error::MissingSource { .. }
             | Error::NoSuchPoint { .. }
             | Error::AmbiguousPoint { .. }
+            | Error::NoSuchKey { .. }
+            | Error::AmbiguousKey { .. }
             | Error::NoSuchPath { .. }
             | Error::NotAFile { .. }
             | Error::TargetNotEmpty { .. }

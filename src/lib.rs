@@ -24,6 +24,7 @@ pub mod failpoint;
 pub mod filter;
 pub mod fsmeta;
 pub mod ingest;
+pub mod keys;
 pub mod lease;
 pub mod lock;
 pub mod mount;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <vault>/config.json        format version, vault id, creation time (no secret)
-//! <vault>/keys/<id>.key      master key wrapped under argon2id(passphrase), JSON
+//! <vault>/keys/<id>.key      master key wrapped under argon2id(passphrase), JSON (see `keys`)
 //! <vault>/catalog.db         SQLite catalog (WAL)
 //! <vault>/packs/ab/<hex>.pack
 //! <vault>/lock               the writer lock (see `lock`)
@@ -22,6 +22,7 @@ use crate::catalog::{Catalog, CatalogError, Entry, RecoveryPoint, TreeId};
 use crate::chunk::{Chunker, ChunkerKind};
 use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
+use crate::keys::{self, KeyId};
 use crate::lease::ReaderLease;
 use crate::lock::{Acquired, WriterLock};
 use crate::select::PointFilter;
@@ -79,14 +80,6 @@ fn vault_id_bytes(id: &str) -> [u8; 16] {
     out
 }
 
-#[derive(Serialize, Deserialize)]
-struct KeyFile {
-    kdf: String,
-    params: KdfParams,
-    salt: String,
-    wrapped: String,
-}
-
 /// Options for creating a vault.
 #[derive(Clone, Copy, Debug)]
 pub struct CreateOptions {
@@ -107,6 +100,10 @@ pub struct Vault {
     config: VaultConfig,
     codec: BlockCodec,
     chunker_key: Key,
+    /// The key file whose passphrase opened this vault.
+    key_id: KeyId,
+    /// Kept to wrap it under another passphrase (see `keys`).
+    master: Key,
     backend: Box<dyn Backend>,
     catalog: Mutex<Catalog>,
     /// Idle read connections; see [`Vault::read_catalog`].
@@ -188,52 +185,6 @@ pub fn read_config(root: &Path) -> Result<VaultConfig> {
     Ok(config)
 }
 
-fn wrap_key(master: &Key, passphrase: &[u8], params: KdfParams) -> Result<KeyFile> {
-    let salt: [u8; 16] = crypto::random_array();
-    let kek = crypto::stretch_passphrase(passphrase, &salt, params)
-        .map_err(|e| Error::InvalidArgument(format!("key derivation parameters: {e}")))?;
-    let wrapped = crypto::seal_message(
-        &RingCipher,
-        &kek,
-        b"synvault key file v1",
-        master.as_bytes(),
-    );
-    Ok(KeyFile {
-        kdf: "argon2id".into(),
-        params,
-        salt: hex::encode(salt),
-        wrapped: hex::encode(wrapped),
-    })
-}
-
-fn unwrap_key(file: &KeyFile, passphrase: &[u8]) -> Option<Key> {
-    let salt = hex::decode(&file.salt).ok()?;
-    let wrapped = hex::decode(&file.wrapped).ok()?;
-    let kek = crypto::stretch_passphrase(passphrase, &salt, file.params).ok()?;
-    let raw = crypto::open_message(&RingCipher, &kek, b"synvault key file v1", &wrapped).ok()?;
-    Some(Key::from_bytes(raw.try_into().ok()?))
-}
-
-fn find_master_key(root: &Path, passphrase: &[u8]) -> Result<Key> {
-    let dir = root.join("keys");
-    let entries = fs::read_dir(&dir).map_err(Error::io("cannot read key directory", &dir))?;
-    for entry in entries {
-        let path = entry
-            .map_err(Error::io("cannot read key directory", &dir))?
-            .path();
-        let Ok(text) = fs::read_to_string(&path) else {
-            continue;
-        };
-        let Ok(file) = serde_json::from_str::<KeyFile>(&text) else {
-            continue;
-        };
-        if let Some(key) = unwrap_key(&file, passphrase) {
-            return Ok(key);
-        }
-    }
-    Err(Error::WrongPassphrase)
-}
-
 impl Vault {
     /// Creates a new vault at `root` (which must be missing or empty).
     pub fn create(root: &Path, passphrase: &[u8], options: CreateOptions) -> Result<Vault> {
@@ -258,13 +209,7 @@ impl Vault {
             create_private_dir_all(&root.join(dir))
                 .map_err(Error::io("cannot create", root.join(dir)))?;
         }
-        let master = Key::random();
-        let key_file = wrap_key(&master, passphrase, options.kdf)?;
-        let key_name = hex::encode(crypto::random_array::<8>());
-        let key_path = root.join("keys").join(format!("{key_name}.key"));
-        let json = serde_json::to_vec_pretty(&key_file).unwrap_or_default();
-        crate::store::backend::write_durably(&key_path, &json)
-            .map_err(Error::io("cannot write key file", &key_path))?;
+        keys::write_new(root, &Key::random(), passphrase, options.kdf)?;
         let config = VaultConfig {
             format: VAULT_FORMAT,
             vault_id: hex::encode(crypto::random_array::<16>()),
@@ -283,21 +228,27 @@ impl Vault {
     /// Opens the vault at `root` with a passphrase.
     pub fn open(root: &Path, passphrase: &[u8]) -> Result<Vault> {
         let config = read_config(root)?;
-        let master = find_master_key(root, passphrase)?;
+        let (key_id, master) = keys::open_master(root, passphrase)?;
         let catalog = Catalog::open(&root.join("catalog.db"))?;
-        Ok(Vault::assemble(root, config, &master, catalog))
+        Ok(Vault::assemble(root, config, key_id, master, catalog))
     }
 
     /// Opens the vault at `root` over a catalog of the caller's (`catalog rebuild` fills a
     /// new one). Readers lent by [`Vault::read_catalog`] still open `catalog.db`.
     pub fn open_with_catalog(root: &Path, passphrase: &[u8], catalog: Catalog) -> Result<Vault> {
         let config = read_config(root)?;
-        let master = find_master_key(root, passphrase)?;
-        Ok(Vault::assemble(root, config, &master, catalog))
+        let (key_id, master) = keys::open_master(root, passphrase)?;
+        Ok(Vault::assemble(root, config, key_id, master, catalog))
     }
 
-    fn assemble(root: &Path, config: VaultConfig, master: &Key, catalog: Catalog) -> Vault {
-        let keys = Keys::derive(master);
+    fn assemble(
+        root: &Path,
+        config: VaultConfig,
+        key_id: KeyId,
+        master: Key,
+        catalog: Catalog,
+    ) -> Vault {
+        let keys = Keys::derive(&master);
         let codec = BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL)
             .for_vault(vault_id_bytes(&config.vault_id));
         Vault {
@@ -306,6 +257,8 @@ impl Vault {
             config,
             chunker_key: codec.keys().chunker.clone(),
             codec,
+            key_id,
+            master,
             catalog: Mutex::new(catalog),
             readers: Mutex::new(Vec::new()),
             _lease: ReaderLease::take(root, &command_line()).ok(),
@@ -346,6 +299,16 @@ impl Vault {
     /// The vault directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The key file whose passphrase opened this vault.
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// The master key, for `keys` to wrap under another passphrase.
+    pub(crate) fn master_key(&self) -> &Key {
+        &self.master
     }
 
     /// What `config.json` says.

@@ -567,3 +567,5 @@ mod retention;
 
 #[path = "cli/selectors.rs"]
 mod selectors;
+#[path = "cli/keys.rs"]
+mod keys;

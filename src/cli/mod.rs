@@ -15,8 +15,10 @@ mod browse;
 mod catalog;
 mod filters;
 mod init;
+mod key;
 mod mount;
 pub(crate) mod output;
+mod passphrase;
 mod restore;
 mod retention;
 mod seed;
@@ -29,7 +31,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 use synvault::{exit, Error, Vault};
 
@@ -40,9 +42,25 @@ pub struct Cli {
     /// Vault directory.
     #[arg(long, global = true, env = "SYNVAULT_VAULT", value_name = "DIR")]
     vault: Option<PathBuf>,
-    /// Read the passphrase from FILE (first line).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Read the passphrase from FILE (its first line). The passphrase comes from the first
+    /// source given: --password-file or --password-command (not both), then SYNVAULT_PASSWORD,
+    /// then a prompt on a terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNVAULT_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
     password_file: Option<PathBuf>,
+    /// Run CMD with `sh -c` and take the first line it prints as the passphrase (see
+    /// --password-file for the order of the sources).
+    #[arg(
+        long,
+        global = true,
+        env = "SYNVAULT_PASSWORD_COMMAND",
+        value_name = "CMD"
+    )]
+    password_command: Option<String>,
     /// A command that writes waits up to SECONDS for another writer (a backup, a prune) to
     /// finish before it gives up with exit 11.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
@@ -85,6 +103,8 @@ enum Command {
     Forget(retention::ForgetArgs),
     /// Delete and repack packs no point uses; packs older readers may still read are set aside.
     Prune(retention::PruneArgs),
+    /// Passphrases: list, add, remove or change the keys that open the vault.
+    Key(key::KeyArgs),
 }
 
 /// Parses the command line and runs it; returns the exit code.
@@ -110,6 +130,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Policy(args) => retention::policy(&cli, args),
         Command::Forget(args) => retention::forget(&cli, args),
         Command::Prune(args) => retention::prune(&cli, args),
+        Command::Key(args) => key::run(&cli, args),
     }
 }
 
@@ -122,34 +143,34 @@ impl Cli {
         })
     }
 
-    /// The passphrase: --password-file, then SYNVAULT_PASSWORD, then a prompt on a terminal.
+    /// The passphrase: --password-file or --password-command (not both), then
+    /// SYNVAULT_PASSWORD, then a prompt on a terminal (to `confirm`, asked twice, and again
+    /// after a mismatch).
     fn passphrase(&self, confirm: bool) -> anyhow::Result<Vec<u8>> {
-        if let Some(file) = &self.password_file {
-            let text = std::fs::read(file)
-                .with_context(|| format!("cannot read password file {}", file.display()))?;
-            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
-            return Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec());
+        match (&self.password_file, &self.password_command) {
+            (Some(_), Some(_)) => {
+                return Err(anyhow!(Error::InvalidArgument(
+                    "give a password file or a password command, not both (flags or SYNVAULT_PASSWORD_FILE, SYNVAULT_PASSWORD_COMMAND)".into()
+                )))
+            }
+            (Some(file), None) => return passphrase::from_file(file),
+            (None, Some(command)) => return passphrase::from_command(command),
+            (None, None) => {}
         }
         if let Some(pw) = std::env::var_os("SYNVAULT_PASSWORD") {
             return Ok(pw.into_encoded_bytes());
         }
-        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        if !passphrase::on_terminal() {
             return Err(anyhow!(Error::InvalidArgument(
-                "no passphrase: use --password-file FILE, SYNVAULT_PASSWORD, or run on a terminal"
+                "no passphrase: use --password-file FILE, --password-command CMD, SYNVAULT_PASSWORD, or run on a terminal"
                     .into()
             )));
         }
-        let first =
-            rpassword::prompt_password("vault passphrase: ").context("cannot read passphrase")?;
         if confirm {
-            let second = rpassword::prompt_password("again: ").context("cannot read passphrase")?;
-            if first != second {
-                return Err(anyhow!(Error::InvalidArgument(
-                    "the passphrases differ".into()
-                )));
-            }
+            passphrase::prompt_confirmed("vault passphrase: ")
+        } else {
+            passphrase::prompt("vault passphrase: ")
         }
-        Ok(first.into_bytes())
     }
 
     /// Takes the vault's writer lock for `command`, waiting as `--lock-wait` allows.
