@@ -564,3 +564,6 @@ mod catalog_rebuild;
 
 #[path = "cli/retention.rs"]
 mod retention;
+
+#[path = "cli/backup_flags.rs"]
+mod backup_flags;
