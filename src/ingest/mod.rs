@@ -18,6 +18,7 @@
 //! its new blocks compressed and sealed to know their size) but writes nothing: its packs go
 //! [`Nowhere`](sink::Nowhere), its trees are only named, no point is committed.
 
+pub mod exclude;
 pub mod file;
 pub mod ledger;
 mod pass;
@@ -40,11 +41,12 @@ use crate::filter::PathFilter;
 use crate::progress::Progress;
 use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
+use exclude::ExcludeMarker;
 use file::FileReader;
 pub use ledger::PackLedger;
 use pass::{walk_and_read, Pass, PassInput, PassOutput};
 use staged::{Staged, Unstaged};
-use walk::{ExcludeMarker, WalkOptions};
+use walk::WalkOptions;
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
