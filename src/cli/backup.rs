@@ -33,7 +33,7 @@ pub struct BackupArgs {
     /// Files and directories to back up.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Leave out paths matching PATTERN (repeatable; restic's rules, see --help).
+    /// Leave out paths matching PATTERN (repeatable; restic's rules, --help tells them).
     ///
     /// A pattern is matched against the whole absolute path of each file and directory, on
     /// whole components: `foo` leaves out every file or directory named foo, at any depth,

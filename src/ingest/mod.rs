@@ -11,8 +11,9 @@
 //! interrupted removes the packs it wrote before it returns ([`ledger`]), so the disk is as
 //! full as before; only a process killed outright leaves unreferenced packs, and the next
 //! writer removes the temporary files it left. What the backup reads and what it leaves out
-//! (exclude rules, pseudo file systems, the vault itself) is [`walk`]'s rule; how a file that
-//! changes while it is read is kept whole is [`file`](mod@file)'s.
+//! (pseudo file systems, the vault itself) is [`walk`]'s rule, what the user leaves out is
+//! [`exclude`]'s; how a file that changes while it is read is kept whole is
+//! [`file`](mod@file)'s.
 //!
 //! A [`dry_run`] makes the same pass (every new or changed file is read, cut and hashed, and
 //! its new blocks compressed and sealed to know their size) but writes nothing: its packs go
