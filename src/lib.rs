@@ -43,7 +43,9 @@ pub mod verify;
 pub use catalog::{Entry, EntryKind, PointKind, PointState, RecoveryPoint, RecoveryPointId};
 pub use chunk::ChunkerKind;
 pub use error::{exit, Error, Result};
-pub use ingest::{backup, backup_to, BackupOptions, BackupReport, Target};
+pub use ingest::{
+    backup, backup_to, dry_run, BackupOptions, BackupReport, DryRunReport, IngestCounts, Target,
+};
 pub use progress::{NoProgress, Progress};
 pub use reassembly::restore::{restore, RestoreOptions, RestoreReport};
 pub use reassembly::view::{Layout, View, ViewError};

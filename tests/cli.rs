@@ -565,7 +565,9 @@ mod catalog_rebuild;
 #[path = "cli/retention.rs"]
 mod retention;
 
-#[path = "cli/selectors.rs"]
-mod selectors;
+#[path = "cli/backup_flags.rs"]
+mod backup_flags;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/selectors.rs"]
+mod selectors;

@@ -155,10 +155,10 @@ fn print_prepared(report: &BackupReport, args: &PrepareArgs) -> anyhow::Result<(
         "seed job {:?}: point {} awaits import; {} in {} packs written to disk in {:.2} s ({:.0} MB/s read)",
         args.job,
         short(&report.point),
-        bytes(report.bytes_stored),
+        bytes(report.counts.bytes_stored),
         report.packs_written,
         report.seconds,
-        report.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
+        report.counts.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
     );
     outln!(
         "ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives",

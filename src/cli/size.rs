@@ -73,6 +73,12 @@ pub fn disk_size(text: &str) -> anyhow::Result<u64> {
     parse_bounded("--disk-size", text, MIN_DISK_BYTES, MAX_ANY_BYTES)
 }
 
+/// Bounds of a file size limit (`--exclude-larger-than`): any size, 0 leaving out every file
+/// that is not empty.
+pub fn file_size_limit(text: &str) -> anyhow::Result<u64> {
+    parse_bounded("--exclude-larger-than", text, 0, MAX_ANY_BYTES)
+}
+
 /// Bounds of a thread count: at least one, and no more than a few per core of a large
 /// machine.
 pub fn threads(flag: &str, n: usize) -> anyhow::Result<usize> {

@@ -302,7 +302,7 @@ impl FileReader<'_> {
 
 /// Opens a regular file for reading without following a symlink, waiting for a FIFO's writer
 /// or taking a terminal; anything else than a regular file is refused.
-fn open_regular(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
     let file = File::from(rustix::fs::open(
         path,

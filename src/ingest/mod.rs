@@ -1,7 +1,7 @@
 //! Ingest: full and incremental backups of directory trees and disk images.
 //!
 //! A backup walks the source ([`walk`]) on one thread while rayon's pool reads the new or
-//! changed files ([`file`](mod@file); the fan-out lives here only, in [`Ingest`]), sends new
+//! changed files ([`file`](mod@file); the fan-out lives here only, in [`pass`]), sends new
 //! blocks to the [`sink`], and closes directories into Merkle trees as their children are
 //! made (unchanged directories keep their tree id and are not stored again). New trees and
 //! file versions go to the catalog's staging tables and into metadata parts as they are made
@@ -11,20 +11,25 @@
 //! interrupted removes the packs it wrote before it returns ([`ledger`]), so the disk is as
 //! full as before; only a process killed outright leaves unreferenced packs, and the next
 //! writer removes the temporary files it left. What the backup reads and what it leaves out
-//! (pseudo file systems, the vault itself) is [`walk`]'s rule; how a file that changes while
-//! it is read is kept whole is [`file`](mod@file)'s.
+//! (pseudo file systems, the vault itself) is [`walk`]'s rule, what the user leaves out is
+//! [`exclude`]'s; how a file that changes while it is read is kept whole is
+//! [`file`](mod@file)'s.
+//!
+//! A [`dry_run`] makes the same pass (every new or changed file is read, cut and hashed, and
+//! its new blocks compressed and sealed to know their size) but writes nothing: its packs go
+//! [`Nowhere`](sink::Nowhere), its trees are only named, no point is committed.
 
+pub mod exclude;
 pub mod file;
 pub mod ledger;
+mod pass;
 pub mod sink;
 mod staged;
 pub mod walk;
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use crate::catalog::{
@@ -37,17 +42,29 @@ use crate::filter::PathFilter;
 use crate::progress::Progress;
 use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
-use file::{FileError, FileReader, FileVersion};
+use exclude::ExcludeMarker;
+use file::FileReader;
 pub use ledger::PackLedger;
-use sink::BlockSink;
-use staged::Staged;
-use walk::{FileToRead, Step, WalkOptions, Walker};
+use pass::{walk_and_read, Pass, PassInput, PassOutput};
+use staged::{Staged, Unstaged};
+use walk::WalkOptions;
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
     pub paths: Vec<PathBuf>,
+    /// Patterns of paths to leave out (restic's rules, see [`crate::filter`]).
     pub exclude: Vec<String>,
+    /// Patterns of paths to leave out, ignoring case.
+    pub iexclude: Vec<String>,
+    /// Leave out the contents of directories tagged as caches by a valid `CACHEDIR.TAG`
+    /// (the tag itself is kept).
+    pub exclude_caches: bool,
+    /// `NAME` or `NAME:HEADER`: leave out the contents of directories that hold a file
+    /// `NAME` (starting with `HEADER`), but that file.
+    pub exclude_if_present: Vec<String>,
+    /// Leave out regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
     pub tags: Vec<String>,
     pub one_file_system: bool,
     pub chunker: ChunkerKind,
@@ -60,6 +77,50 @@ pub struct BackupOptions {
     pub retain_until_ns: Option<i64>,
     /// The point's time instead of now (ns, UTC): for importing a history.
     pub time_ns: Option<i64>,
+    /// The host the point is recorded as coming from; default: this machine's name.
+    pub host: Option<String>,
+}
+
+/// What a pass over a source found, read and would store: the counts a [`BackupReport`] and
+/// a [`DryRunReport`] share.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct IngestCounts {
+    /// Entries that are not directories (regular files, symlinks, devices, …).
+    pub files: u64,
+    pub dirs: u64,
+    /// Regular files the parent point does not have (every file of a first backup).
+    pub files_new: u64,
+    /// Regular files whose content differs from the parent point's.
+    pub files_changed: u64,
+    /// Regular files with the parent point's content (not read, or read and found equal).
+    pub files_unchanged: u64,
+    /// Logical bytes of the regular files.
+    pub bytes: u64,
+    pub bytes_read: u64,
+    /// Blocks new to the vault.
+    pub blocks_new: u64,
+    /// Plaintext bytes of the new blocks.
+    pub bytes_new: u64,
+    /// Bytes the new blocks take in packs (compressed and sealed).
+    pub bytes_stored: u64,
+}
+
+impl IngestCounts {
+    fn of(pass: &Pass<'_>) -> IngestCounts {
+        let walk = &pass.walker;
+        IngestCounts {
+            files: walk.stats.files,
+            dirs: walk.stats.dirs,
+            files_new: walk.files_new,
+            files_changed: walk.stats.files_changed,
+            files_unchanged: walk.files_unchanged,
+            bytes: walk.stats.bytes,
+            bytes_read: pass.bytes_read,
+            blocks_new: pass.totals.blocks_new,
+            bytes_new: pass.totals.bytes_new,
+            bytes_stored: pass.totals.bytes_stored,
+        }
+    }
 }
 
 /// What a backup did.
@@ -69,20 +130,33 @@ pub struct BackupReport {
     pub parent: Option<String>,
     pub state: &'static str,
     pub source: String,
-    pub files: u64,
-    pub dirs: u64,
-    pub files_changed: u64,
-    pub bytes: u64,
-    pub bytes_read: u64,
-    pub blocks_new: u64,
-    pub bytes_new: u64,
-    pub bytes_stored: u64,
+    pub host: String,
+    #[serde(flatten)]
+    pub counts: IngestCounts,
     pub packs_written: u64,
     pub seconds: f64,
     /// Paths skipped, with the reason.
     pub errors: Vec<String>,
     /// What the user should know that did not make the point partial: the vault left out of
     /// its own source, pseudo file systems not walked, files read again because they changed.
+    pub warnings: Vec<String>,
+}
+
+/// What a backup would do: the report of a [`dry_run`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DryRunReport {
+    pub dry_run: bool,
+    /// The point the backup would compare against.
+    pub parent: Option<String>,
+    pub source: String,
+    pub host: String,
+    #[serde(flatten)]
+    pub counts: IngestCounts,
+    /// Packs the new blocks would fill.
+    pub packs: u64,
+    pub seconds: f64,
+    /// Paths that could not be read, with the reason (the point would be partial).
+    pub errors: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -219,6 +293,77 @@ pub fn abandon(
     ledger.abandon(&|id| destination.discard(id))
 }
 
+/// A backup's source, resolved: canonical paths, its name, the parent point, and what the walk
+/// leaves out.
+struct Source {
+    paths: Vec<PathBuf>,
+    name: String,
+    parent: Option<RecoveryPoint>,
+    host: String,
+    exclude: PathFilter,
+    markers: Vec<ExcludeMarker>,
+    /// The vault's directory (device, inode), never walked.
+    vault_dir: Option<(u64, u64)>,
+}
+
+impl Source {
+    /// Checks `options` and finds the source and its parent (a seed job has none unless
+    /// asked for).
+    fn resolve(vault: &Vault, options: &BackupOptions, seed: bool) -> Result<Source> {
+        let paths = canonical_sources(&options.paths)?;
+        let name = source_name(&paths);
+        let parent = match &options.parent {
+            Some(q) => Some(vault.resolve_point(q)?),
+            None if seed => None,
+            None => vault.catalog().latest_parent(&name)?,
+        };
+        let exclude =
+            PathFilter::new(&options.exclude)?.or(PathFilter::ignoring_case(&options.iexclude)?);
+        let mut markers = options
+            .exclude_if_present
+            .iter()
+            .map(|spec| ExcludeMarker::parse(spec))
+            .collect::<Result<Vec<_>>>()?;
+        if options.exclude_caches {
+            markers.push(ExcludeMarker::cachedir_tag());
+        }
+        Ok(Source {
+            vault_dir: vault_identity(vault, &paths)?,
+            host: host_name(options)?,
+            paths,
+            name,
+            parent,
+            exclude,
+            markers,
+        })
+    }
+
+    fn walk_options(&self, options: &BackupOptions) -> WalkOptions<'_> {
+        WalkOptions {
+            exclude: &self.exclude,
+            exclude_larger_than: options.exclude_larger_than,
+            markers: &self.markers,
+            one_file_system: options.one_file_system,
+            force: options.force,
+            skip_dir: self.vault_dir,
+        }
+    }
+}
+
+/// The host a point is recorded as coming from: `--host`, or this machine's name.
+fn host_name(options: &BackupOptions) -> Result<String> {
+    match &options.host {
+        Some(host) if host.trim().is_empty() || host.chars().any(char::is_control) => Err(
+            Error::InvalidArgument(format!("host name {host:?} is empty or unprintable")),
+        ),
+        Some(host) => Ok(host.clone()),
+        None => Ok(rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()),
+    }
+}
+
 /// The steps of a backup; on error the caller takes back the packs.
 fn run_backup(
     vault: &Vault,
@@ -231,23 +376,11 @@ fn run_backup(
 ) -> Result<BackupReport> {
     let clock_started_ns = crate::time::now_ns();
     let started_ns = options.time_ns.unwrap_or(clock_started_ns);
-    let sources = canonical_sources(&options.paths)?;
-    let source = source_name(&sources);
-    let parent = match &options.parent {
-        Some(q) => Some(vault.resolve_point(q)?),
-        None if matches!(target, Target::Seed(_)) => None,
-        None => vault.catalog().latest_parent(&source)?,
-    };
-    let exclude = PathFilter::new(&options.exclude)?;
-    let walk_options = WalkOptions {
-        exclude: &exclude,
-        one_file_system: options.one_file_system,
-        force: options.force,
-        skip_dir: vault_identity(vault, &sources)?,
-    };
+    let source = Source::resolve(vault, options, matches!(target, Target::Seed(_)))?;
+    let walk_options = source.walk_options(options);
 
     if let Target::Seed(dest) = target {
-        let bytes = walk::source_bytes(&sources, &walk_options, interrupted);
+        let bytes = walk::source_bytes(&source.paths, &walk_options, interrupted);
         dest.accept_source(bytes)?;
         progress.set_total(bytes);
     }
@@ -255,129 +388,148 @@ fn run_backup(
     // Share only blocks that are stored, or that travel with the seed job this point waits for
     // anyway: a block found only in another job's packs in transit is stored again.
     let waits_for = match target {
-        Target::Store => parent.as_ref().and_then(|p| p.awaiting_job.as_deref()),
+        Target::Store => source
+            .parent
+            .as_ref()
+            .and_then(|p| p.awaiting_job.as_deref()),
         Target::Seed(_) => None,
     };
-    let stored = VaultBlocks {
-        catalog: Mutex::new(vault.read_catalog()?.into_owned()?),
-        awaiting_job: waits_for.map(str::to_owned),
-    };
-    let chunker = vault.chunker(options.chunker);
-    let bytes_read = AtomicU64::new(0);
-    let mut walker = Walker::new(
-        vault,
-        &sources,
-        parent.as_ref().map(|p| p.root_tree),
-        &walk_options,
-    )?;
-    let mut warnings = Vec::new();
+    let stored = VaultBlocks::new(vault, waits_for)?;
     let mut staged = Staged::new(vault)?;
-    let walked = AtomicBool::new(false);
-    let made = std::thread::scope(|scope| {
-        if progress.shows_total() && matches!(target, Target::Store) {
-            // The total, counted beside the walk that reads (unchanged files count as done).
-            scope
-                .spawn(|| progress.set_total(walk::source_bytes(&sources, &walk_options, &walked)));
-        }
-        let made = sink::with_sink_recorded(
-            BlockSink::new(vault.codec(), &stored),
-            vault.codec(),
-            destination,
-            ledger,
-            |sink| {
-                let reader = FileReader {
-                    codec: vault.codec(),
-                    chunker: &chunker,
-                    sink,
-                    bytes_read: &bytes_read,
-                    progress,
-                    interrupted,
-                };
-                let mut ingest = Ingest {
-                    walker: &mut walker,
-                    staged: &mut staged,
-                    reader: &reader,
-                    links: HashMap::new(),
-                    warnings: &mut warnings,
-                    unchanged_bytes: 0,
-                };
-                ingest.run(interrupted)
-            },
-        );
-        walked.store(true, Ordering::Relaxed);
-        made
-    });
-    let result = made.and_then(|((), totals, packs)| {
-        warnings.splice(0..0, walk_warnings(&walker));
-        let root_tree = walker
+    let input = PassInput {
+        vault,
+        sources: &source.paths,
+        parent_root: source.parent.as_ref().map(|p| p.root_tree),
+        walk: &walk_options,
+        chunker: options.chunker,
+        count_total: progress.shows_total() && matches!(target, Target::Store),
+        progress,
+        interrupted,
+    };
+    let output = PassOutput {
+        stored: &stored,
+        destination,
+        ledger,
+        record: &mut staged,
+    };
+    let result = walk_and_read(&input, output).and_then(|pass| {
+        let root_tree = pass
+            .walker
             .root()
             .ok_or(Error::InvalidArgument("nothing to back up".into()))?;
         let seed = match target {
-            Target::Seed(dest) => Some(dest.record(&source, &packs)?),
+            Target::Seed(dest) => Some(dest.record(&source.name, &pass.packs)?),
             Target::Store => None,
         };
+        let counts = IngestCounts::of(&pass);
         let mut commit = BackupCommit {
-            packs,
+            packs: pass.packs,
             seed,
             ..BackupCommit::default()
         };
         let stats = PointStats {
-            bytes_read: bytes_read.load(Ordering::Relaxed),
-            bytes_new: totals.bytes_new,
-            bytes_stored: totals.bytes_stored,
-            ..walker.stats
+            bytes_read: counts.bytes_read,
+            bytes_new: counts.bytes_new,
+            bytes_stored: counts.bytes_stored,
+            ..pass.walker.stats
         };
         let point = new_point(NewPoint {
             options,
             target,
-            parent: parent.as_ref(),
-            source,
-            root_path: walk::root_path(&sources),
-            sources: sources.clone(),
+            parent: source.parent.as_ref(),
+            source: source.name.clone(),
+            sources: source.paths.clone(),
+            root_path: walk::root_path(&source.paths),
+            host: source.host.clone(),
             root_tree,
-            root: root_meta(walker.root_entry(), started_ns),
+            root: root_meta(pass.walker.root_entry(), started_ns),
             started_ns,
             finished_ns: started_ns + (crate::time::now_ns() - clock_started_ns),
             stats,
-            errors: walker.errors.clone(),
+            errors: pass.walker.errors.clone(),
         });
         staged.commit(&mut commit, &point, ledger, interrupted)?;
-        Ok((point, stats, totals, commit.packs.len() as u64))
+        Ok(BackupReport {
+            point: point.id.0,
+            parent: point.parent.map(|p| p.0),
+            state: point.state.as_str(),
+            source: point.source,
+            host: point.host,
+            counts,
+            packs_written: commit.packs.len() as u64,
+            seconds: 0.0,
+            errors: pass.walker.errors,
+            warnings: pass.warnings,
+        })
     });
-    let (point, stats, totals, packs_written) = match result {
-        Ok(done) => done,
-        Err(e) => {
-            staged.abandon();
-            return Err(e);
-        }
+    if result.is_err() {
+        staged.abandon();
+    }
+    result
+}
+
+/// Walks and reads the source as [`backup`] would, and says what it would store, without
+/// writing anything to the vault: no pack, no catalog row, no point. It only reads the
+/// catalog, so it needs no writer lock and may run beside a backup.
+pub fn dry_run(
+    vault: &Vault,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<DryRunReport> {
+    let started = std::time::Instant::now();
+    let source = Source::resolve(vault, options, false)?;
+    let walk_options = source.walk_options(options);
+    let waits_for = source
+        .parent
+        .as_ref()
+        .and_then(|p| p.awaiting_job.as_deref());
+    let stored = VaultBlocks::new(vault, waits_for)?;
+    let input = PassInput {
+        vault,
+        sources: &source.paths,
+        parent_root: source.parent.as_ref().map(|p| p.root_tree),
+        walk: &walk_options,
+        chunker: options.chunker,
+        count_total: progress.shows_total(),
+        progress,
+        interrupted,
     };
-    Ok(BackupReport {
-        point: point.id.0.clone(),
-        parent: point.parent.map(|p| p.0),
-        state: point.state.as_str(),
-        source: point.source,
-        files: stats.files,
-        dirs: stats.dirs,
-        files_changed: stats.files_changed,
-        bytes: stats.bytes,
-        bytes_read: stats.bytes_read,
-        blocks_new: totals.blocks_new,
-        bytes_new: stats.bytes_new,
-        bytes_stored: stats.bytes_stored,
-        packs_written,
-        seconds: 0.0,
-        errors: walker.errors,
-        warnings,
+    let output = PassOutput {
+        stored: &stored,
+        destination: &sink::Nowhere,
+        ledger: &PackLedger::new(),
+        record: &mut Unstaged { vault },
+    };
+    let pass = walk_and_read(&input, output)?;
+    Ok(DryRunReport {
+        dry_run: true,
+        parent: source.parent.as_ref().map(|p| p.id.0.clone()),
+        source: source.name.clone(),
+        host: source.host.clone(),
+        counts: IngestCounts::of(&pass),
+        packs: pass.packs.len() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+        errors: pass.walker.errors,
+        warnings: pass.warnings,
     })
 }
 
-/// What a new recovery point is made of.
 /// The blocks a new point may share, asked of a read connection of the catalog block by
 /// block (see [`crate::catalog::Catalog::shares_block`]).
 struct VaultBlocks {
     catalog: Mutex<Catalog>,
     /// The seed job the point waits for, whose packs in transit it may share.
     awaiting_job: Option<String>,
+}
+
+impl VaultBlocks {
+    fn new(vault: &Vault, awaiting_job: Option<&str>) -> Result<VaultBlocks> {
+        Ok(VaultBlocks {
+            catalog: Mutex::new(vault.read_catalog()?.into_owned()?),
+            awaiting_job: awaiting_job.map(str::to_owned),
+        })
+    }
 }
 
 impl sink::StoredBlocks for VaultBlocks {
@@ -393,6 +545,7 @@ impl sink::StoredBlocks for VaultBlocks {
     }
 }
 
+/// What a new recovery point is made of.
 struct NewPoint<'a> {
     options: &'a BackupOptions,
     target: Target<'a>,
@@ -400,6 +553,7 @@ struct NewPoint<'a> {
     source: String,
     sources: Vec<PathBuf>,
     root_path: PathBuf,
+    host: String,
     root_tree: TreeId,
     root: RootMeta,
     started_ns: i64,
@@ -423,10 +577,7 @@ fn new_point(p: NewPoint<'_>) -> RecoveryPoint {
         source: p.source,
         sources: p.sources,
         root_path: Some(p.root_path),
-        host: rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
+        host: p.host,
         tags: p.options.tags.clone(),
         kind: match (p.target, p.parent) {
             (Target::Seed(_), _) => PointKind::Seeded,
@@ -468,243 +619,6 @@ fn vault_identity(vault: &Vault, sources: &[PathBuf]) -> Result<Option<(u64, u64
         }
     }
     Ok(Some(identity))
-}
-
-/// What the walk left out on purpose, said once each.
-fn walk_warnings(walk: &Walker<'_>) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(vault) = &walk.skipped_dir {
-        out.push(format!(
-            "left out {}: it is the vault being written to",
-            vault.display()
-        ));
-    }
-    if !walk.pseudo_mounts.is_empty() {
-        let list: Vec<String> = walk
-            .pseudo_mounts
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        out.push(format!(
-            "did not descend into pseudo file systems (name them as sources to back them up): {}",
-            list.join(", ")
-        ));
-    }
-    out
-}
-
-/// Files handed to one read job, read one after another: small files go in batches, so a job
-/// (and a wake-up of this thread) is paid per batch, not per file.
-const BATCH_FILES: usize = 32;
-/// A batch ends once its files hold this many bytes (a large file is a batch of its own;
-/// its blocks are hashed and compressed in parallel inside the read).
-const BATCH_BYTES: u64 = 8 << 20;
-/// Files in flight at most: enough to keep every core busy, few enough that the walk stays
-/// close behind the reads (memory follows the reads in flight, not the source).
-const READS_IN_FLIGHT: usize = 8 * BATCH_FILES;
-
-/// A hardlinked inode met in this backup: read once, its other names wait for the read.
-enum Link {
-    Reading(Vec<FileToRead>),
-    Read(Option<(ContentId, u64)>),
-}
-
-/// The walk and the reads of one backup, side by side: the walker runs on this thread and
-/// hands files to rayon's pool; their entries come back in any order and close directories
-/// as they complete.
-struct Ingest<'w, 'a> {
-    walker: &'w mut Walker<'a>,
-    staged: &'w mut Staged<'a>,
-    reader: &'w FileReader<'w>,
-    links: HashMap<u64, Link>,
-    warnings: &'w mut Vec<String>,
-    /// Bytes of unchanged files reported to progress so far.
-    unchanged_bytes: u64,
-}
-
-type ReadDone = (FileToRead, std::result::Result<FileVersion, FileError>);
-
-impl Ingest<'_, '_> {
-    fn run(&mut self, interrupted: &AtomicBool) -> Result<()> {
-        let (done_tx, done_rx) = channel::<Vec<ReadDone>>();
-        let stop = AtomicBool::new(false);
-        let reader = self.reader;
-        rayon::in_place_scope(|scope| {
-            let mut in_flight = 0usize;
-            let mut batch = Vec::new();
-            let mut batch_bytes = 0;
-            let send = |batch: Vec<FileToRead>| {
-                let done_tx = done_tx.clone();
-                let stop = &stop;
-                scope.spawn(move |_| {
-                    let done = batch
-                        .into_iter()
-                        .map(|file| {
-                            let result = if stop.load(Ordering::Relaxed) {
-                                Err(FileError::Interrupted)
-                            } else {
-                                reader.read_version(&file.path)
-                            };
-                            reader.progress.add_file();
-                            (file, result)
-                        })
-                        .collect();
-                    let _ = done_tx.send(done);
-                });
-            };
-            let walked = (|| -> Result<()> {
-                loop {
-                    while let Ok(done) = done_rx.try_recv() {
-                        self.take_all(done, &mut in_flight)?;
-                    }
-                    if interrupted.load(Ordering::Relaxed) {
-                        return Err(Error::Interrupted);
-                    }
-                    let step = self.walker.step(self.staged)?;
-                    self.report_unchanged();
-                    let file = match step {
-                        Step::Read(file) => file,
-                        Step::Walked => continue,
-                        Step::Done => break,
-                    };
-                    let Some(file) = self.first_of_inode(*file)? else {
-                        continue;
-                    };
-                    batch_bytes += file.entry.size;
-                    batch.push(file);
-                    if batch.len() < BATCH_FILES && batch_bytes < BATCH_BYTES {
-                        continue;
-                    }
-                    in_flight += batch.len();
-                    send(std::mem::take(&mut batch));
-                    batch_bytes = 0;
-                    while in_flight >= READS_IN_FLIGHT {
-                        self.take_all(recv(&done_rx)?, &mut in_flight)?;
-                    }
-                }
-                if !batch.is_empty() {
-                    in_flight += batch.len();
-                    send(std::mem::take(&mut batch));
-                }
-                while in_flight > 0 {
-                    self.take_all(recv(&done_rx)?, &mut in_flight)?;
-                }
-                Ok(())
-            })();
-            if walked.is_err() {
-                // The reads still in flight end at once; the scope waits for them.
-                stop.store(true, Ordering::Relaxed);
-            }
-            walked
-        })?;
-        if interrupted.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        Ok(())
-    }
-
-    /// Takes a finished batch; `in_flight` counts its files as done.
-    fn take_all(&mut self, done: Vec<ReadDone>, in_flight: &mut usize) -> Result<()> {
-        *in_flight -= done.len();
-        for one in done {
-            self.take(one)?;
-        }
-        Ok(())
-    }
-
-    /// Counts the files the walk kept unchanged as processed.
-    fn report_unchanged(&mut self) {
-        let unchanged = self.walker.unchanged_bytes;
-        if unchanged > self.unchanged_bytes {
-            self.reader
-                .progress
-                .add_bytes(unchanged - self.unchanged_bytes);
-            self.unchanged_bytes = unchanged;
-        }
-    }
-
-    /// `file`, unless it is another name of a hardlinked inode met before: then it takes
-    /// that inode's content (now, or once its read is done) and is not read again.
-    fn first_of_inode(&mut self, file: FileToRead) -> Result<Option<FileToRead>> {
-        if file.entry.nlink <= 1 {
-            return Ok(Some(file));
-        }
-        match self.links.get_mut(&file.entry.inode) {
-            None => {
-                self.links
-                    .insert(file.entry.inode, Link::Reading(Vec::new()));
-                Ok(Some(file))
-            }
-            Some(Link::Reading(waiting)) => {
-                waiting.push(file);
-                Ok(None)
-            }
-            Some(Link::Read(content)) => {
-                let content = *content;
-                self.link(file, content)?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Gives another name of a hardlinked inode the content its first name was read as.
-    fn link(&mut self, mut file: FileToRead, content: Option<(ContentId, u64)>) -> Result<()> {
-        let entry = content.map(|(id, size)| {
-            file.entry.content = Some(id);
-            file.entry.size = size;
-            file.entry
-        });
-        self.walker.fill(file.slot, entry, true, self.staged)
-    }
-
-    /// Takes one finished read: its file version is staged and its entry filled in.
-    fn take(&mut self, (file, result): ReadDone) -> Result<()> {
-        let FileToRead {
-            slot,
-            path,
-            mut entry,
-        } = file;
-        let made = match result {
-            Ok(version) => {
-                if version.changed_before {
-                    self.warnings.push(format!(
-                        "{}: changed while it was read; kept a later read of one version",
-                        path.display()
-                    ));
-                }
-                let id = content_id(self.reader, &version.content);
-                self.staged.content(id, &version.content)?;
-                entry.content = Some(id);
-                // The entry describes the version read, not the one the walk saw.
-                entry.size = version.content.size;
-                entry.mtime_ns = version.stamp.mtime_ns;
-                entry.ctime_ns = version.stamp.ctime_ns;
-                entry.inode = version.stamp.inode;
-                Some((id, entry.size))
-            }
-            Err(FileError::Source(e)) => {
-                self.walker.errors.push(format!("{}: {e}", path.display()));
-                None
-            }
-            Err(FileError::Store(e)) => return Err(e.into()),
-            Err(FileError::Interrupted) => return Err(Error::Interrupted),
-        };
-        if entry.nlink > 1 {
-            let waiting = self.links.insert(entry.inode, Link::Read(made));
-            if let Some(Link::Reading(waiting)) = waiting {
-                for alias in waiting {
-                    self.link(alias, made)?;
-                }
-            }
-        }
-        let entry = made.map(|_| entry);
-        self.walker.fill(slot, entry, true, self.staged)
-    }
-}
-
-/// The next finished batch of reads; the senders live as long as the reads.
-fn recv(done: &Receiver<Vec<ReadDone>>) -> Result<Vec<ReadDone>> {
-    done.recv().map_err(|_| Error::Interrupted)
 }
 
 /// The id of a file version: keyed blake3 of its size and block list.

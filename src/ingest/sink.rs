@@ -55,6 +55,15 @@ impl PackDestination for ToStore<'_> {
     }
 }
 
+/// Packs are made and dropped: a dry run counts what a backup would write.
+pub struct Nowhere;
+
+impl PackDestination for Nowhere {
+    fn write(&self, _pack: &FinishedPack) -> Result<(PackState, Option<String>), StoreError> {
+        Ok((PackState::Stored, None))
+    }
+}
+
 /// The blocks a vault already holds, which a backup shares instead of storing them again. The
 /// answer must be exact one way: a block said to be held that is not would be lost.
 pub trait StoredBlocks: Sync {
@@ -138,6 +147,7 @@ impl<'a> BlockSink<'a> {
             return Ok(());
         }
         let frame = self.codec.encode(&id, plain);
+        self.blocks_new.fetch_add(1, Ordering::Relaxed);
         self.bytes_new
             .fetch_add(plain.len() as u64, Ordering::Relaxed);
         self.bytes_stored

@@ -4,6 +4,7 @@
 //! memory however many files the source has. The commit then seals the rest with the point
 //! into the last metadata pack, which names the parts, and moves the staged rows into the
 //! catalog in its transaction. A backup that fails takes its parts back ([`Staged::abandon`]).
+//! A dry run makes the same tree ids and keeps nothing ([`Unstaged`]).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,12 @@ use crate::vault::Vault;
 const STAGE_BATCH_BYTES: usize = 4 << 20;
 /// Body bytes (before compression) sealed into one metadata part.
 pub const PART_BYTES: usize = 16 << 20;
+
+/// Where a pass's new trees (as [`Trees`]) and file versions go.
+pub trait Record: Trees {
+    /// Takes a file version that was read.
+    fn content(&mut self, id: ContentId, content: &Content) -> Result<()>;
+}
 
 /// A backup's new trees and file versions, on their way to the catalog and the store.
 pub struct Staged<'v> {
@@ -55,19 +62,6 @@ impl<'v> Staged<'v> {
             parts: Vec::new(),
             part_bytes: part_bytes(),
         })
-    }
-
-    /// Adds a file version that was read.
-    pub fn content(&mut self, id: ContentId, content: &Content) -> Result<()> {
-        let row = ContentRow {
-            id,
-            size: content.size,
-            list: content.row_blocks(&id),
-        };
-        self.body.content(&row.id, row.size, &row.list);
-        self.batch_bytes += 48 + row.list.len();
-        self.contents.push(row);
-        self.flush_if_full()
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
@@ -178,6 +172,20 @@ fn part_bytes() -> usize {
     PART_BYTES
 }
 
+impl Record for Staged<'_> {
+    fn content(&mut self, id: ContentId, content: &Content) -> Result<()> {
+        let row = ContentRow {
+            id,
+            size: content.size,
+            list: content.row_blocks(&id),
+        };
+        self.body.content(&row.id, row.size, &row.list);
+        self.batch_bytes += 48 + row.list.len();
+        self.contents.push(row);
+        self.flush_if_full()
+    }
+}
+
 impl Trees for Staged<'_> {
     fn tree(&mut self, entries: &[Entry]) -> Result<TreeId> {
         let id = tree_id(&self.vault.codec().keys().id, entries);
@@ -191,5 +199,23 @@ impl Trees for Staged<'_> {
         self.trees.push(row);
         self.flush_if_full()?;
         Ok(id)
+    }
+}
+
+/// A dry run's trees and file versions: each directory's tree id is made (its parent's id
+/// depends on it), nothing is kept or written.
+pub struct Unstaged<'v> {
+    pub vault: &'v Vault,
+}
+
+impl Record for Unstaged<'_> {
+    fn content(&mut self, _id: ContentId, _content: &Content) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Trees for Unstaged<'_> {
+    fn tree(&mut self, entries: &[Entry]) -> Result<TreeId> {
+        Ok(tree_id(&self.vault.codec().keys().id, entries))
     }
 }

@@ -10,6 +10,11 @@
 //! is unchanged when its size, mtime, ctime and inode equal the parent entry's: it keeps the
 //! parent's content without a byte being read.
 //!
+//! A file read is *new* if the parent point had no file of its name, *changed* if the content
+//! read differs from the parent's, and *unchanged* otherwise (kept or read again).
+//!
+//! What the user leaves out ([`exclude`](super::exclude)) is never visited.
+//!
 //! Only regular files are ever read; FIFOs, devices and sockets are entries with metadata
 //! only. Below a source path the walk does not descend into:
 //! - the vault itself (matched by device and inode, so any path to it counts): it is left out
@@ -27,7 +32,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::catalog::{Entry, EntryKind, PointStats, TreeId};
+use super::exclude::{excluded, kept_names, too_large, ExcludeMarker};
+use crate::catalog::{ContentId, Entry, EntryKind, PointStats, TreeId};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::vault::Vault;
@@ -35,11 +41,37 @@ use crate::vault::Vault;
 /// Walk settings.
 pub struct WalkOptions<'a> {
     pub exclude: &'a PathFilter,
+    /// Leave out regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// A directory holding one of these keeps only the marker (see the module doc).
+    pub markers: &'a [ExcludeMarker],
     pub one_file_system: bool,
     /// Read every file even if unchanged.
     pub force: bool,
     /// Device and inode of a directory never to back up (the vault being written to).
     pub skip_dir: Option<(u64, u64)>,
+}
+
+/// How a file compares with the parent point's file of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileChange {
+    /// The parent point has no file of that name.
+    New,
+    /// The content differs from the parent's.
+    Changed,
+    /// The parent's content: kept without reading, or read again and found equal.
+    Unchanged,
+}
+
+impl FileChange {
+    /// How content `read` compares with `parent`, the parent point's content of that name.
+    pub fn of(parent: Option<ContentId>, read: ContentId) -> FileChange {
+        match parent {
+            None => FileChange::New,
+            Some(parent) if parent == read => FileChange::Unchanged,
+            Some(_) => FileChange::Changed,
+        }
+    }
 }
 
 /// Where closed directories go: the tree of `entries` (sorted by name) is made, and its id
@@ -61,6 +93,8 @@ pub struct FileToRead {
     pub slot: Slot,
     pub path: PathBuf,
     pub entry: Entry,
+    /// The parent point's content of the file of this name, if it had one.
+    pub parent_content: Option<ContentId>,
 }
 
 /// What one step of the walk did.
@@ -228,8 +262,13 @@ pub struct Walker<'a> {
     root: Option<TreeId>,
     /// The root directory's entry, when a single directory is the root.
     root_entry: Option<Entry>,
-    /// Files, directories and bytes the point holds, counted as entries are made.
+    /// Files, directories and bytes the point holds, counted as entries are made (its
+    /// `files_changed`: see [`FileChange::Changed`]).
     pub stats: PointStats,
+    /// Regular files that are [`FileChange::New`].
+    pub files_new: u64,
+    /// Regular files that are [`FileChange::Unchanged`].
+    pub files_unchanged: u64,
     /// Bytes of the files kept from the parent point without being read.
     pub unchanged_bytes: u64,
     /// Paths that could not be read, with the reason.
@@ -314,6 +353,8 @@ impl<'a> Walker<'a> {
             root: None,
             root_entry: None,
             stats: PointStats::default(),
+            files_new: 0,
+            files_unchanged: 0,
             unchanged_bytes: 0,
             errors: Vec::new(),
             skipped_dir: None,
@@ -372,12 +413,7 @@ impl<'a> Walker<'a> {
             }
             None => frame.path.join(OsStr::from_bytes(&name)),
         };
-        if !is_sources
-            && self
-                .options
-                .exclude
-                .matches(path.as_os_str().as_bytes(), &name)
-        {
+        if !is_sources && excluded(&path, self.options) {
             return Ok(Step::Walked);
         }
         let meta = match path.symlink_metadata() {
@@ -389,6 +425,9 @@ impl<'a> Walker<'a> {
             }
         };
         if !is_sources {
+            if too_large(&meta, self.options) {
+                return Ok(Step::Walked);
+            }
             match boundary(&path, &meta, dev, self.options) {
                 Boundary::None => {}
                 Boundary::Skipped => {
@@ -411,23 +450,26 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Puts a child's entry into its slot (`None`: a file that could not be read, left out)
-    /// and closes the directories that are then complete. `read`: the file's data was read.
+    /// Puts a file's entry, made from its read, into its slot (`None`: a file that could not
+    /// be read, left out) and closes the directories that are then complete.
     pub fn fill(
         &mut self,
         slot: Slot,
-        entry: Option<Entry>,
-        read: bool,
+        made: Option<(Entry, FileChange)>,
         trees: &mut dyn Trees,
     ) -> Result<()> {
-        self.put(slot, entry, read)?;
+        match made {
+            Some((entry, change)) => self.put(slot, Some(entry), Some(change))?,
+            None => self.put(slot, None, None)?,
+        }
         self.close_ready(slot.frame, trees)
     }
 
-    /// Puts a made child into its slot and counts it (directories are counted when entered).
-    fn put(&mut self, slot: Slot, entry: Option<Entry>, read: bool) -> Result<()> {
+    /// Puts a made child into its slot and counts it (directories are counted when entered);
+    /// `change` tells about a regular file.
+    fn put(&mut self, slot: Slot, entry: Option<Entry>, change: Option<FileChange>) -> Result<()> {
         if let Some(e) = &entry {
-            self.count(e, read);
+            self.count(e, change);
         }
         let frame = self.frame(slot.frame)?;
         frame.children[slot.index] = entry;
@@ -467,14 +509,16 @@ impl<'a> Walker<'a> {
         })
     }
 
-    fn count(&mut self, entry: &Entry, read: bool) {
+    fn count(&mut self, entry: &Entry, change: Option<FileChange>) {
         match entry.kind {
             EntryKind::Dir => {}
             EntryKind::File => {
                 self.stats.files += 1;
                 self.stats.bytes += entry.size;
-                if read {
-                    self.stats.files_changed += 1;
+                match change.unwrap_or(FileChange::Unchanged) {
+                    FileChange::New => self.files_new += 1,
+                    FileChange::Changed => self.stats.files_changed += 1,
+                    FileChange::Unchanged => self.files_unchanged += 1,
                 }
             }
             _ => self.stats.files += 1,
@@ -509,18 +553,26 @@ impl<'a> Walker<'a> {
                     entry.content = before.content;
                     self.unchanged_bytes += entry.size;
                 }
-                _ => {
-                    return match slot {
-                        Some(slot) => Ok(Some(FileToRead { slot, path, entry })),
-                        None => Err(Error::InvalidArgument("a file cannot be a root".into())),
+                before => {
+                    let Some(slot) = slot else {
+                        return Err(Error::InvalidArgument("a file cannot be a root".into()));
                     };
+                    let parent_content = before
+                        .filter(|b| b.kind == EntryKind::File)
+                        .and_then(|b| b.content);
+                    return Ok(Some(FileToRead {
+                        slot,
+                        path,
+                        entry,
+                        parent_content,
+                    }));
                 }
             },
             EntryKind::Dir => {
                 let parent_tree = before
                     .filter(|b| b.kind == EntryKind::Dir)
                     .and_then(|b| b.subtree);
-                let names = self.list(&path);
+                let names = kept_names(&path, self.list(&path), self.options.markers);
                 let before = self.listing(parent_tree)?;
                 self.enter(path, entry, meta.dev(), names, before, slot);
                 return Ok(None);
@@ -528,7 +580,8 @@ impl<'a> Walker<'a> {
             _ => {}
         }
         if let Some(slot) = slot {
-            self.put(slot, Some(entry), false)?;
+            let change = (entry.kind == EntryKind::File).then_some(FileChange::Unchanged);
+            self.put(slot, Some(entry), change)?;
         }
         Ok(None)
     }
@@ -678,7 +731,7 @@ impl<'a> Walker<'a> {
             };
             let mut entry = frame.entry.ok_or_else(lost_frame)?;
             entry.subtree = Some(tree);
-            self.put(slot, Some(entry), false)?;
+            self.put(slot, Some(entry), None)?;
             id = slot.frame;
         }
     }
@@ -725,22 +778,26 @@ pub fn source_bytes(sources: &[PathBuf], options: &WalkOptions<'_>, stop: &Atomi
         let Ok(listing) = std::fs::read_dir(dir) else {
             return 0;
         };
+        let mut names: Vec<Vec<u8>> = listing
+            .flatten()
+            .map(|e| e.file_name().as_bytes().to_vec())
+            .collect();
+        names.sort();
         let mut total = 0;
-        for child in listing.flatten() {
+        for name in kept_names(dir, names, options.markers) {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let path = child.path();
-            let name = child.file_name();
-            if options
-                .exclude
-                .matches(path.as_os_str().as_bytes(), name.as_bytes())
-            {
+            let path = dir.join(OsStr::from_bytes(&name));
+            if excluded(&path, options) {
                 continue;
             }
             let Ok(meta) = path.symlink_metadata() else {
                 continue;
             };
+            if too_large(&meta, options) {
+                continue;
+            }
             if meta.is_file() {
                 total += meta.len();
             } else if meta.is_dir()
@@ -858,5 +915,13 @@ mod tests {
         assert!(is_pseudo_fs(Path::new("/proc")));
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_pseudo_fs(dir.path()));
+    }
+
+    #[test]
+    fn a_file_is_new_changed_or_unchanged_by_its_content() {
+        let (a, b) = (ContentId([1; 32]), ContentId([2; 32]));
+        assert_eq!(FileChange::of(None, a), FileChange::New);
+        assert_eq!(FileChange::of(Some(a), b), FileChange::Changed);
+        assert_eq!(FileChange::of(Some(a), a), FileChange::Unchanged);
     }
 }
