@@ -396,6 +396,13 @@ fn flipped_byte_is_found_and_other_files_still_restore() {
         fs::read(target.join("other.bin")).unwrap(),
         seeded_bytes(7, 2 * MIB)
     );
+    // The damaged file is left out, not written with zeros where its blocks were.
+    assert!(!target.join("victim.bin").exists());
+    assert!(
+        stdout(&restore).contains("1 files left out: their data is damaged"),
+        "{}",
+        stdout(&restore)
+    );
 }
 
 /// Starts a backup of `src` made long by a 32 GiB sparse file and returns once it holds the
@@ -571,3 +578,6 @@ mod backup_flags;
 mod keys;
 #[path = "cli/selectors.rs"]
 mod selectors;
+
+#[path = "cli/restore_flags.rs"]
+mod restore_flags;

@@ -9,7 +9,7 @@ use synvault::{BlockReader, PointReader, ReaderOptions, RestoreOptions, RestoreR
 const RESTORE_CACHE_BYTES: usize = 32 << 20;
 
 use super::filters::FilterArgs;
-use super::output::{after_report, bytes, Bar};
+use super::output::{after_report, bytes, json, Bar};
 use super::{code_for, interrupt_flag, split_point_path, Cli};
 
 #[derive(Debug, Args)]
@@ -38,9 +38,24 @@ pub struct RestoreArgs {
     /// Leave out paths matching GLOB (repeatable).
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
-    /// Restore into a non-empty directory; files that already match are skipped.
+    /// Restore into a non-empty directory; files already there (same size and mtime; with
+    /// --verify, same content) are skipped.
     #[arg(long)]
     overwrite: bool,
+    /// Say what would be restored, skipped and deleted; write nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// With --overwrite: remove what the target holds beneath the restored directory that
+    /// the point does not.
+    #[arg(long, requires = "overwrite")]
+    delete: bool,
+    /// Compare content to skip a file already there, and read every written file back and
+    /// compare it with the point.
+    #[arg(long)]
+    verify: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
@@ -64,6 +79,9 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         overwrite: args.overwrite,
+        dry_run: args.dry_run,
+        delete: args.delete,
+        verify: args.verify,
     };
     let bar = Bar::new("restore");
     let started = std::time::Instant::now();
@@ -86,14 +104,26 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
         eprintln!("damaged: {damaged}");
     }
     let secs = started.elapsed().as_secs_f64();
-    after_report(
-        code_for(!report.damaged.is_empty()),
-        print_report(&report, secs),
-    )
+    let code = code_for(!report.damaged.is_empty());
+    if args.json {
+        return after_report(code, json(&report));
+    }
+    after_report(code, print_report(&report, secs))
 }
 
 /// The restore is done: what follows only tells about it.
 fn print_report(report: &RestoreReport, secs: f64) -> anyhow::Result<()> {
+    if report.dry_run {
+        outln!(
+            "would restore {} files, {} directories, {}; {} already there; {} to delete",
+            report.files,
+            report.dirs,
+            bytes(report.bytes),
+            report.skipped_existing,
+            report.deleted
+        );
+        return Ok(());
+    }
     outln!(
         "restored {} files, {} directories, {} in {secs:.2} s ({:.0} MB/s){}",
         report.files,
@@ -106,9 +136,18 @@ fn print_report(report: &RestoreReport, secs: f64) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if report.deleted > 0 {
+        outln!("deleted {} entries the point does not hold", report.deleted);
+    }
+    if report.verified > 0 {
+        outln!(
+            "verified {} files: read back, equal to the point",
+            report.verified
+        );
+    }
     if !report.damaged.is_empty() {
         outln!(
-            "{} files could not be restored: their data is damaged",
+            "{} files left out: their data is damaged (nothing is written under their names)",
             report.damaged.len()
         );
     }

@@ -17,6 +17,7 @@
 //! mtime only once complete, so an interrupted restore resumes where it stopped: a file it
 //! left half written has the wrong mtime and is written again.
 
+mod delete;
 mod target;
 mod write;
 
@@ -49,6 +50,14 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub overwrite: bool,
+    /// Say what would be restored (and, with `delete`, removed); write nothing.
+    pub dry_run: bool,
+    /// With `overwrite`: remove what the target holds that the point does not (beneath the
+    /// restored directory; never the vault). Not with include or exclude patterns.
+    pub delete: bool,
+    /// Compare content, not only size and mtime, to skip a file already there, and read
+    /// every written file back and compare it with the point.
+    pub verify: bool,
 }
 
 /// One thing to create: its path relative to the target, and its entry.
@@ -71,10 +80,16 @@ pub struct RestorePlan {
 /// What a restore did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RestoreReport {
+    /// Nothing was written: the counts are what a restore would do.
+    pub dry_run: bool,
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
     pub skipped_existing: u64,
+    /// Entries of the target that the point does not hold, removed (`delete`).
+    pub deleted: u64,
+    /// Files read back and found equal to the point (`verify`).
+    pub verified: u64,
     /// Files that could not be restored because their data is damaged or missing.
     pub damaged: Vec<String>,
     /// Other problems (metadata that could not be set).
@@ -201,6 +216,16 @@ pub fn restore(
             job: reader.point().awaiting_job.clone().unwrap_or_default(),
         });
     }
+    if options.delete && !options.overwrite {
+        return Err(Error::InvalidArgument(
+            "--delete removes what the target holds beyond the point: give --overwrite too".into(),
+        ));
+    }
+    if options.delete && !(options.include.is_empty() && options.exclude.is_empty()) {
+        return Err(Error::InvalidArgument(
+            "--delete with --include or --exclude could remove what the patterns leave out: restore without them".into(),
+        ));
+    }
     let vault = reader.blocks().vault().root().to_path_buf();
     target::check_target(&options.target, &vault, options.overwrite)?;
     if !options.overwrite && !target_is_empty(&options.target)? {
@@ -209,11 +234,65 @@ pub fn restore(
         });
     }
     let mut plan = plan(reader, options)?;
+    if options.dry_run {
+        return Ok(dry_run(reader, &plan, options, &vault));
+    }
     fs::create_dir_all(&options.target).map_err(Error::io("cannot create", &options.target))?;
     let left_out = leave_out_vault(&mut plan, &options.target, &vault);
     let mut report = apply(reader, &plan, options, progress, interrupted)?;
     report.warnings.extend(left_out);
+    if options.delete && plan.root.is_some() {
+        let target = TargetDir::open(&options.target)
+            .map_err(Error::io("cannot open restore target", &options.target))?;
+        report.deleted =
+            delete::beyond_plan(&target, &plan, &keep_for_vault(&options.target, &vault))?;
+    }
     Ok(report)
+}
+
+/// What a restore of `plan` would do, written nowhere: what it would write, what it would
+/// skip as already there (with `overwrite`), what `delete` would remove.
+fn dry_run(
+    reader: &PointReader<'_>,
+    plan: &RestorePlan,
+    options: &RestoreOptions,
+    vault: &Path,
+) -> RestoreReport {
+    let mut report = RestoreReport {
+        dry_run: true,
+        ..RestoreReport::default()
+    };
+    let target = TargetDir::open(&options.target).ok();
+    for item in &plan.items {
+        match item.entry.kind {
+            EntryKind::Dir => report.dirs += 1,
+            EntryKind::File => {
+                let there = options.overwrite
+                    && target
+                        .as_ref()
+                        .is_some_and(|t| write::already_there(reader, t, item, options.verify));
+                if there {
+                    report.skipped_existing += 1;
+                } else {
+                    report.files += 1;
+                    report.bytes += item.entry.size;
+                }
+            }
+            _ => report.files += 1,
+        }
+    }
+    if let (Some(target), true, Some(_)) = (&target, options.delete, &plan.root) {
+        let keep = keep_for_vault(&options.target, vault);
+        report.deleted = delete::count_beyond_plan(target, plan, &keep).unwrap_or(0);
+    }
+    report
+}
+
+/// The vault's path beneath the target and the directories leading to it: never deleted.
+fn keep_for_vault(target: &Path, vault: &Path) -> HashSet<PathBuf> {
+    target::vault_beneath(target, vault)
+        .map(|beneath| beneath.ancestors().map(Path::to_path_buf).collect())
+        .unwrap_or_default()
 }
 
 /// One part of a point and where it goes back to (see [`original_locations`]).
@@ -345,6 +424,10 @@ pub fn apply(
     let target = TargetDir::open(&options.target)
         .map_err(Error::io("cannot open restore target", &options.target))?;
     let overwrite = options.overwrite;
+    let checks = write::Checks {
+        overwrite,
+        verify: options.verify,
+    };
     let mut report = RestoreReport::default();
     progress.set_total(
         plan.items
@@ -370,7 +453,7 @@ pub fn apply(
                     if interrupted.load(Ordering::Relaxed) {
                         return FileOutcome::Interrupted;
                     }
-                    write::restore_file(reader, &target, item, overwrite, progress)
+                    write::restore_file(reader, &target, item, checks, progress)
                 })
                 .collect();
             outcomes
@@ -380,6 +463,9 @@ pub fn apply(
         .flatten()
         .collect();
     let damaged_inodes = record_files(&mut report, &files, outcomes)?;
+    if options.verify {
+        report.verified = report.files;
+    }
     make_links(&mut report, &target, &links, &damaged_inodes, overwrite)?;
     for item in plan
         .items

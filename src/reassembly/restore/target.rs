@@ -231,6 +231,15 @@ pub fn discard(dir: BorrowedFd<'_>, temp: &OsStr) {
     let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
 }
 
+/// Removes `name` in `dir`: a file or link, or a directory with everything in it (see
+/// [`remove_tree`]).
+pub fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Err(Errno::ISDIR) => remove_tree(dir, name, 0),
+        other => Ok(other?),
+    }
+}
+
 /// Removes the directory `name` in `dir` and everything in it, descending only through
 /// directories opened with `O_NOFOLLOW`: a symlink inside is removed, never followed.
 fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, depth: usize) -> io::Result<()> {

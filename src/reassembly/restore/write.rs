@@ -39,21 +39,32 @@ pub(super) enum FileOutcome {
     Interrupted,
 }
 
+/// How files already in the target are judged, and whether what is written is read back.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Checks {
+    /// A file already there (same size and mtime) is skipped instead of refused.
+    pub overwrite: bool,
+    /// Content is compared too: a file already there must hold the point's data to be
+    /// skipped, and a written file is read back and compared.
+    pub verify: bool,
+}
+
 /// Restores one file: skipped if an identical one is there (with `overwrite`), otherwise
 /// written whole under a temporary name and renamed over whatever is at its name.
 pub(super) fn restore_file(
     reader: &PointReader<'_>,
     target: &TargetDir,
     item: &PlanItem,
-    overwrite: bool,
+    checks: Checks,
     progress: &dyn Progress,
 ) -> FileOutcome {
+    let overwrite = checks.overwrite;
     let shown = target.shown(&item.rel);
     let (dir, name) = match target.parent_of(&item.rel) {
         Ok(found) => found,
         Err(e) => return FileOutcome::Failed(Error::io("cannot open the directory of", shown)(e)),
     };
-    if overwrite && already_restored(dir.as_fd(), name, &item.entry) {
+    if overwrite && already_restored(reader, dir.as_fd(), name, item, checks.verify) {
         progress.add_bytes(item.entry.size);
         return FileOutcome::Skipped;
     }
@@ -69,7 +80,12 @@ pub(super) fn restore_file(
         }
         Err(e) => return FileOutcome::Failed(Error::io("cannot create", shown)(e)),
     };
-    match (fill(reader, &file, item, progress, &shown), temp) {
+    let filled =
+        fill(reader, &file, item, progress, &shown).and_then(|warnings| match checks.verify {
+            true => read_back(reader, &file, item, &shown).map(|()| warnings),
+            false => Ok(warnings),
+        });
+    match (filled, temp) {
         (Ok(warnings), None) => FileOutcome::Written(warnings),
         (Ok(warnings), Some(temp)) => match replace(dir.as_fd(), &temp, name, overwrite) {
             Ok(()) => FileOutcome::Written(warnings),
@@ -84,21 +100,103 @@ pub(super) fn restore_file(
 }
 
 /// A file already restored has its size and mtime: the mtime is set only once the data is
-/// complete, so an interrupted restore resumes where it stopped.
-fn already_restored(dir: BorrowedFd<'_>, name: &OsStr, entry: &Entry) -> bool {
-    match stat_at(dir, name) {
+/// complete, so an interrupted restore resumes where it stopped. With `verify` its content
+/// must be the point's too (a changed byte keeps size and mtime).
+fn already_restored(
+    reader: &PointReader<'_>,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    item: &PlanItem,
+    verify: bool,
+) -> bool {
+    let entry = &item.entry;
+    let same_stat = match stat_at(dir, name) {
         Ok(Some(found)) => {
             found.file_type == FileType::RegularFile
                 && found.size == entry.size
                 && found.mtime_ns == entry.mtime_ns
         }
         _ => false,
+    };
+    if !same_stat || !verify {
+        return same_stat;
     }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let empty = BlockMap::empty();
+    holds_content(
+        reader,
+        &File::from(fd),
+        item.blocks.as_ref().unwrap_or(&empty),
+    )
+    .unwrap_or(false)
+}
+
+/// True if `item`, a file, is in the target as restore would leave it (see
+/// `already_restored`): what a dry run counts as already there.
+pub(super) fn already_there(
+    reader: &PointReader<'_>,
+    target: &TargetDir,
+    item: &PlanItem,
+    verify: bool,
+) -> bool {
+    match target.parent_of(&item.rel) {
+        Ok((dir, name)) => already_restored(reader, dir.as_fd(), name, item, verify),
+        Err(_) => false,
+    }
+}
+
+/// Reads a written file back and compares it with the point; a difference is the file's
+/// damage (it is not put in place).
+fn read_back(
+    reader: &PointReader<'_>,
+    file: &File,
+    item: &PlanItem,
+    shown: &Path,
+) -> Result<(), FileOutcome> {
+    let empty = BlockMap::empty();
+    match holds_content(reader, file, item.blocks.as_ref().unwrap_or(&empty)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(FileOutcome::Damaged(
+            "read back, it differs from the point".into(),
+        )),
+        Err(e) => Err(FileOutcome::Failed(Error::io("cannot read back", shown)(e))),
+    }
+}
+
+/// True if `file` holds exactly the data of `map`: its length, and each block's bytes hash
+/// to the block's id (a hole reads as zeros).
+pub(super) fn holds_content(
+    reader: &PointReader<'_>,
+    file: &File,
+    map: &BlockMap,
+) -> std::io::Result<bool> {
+    if file.metadata()?.len() != map.size {
+        return Ok(false);
+    }
+    let codec = reader.blocks().vault().codec();
+    let mut buf = Vec::new();
+    for &(offset, id, len) in &map.blocks {
+        buf.resize(len as usize, 0);
+        file.read_exact_at(&mut buf, offset)?;
+        let same = if id == BlockId::ZERO {
+            buf.iter().all(|&b| b == 0)
+        } else {
+            codec.id_of(&buf) == id
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Creates `name` in `dir`, failing if anything (a symlink included) is already there.
 fn create_new(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<File> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // Read and write: `--verify` reads the file back through the same descriptor.
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
     Ok(File::from(fd))
 }
