@@ -863,6 +863,37 @@ mod tests {
     }
 
     #[test]
+    fn rebuild_settles_which_points_hold_xattrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let (plain, tagged) = (dir.path().join("plain"), dir.path().join("tagged"));
+        std::fs::create_dir_all(plain.join("sub")).unwrap();
+        std::fs::write(plain.join("sub/a"), b"a").unwrap();
+        std::fs::create_dir_all(tagged.join("sub")).unwrap();
+        std::fs::write(tagged.join("sub/b"), b"b").unwrap();
+        let flags = rustix::fs::XattrFlags::empty();
+        rustix::fs::setxattr(tagged.join("sub/b"), "user.k", b"v", flags).unwrap();
+        let vault = Vault::create(&root, b"pw", TEST_OPTIONS).unwrap();
+        backup(&vault, &plain).unwrap();
+        backup(&vault, &tagged).unwrap();
+        drop(vault);
+
+        rebuild(&root, b"pw", RebuildOptions { force: true }, &NoProgress).unwrap();
+        let vault = Vault::open(&root, b"pw").unwrap();
+        let catalog = vault.catalog();
+        let by_source = |src: &Path| {
+            let points = catalog.points().unwrap();
+            let point = points
+                .iter()
+                .find(|p| p.source == src.display().to_string())
+                .unwrap();
+            catalog.tree_xattrs(&point.root_tree).unwrap()
+        };
+        assert_eq!(by_source(&plain), Some(false));
+        assert_eq!(by_source(&tagged), Some(true));
+    }
+
+    #[test]
     fn a_pending_seal_whose_pack_never_landed_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("vault");

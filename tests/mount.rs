@@ -253,9 +253,14 @@ fn round_trip_tree_reads_back_exactly_through_the_kernel() {
     assert!(latest.starts_with(vault.path.join("points")));
 
     // Whole trees: names (non-UTF-8 too), kinds, modes, owners, mtimes, sizes, bytes,
-    // symlink targets, device numbers, FIFOs, xattrs and hardlink groups.
-    assert_same_tree(&src, &latest);
+    // symlink targets, device numbers, FIFOs, xattrs and hardlink groups. Under points/, the
+    // point's directory has the point's time instead of the source directory's.
     assert_same_tree(&src, &point.path);
+    let diffs = tree_diff_with(&src, &latest, &mount_diff());
+    assert!(
+        diffs.len() == 1 && diffs[0].starts_with("\".\": mtime "),
+        "{diffs:?}"
+    );
 
     // Fields the tree diff leaves out: ctime, and blocks that show the sparse file's hole.
     for rel in [&summary.large_file, &summary.xattr_file, &summary.fifo] {
@@ -516,6 +521,130 @@ fn new_points_appear_while_mounted_and_names_are_raw_bytes() {
     assert_eq!(names(&source_dir), now);
     assert!(second["point"].is_string());
     assert!(mount.stop(rustix::process::Signal::INT).success());
+}
+
+/// Every point's (source, start time in ns), oldest first, from the catalog.
+fn point_rows(env: &Env) -> Vec<(String, i64)> {
+    let db = rusqlite::Connection::open(env.vault().join("catalog.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT source, started_ns FROM points ORDER BY started_ns")
+        .unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn sources_are_named_by_their_escaped_path_and_point_directories_by_their_time() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let older = env.path("50% off");
+    let newer = env.path("with space");
+    write_file(older.join("a"), b"a");
+    write_file(newer.join("b"), b"b");
+    env.backup(&older);
+    std::thread::sleep(Duration::from_millis(1100));
+    env.backup(&newer);
+    let mount = env.mount("mnt", &[]);
+
+    // `/` dropped at the start and `%2F` after it, `%` as `%25`, spaces as they are.
+    let escaped = |source: &str| {
+        let path = source.strip_prefix('/').unwrap();
+        path.replace('%', "%25").replace('/', "%2F").into_bytes()
+    };
+    let rows = point_rows(&env);
+    let expected: BTreeSet<Vec<u8>> = rows.iter().map(|(source, _)| escaped(source)).collect();
+    assert_eq!(names(&mount.path.join("sources")), expected);
+    assert!(
+        expected.iter().any(|n| n.ends_with(b"50%25 off")),
+        "{expected:?}"
+    );
+
+    // Each point's directory, under points/ and under its source, has the point's start time.
+    let mtime_ns = |path: &Path| {
+        let meta = fs::metadata(path).unwrap();
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+    };
+    let points = mount.path.join("points");
+    let mut by_time: Vec<(i64, Vec<u8>)> = names(&points)
+        .into_iter()
+        .map(|name| (mtime_ns(&points.join(OsStr::from_bytes(&name))), name))
+        .collect();
+    by_time.sort();
+    let started: Vec<i64> = rows.iter().map(|(_, ns)| *ns).collect();
+    assert_eq!(by_time.iter().map(|(t, _)| *t).collect::<Vec<_>>(), started);
+    for (source, started_ns) in &rows {
+        let dir = mount
+            .path
+            .join("sources")
+            .join(OsStr::from_bytes(&escaped(source)));
+        let only = names(&dir).into_iter().next().unwrap();
+        assert_eq!(mtime_ns(&dir.join(OsStr::from_bytes(&only))), *started_ns);
+    }
+    // `ls -t` sorts them newest first, as the names do.
+    let listed = Command::new("ls").arg("-t").arg(&points).output().unwrap();
+    let newest_first: Vec<&[u8]> = listed.stdout.split(|&b| b == b'\n').take(2).collect();
+    assert_eq!(newest_first, [&by_time[1].1[..], &by_time[0].1[..]]);
+}
+
+/// An xattr question's errno (0 if it was answered).
+fn xattr_errno(path: &Path, name: &str) -> i32 {
+    let mut buf = [0u8; 64];
+    match rustix::fs::lgetxattr(path, name, &mut buf) {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error(),
+    }
+}
+
+#[test]
+fn a_point_without_xattrs_stops_the_questions_and_one_with_them_answers_each() {
+    if !fuse_ready() {
+        return;
+    }
+    const ENODATA: i32 = 61;
+    const EOPNOTSUPP: i32 = 95;
+    let env = Env::new();
+    let plain = env.path("plain");
+    let tagged = env.path("tagged");
+    write_file(plain.join("d/a"), b"a");
+    write_file(tagged.join("d/a"), b"a");
+    write_file(tagged.join("d/b"), b"b");
+    let flags = rustix::fs::XattrFlags::empty();
+    rustix::fs::setxattr(tagged.join("d/b"), "user.k", b"value", flags).unwrap();
+    let plain_point = env.backup(&plain)["point"].as_str().unwrap().to_string();
+    let tagged_point = env.backup(&tagged)["point"].as_str().unwrap().to_string();
+    let without = env.mount("without", &["--point", &plain_point]);
+    let with = env.mount("with", &["--point", &tagged_point]);
+
+    // No entry has xattrs: the kernel is told once and answers itself from then on (ls -l
+    // asks these two per file).
+    let a = without.path.join("d/a");
+    assert_eq!(fs::read(&a).unwrap(), b"a");
+    for name in ["security.selinux", "user.k"] {
+        assert_eq!(xattr_errno(&a, name), EOPNOTSUPP, "{name}");
+    }
+    assert_eq!(
+        errno_of(rustix::fs::listxattr(&a, &mut [0u8; 64]).map_err(std::io::Error::from)),
+        Some(EOPNOTSUPP)
+    );
+    let ls = Command::new("ls")
+        .arg("-lR")
+        .arg(&without.path)
+        .output()
+        .unwrap();
+    assert!(ls.status.success() && String::from_utf8_lossy(&ls.stdout).contains(" a\n"));
+
+    // Some entry has them: each question is answered, from the entry.
+    let (a, b) = (with.path.join("d/a"), with.path.join("d/b"));
+    let mut buf = [0u8; 64];
+    let n = rustix::fs::lgetxattr(&b, "user.k", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"value");
+    let n = rustix::fs::listxattr(&b, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"user.k\0");
+    assert_eq!(xattr_errno(&a, "user.k"), ENODATA);
+    assert_eq!(xattr_errno(&b, "security.selinux"), ENODATA);
+    assert_eq!(rustix::fs::listxattr(&a, &mut buf).unwrap(), 0);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
@@ -18,6 +18,7 @@ const MIGRATIONS: [&str; 13] = [
     include_str!("../../catalog-schema/0011_sealing_parts.sql"),
     include_str!("../../catalog-schema/0012_blocks_by_pack_covering.sql"),
     include_str!("../../catalog-schema/0013_point_sources.sql"),
+    include_str!("../../catalog-schema/0014_tree_xattrs.sql"),
 ];
 
 /// The schema version this build writes.
@@ -116,5 +117,23 @@ mod tests {
             )
             .unwrap();
         assert_eq!((pack, copies), (1, 0));
+    }
+
+    #[test]
+    fn trees_of_version_12_survive_with_their_xattrs_unknown() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..12] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 12).unwrap();
+        conn.execute_batch("INSERT INTO trees (id, entry_count, entries) VALUES (x'01', 0, x'');")
+            .unwrap();
+        migrate(&mut conn).unwrap();
+        let (count, xattrs): (i64, Option<bool>) = conn
+            .query_row("SELECT entry_count, xattrs FROM trees", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((count, xattrs), (0, None));
     }
 }

@@ -14,6 +14,7 @@ pub mod seed;
 mod staging;
 pub mod tree_codec;
 pub mod tree_path;
+mod tree_xattrs;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -684,6 +685,7 @@ impl Catalog {
         staging::commit_staged(&tx)?;
         staging::commit_parts(&tx, &commit.parts)?;
         insert_point(&tx, point)?;
+        tree_xattrs::settle(&tx, &point.root_tree)?;
         if let Some(seed) = &commit.seed {
             seed::insert_job(&tx, seed, &point.id)?;
         }

@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::sealed::{Event, SealedSeedJob, TreeRow};
 use super::seed::SeedJobState;
 use super::{
-    insert_meta_pack, insert_packs, insert_point, insert_trees, Catalog, Content, ContentId,
-    NewPack, RecoveryPoint, Result, TreeId,
+    insert_meta_pack, insert_packs, insert_point, insert_trees, tree_xattrs, Catalog, Content,
+    ContentId, NewPack, RecoveryPoint, Result, TreeId,
 };
 use crate::store::{BlockId, PackId};
 
@@ -191,9 +191,12 @@ impl Bulk<'_> {
         Ok(())
     }
 
-    /// Records a point.
+    /// Records a point, and settles whether its trees hold xattrs (they are all in by then:
+    /// rebuild puts points back after every tree).
     pub fn point(&self, point: &RecoveryPoint) -> Result<()> {
-        insert_point(self.conn, point)
+        insert_point(self.conn, point)?;
+        tree_xattrs::settle(self.conn, &point.root_tree)?;
+        Ok(())
     }
 
     /// True if the catalog has this point.

@@ -6,6 +6,9 @@
 //! - `readdirplus`, so listing a directory also answers the `stat` of every entry;
 //! - no `open`/`flush`/`release` round trips for files: `open` answers ENOSYS, which makes the
 //!   kernel skip opens and keep the page cache of files between opens;
+//! - no xattr round trips for a point without xattrs: `getxattr` and `listxattr` answer
+//!   ENOSYS, after which the kernel answers EOPNOTSUPP itself for the rest of the mount
+//!   (`ls -l` asks two per file). Otherwise the view answers from the entry it holds;
 //! - directory listings of points cached in the kernel (`FOPEN_CACHE_DIR`);
 //! - 1 MiB reads (`max_pages`), the largest read-ahead the kernel allows, and many
 //!   background requests in flight.
@@ -45,6 +48,8 @@ pub(crate) struct SynvaultFs {
     view: Arc<View<'static>>,
     /// Set in `init` when the kernel can skip opens.
     no_open: bool,
+    /// Set in `init` when nothing in the mount has xattrs.
+    no_xattrs: bool,
     /// Read buffers, reused: a fresh 1 MiB buffer per request costs page faults.
     buffers: BufferPool,
 }
@@ -54,6 +59,7 @@ impl SynvaultFs {
         SynvaultFs {
             view,
             no_open: false,
+            no_xattrs: false,
             buffers: BufferPool::new(SPARE_READ_BYTES),
         }
     }
@@ -181,6 +187,7 @@ impl Filesystem for SynvaultFs {
             // A kernel without one of these still mounts; it just makes more round trips.
             let _ = config.add_capabilities(flag);
         }
+        self.no_xattrs = self.view.xattrs_absent();
         self.no_open = config
             .capabilities()
             .contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
@@ -349,6 +356,11 @@ impl Filesystem for SynvaultFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if self.no_xattrs {
+            // ENOSYS: the kernel stops asking; nothing here has xattrs.
+            reply.error(fuser::Errno::ENOSYS);
+            return;
+        }
         match self.view.xattr(node(ino), name.as_bytes()) {
             Ok(value) => reply_xattr(reply, size, &value),
             Err(err) => reply.error(self.fail(&err)),
@@ -356,6 +368,10 @@ impl Filesystem for SynvaultFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if self.no_xattrs {
+            reply.error(fuser::Errno::ENOSYS);
+            return;
+        }
         match self.view.xattr_names(node(ino)) {
             Ok(names) => {
                 let mut list = Vec::new();

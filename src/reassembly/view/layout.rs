@@ -6,13 +6,77 @@ use std::sync::Arc;
 
 use super::*;
 
-/// The directory name of a source under `sources/`.
-pub fn source_dir_name(source: &str) -> String {
-    let trimmed = source.trim_start_matches('/');
-    if trimmed.is_empty() {
-        return "%2F".into();
+/// The directory name of a source under `sources/`: one name per source and one source per
+/// name, so scripts can go from either to the other ([`source_from_dir_name`]).
+///
+/// - `/` followed by a path (what a backup records): the path without that `/`
+///   (`/home/alice` -> `home%2Falice`).
+/// - Any other source is written whole: `/` itself is `%2F`, a source starting `//` starts
+///   `%2F%2F`, and one that does not start with `/` gets `.%2F` in front (`./` spelled as a
+///   name, which the first form never starts with).
+///
+/// In each, `%`, `/`, control characters (bytes below 0x20 and 0x7F) and bytes that are not
+/// UTF-8 are written `%XX` (upper-case hex), and a `.` that starts the escaped path is
+/// `%2E`, so no name is `.`, `..` or hidden. Nothing else is escaped: spaces stay spaces.
+pub fn source_dir_name(source: &[u8]) -> String {
+    match source.strip_prefix(b"/") {
+        Some(path) if !path.is_empty() && !path.starts_with(b"/") => escape(path),
+        Some(_) => escape(source),
+        None => format!("{RELATIVE}{}", escape(source)),
     }
-    trimmed.replace('%', "%25").replace('/', "%2F")
+}
+
+/// The source a `sources/` directory name stands for: the inverse of [`source_dir_name`].
+/// None if no source has this name (a malformed escape, lower-case hex, a byte that should
+/// have been escaped).
+pub fn source_from_dir_name(name: &[u8]) -> Option<Vec<u8>> {
+    let source = if let Some(rest) = name.strip_prefix(RELATIVE.as_bytes()) {
+        unescape(rest)?
+    } else if name.starts_with(b"%2F") {
+        unescape(name)?
+    } else {
+        [b"/".as_slice(), &unescape(name)?].concat()
+    };
+    (source_dir_name(&source).as_bytes() == name).then_some(source)
+}
+
+/// What starts the name of a source that is not an absolute path.
+const RELATIVE: &str = ".%2F";
+
+fn escape(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    let hex = |out: &mut String, b: u8| out.push_str(&format!("%{b:02X}"));
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let leading_dot = c == '.' && out.is_empty();
+            if c == '%' || c == '/' || c.is_ascii_control() || leading_dot {
+                hex(&mut out, c as u8);
+            } else {
+                out.push(c);
+            }
+        }
+        for &b in chunk.invalid() {
+            hex(&mut out, b);
+        }
+    }
+    out
+}
+
+/// Undoes `%XX` escapes; None if a `%` is not followed by two hex digits.
+fn unescape(name: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut rest = name;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let digits = std::str::from_utf8(tail.get(..2)?).ok()?;
+            out.push(u8::from_str_radix(digits, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            out.push(b);
+            rest = tail;
+        }
+    }
+    Some(out)
 }
 
 /// Names points by their start second; later points of a taken second get `-<short id>`.
@@ -75,6 +139,10 @@ impl<'v> View<'v> {
         node: &Node,
         name: &[u8],
     ) -> Result<Option<NodeId>> {
+        if matches!(node.what, What::Sources) && source_from_dir_name(name).is_none() {
+            // No source has this name: no need to re-read the catalog to be sure.
+            return Ok(None);
+        }
         let find = |listing: Vec<(Vec<u8>, NodeId)>| {
             listing.into_iter().find(|(n, _)| n == name).map(|(_, i)| i)
         };
@@ -143,7 +211,7 @@ impl<'v> View<'v> {
                                 dir
                             }
                         };
-                        (source_dir_name(source).into_bytes(), dir)
+                        (source_dir_name(source.as_bytes()).into_bytes(), dir)
                     })
                     .collect()
             }

@@ -15,8 +15,10 @@
 //!                          /sources/<source>/2026-11-20T02:00:00Z/...
 //! ```
 //! Points are named by their UTC start second; a later point of the same second gets
-//! `-<short id>`. Source directories are the source path without its leading `/`, with `%`
-//! and `/` percent-encoded. Points that are running or awaiting their seed are not shown.
+//! `-<short id>`, and a point's directory has the point's start time as its mtime, so
+//! `ls -lt points/` sorts by backup time. Source directories are named by
+//! [`source_dir_name`]: the path without its leading `/`, percent-encoded so that the name
+//! gives the source back. Points that are running or awaiting their seed are not shown.
 //! The vault-level directories are re-read from the catalog whenever they are listed, so new
 //! points appear without remounting; their attributes are marked volatile (`stable: false`),
 //! everything inside a point never changes.
@@ -36,7 +38,7 @@ mod read_ahead;
 mod tests;
 
 pub use dir::DirSink;
-pub use layout::{point_names, source_dir_name};
+pub use layout::{point_names, source_dir_name, source_from_dir_name};
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -355,14 +357,21 @@ impl<'v> View<'v> {
 
     fn attr_of(&self, ino: NodeId, node: &Node) -> Result<Attr> {
         match &node.what {
-            What::Entry { scope, .. } => {
+            What::Entry { scope, point, .. } => {
                 let Some(entry) = node.entry() else {
                     return Err(ViewError::UnknownNode { ino });
                 };
-                // A point root in the vault layout is named by the vault listing, which may
-                // change; everything inside a point never does.
-                let stable = matches!(self.layout, Layout::Point(_)) || *scope != ino;
-                self.entry_attr(ino, node, entry, stable)
+                // A point's directory in the vault layout is named by the vault listing, which
+                // may change; everything inside a point never does.
+                let point_dir = matches!(self.layout, Layout::Vault) && *scope == ino;
+                let mut attr = self.entry_attr(ino, node, entry, !point_dir)?;
+                if point_dir {
+                    // The time of the backup, not of the source directory: `ls -lt` of
+                    // `points/` sorts by when points were taken.
+                    attr.mtime_ns = point.point.started_ns;
+                    attr.ctime_ns = point.point.started_ns;
+                }
+                Ok(attr)
             }
             What::Latest => {
                 let target = self.latest_target();
@@ -434,6 +443,30 @@ impl<'v> View<'v> {
                 Ok(entry.target.clone().unwrap_or_default())
             }
             _ => Err(ViewError::NotASymlink { ino }),
+        }
+    }
+
+    /// True if no entry this view shows has extended attributes, now or later: true for a
+    /// point whose catalog rows say so (a point never changes); never for the vault layout,
+    /// which gains points, nor for a point the catalog has not settled.
+    pub fn xattrs_absent(&self) -> bool {
+        let Layout::Point(point) = &self.layout else {
+            return false;
+        };
+        if !point.root.xattrs.is_empty() {
+            return false;
+        }
+        let below = self
+            .blocks
+            .vault()
+            .read_catalog()
+            .and_then(|catalog| catalog.tree_xattrs(&point.root_tree));
+        match below {
+            Ok(below) => below == Some(false),
+            Err(err) => {
+                self.report(&ViewError::Catalog(err));
+                false
+            }
         }
     }
 

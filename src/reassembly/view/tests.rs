@@ -144,11 +144,30 @@ fn vault_layout_shows_complete_points_by_time_and_source() {
     let sources = view.lookup(ROOT, b"sources").unwrap();
     let listed = all_entries(&view, sources.ino, 100);
     assert_eq!(listed.len(), 3);
-    assert_eq!(listed[2].name, source_dir_name(&first.source).into_bytes());
+    assert_eq!(
+        listed[2].name,
+        source_dir_name(first.source.as_bytes()).into_bytes()
+    );
+    assert!(view.lookup(sources.ino, b"home%2fx").is_err());
     let by_source = all_entries(&view, listed[2].attr.ino, 100);
     assert_eq!(by_source.len(), 4);
+    // A point's directory has the point's time, wherever it is listed or looked up.
+    let times = |entries: &[DirEntry]| -> Vec<(i64, i64)> {
+        entries[2..]
+            .iter()
+            .map(|e| (e.attr.mtime_ns, e.attr.ctime_ns))
+            .collect()
+    };
+    let (t0, t1) = (first.started_ns, same_second.started_ns);
+    assert_eq!(
+        times(&all_entries(&view, points.ino, 100)),
+        [(t0, t0), (t1, t1)]
+    );
+    assert_eq!(times(&by_source), [(t0, t0), (t1, t1)]);
+    assert_ne!(first.root.mtime_ns, t0);
     // The point's tree under points/ reads like the point itself.
     let root_of_first = view.lookup(points.ino, base.as_bytes()).unwrap();
+    assert_eq!(root_of_first.mtime_ns, t0);
     let big = view.lookup(root_of_first.ino, b"big").unwrap();
     assert!(big.stable);
     assert_eq!(view.read(big.ino, 0, 4).unwrap().len(), 4);
@@ -188,10 +207,51 @@ fn damage_fails_the_read_and_is_reported_once() {
 }
 
 #[test]
-fn source_names_escape_slashes() {
-    assert_eq!(source_dir_name("/home/a b/x"), "home%2Fa b%2Fx");
-    assert_eq!(source_dir_name("/"), "%2F");
-    assert_eq!(source_dir_name("/50%/y"), "50%25%2Fy");
+fn source_names_are_one_reversible_encoding() {
+    let cases: [(&[u8], &str); 13] = [
+        (b"/home/alice", "home%2Falice"),
+        (b"/home/a b/x", "home%2Fa b%2Fx"),
+        (b"/50%/y", "50%25%2Fy"),
+        (b"/a%2Fb", "a%252Fb"),
+        (b"/caf\xe9/\xff", "caf%E9%2F%FF"),
+        (b"/tab\there\n", "tab%09here%0A"),
+        (b"/.config/x.y", "%2Econfig%2Fx.y"),
+        (b"/..", "%2E."),
+        (b"/", "%2F"),
+        (b"//srv", "%2F%2Fsrv"),
+        (b"relative/x", ".%2Frelative%2Fx"),
+        (b"", ".%2F"),
+        (
+            "/d\u{e9}j\u{e0} vu, /etc".as_bytes(),
+            "d\u{e9}j\u{e0} vu, %2Fetc",
+        ),
+    ];
+    let mut names = std::collections::HashSet::new();
+    for (source, name) in cases {
+        assert_eq!(source_dir_name(source), name, "{source:?}");
+        assert_eq!(
+            source_from_dir_name(name.as_bytes()).as_deref(),
+            Some(source)
+        );
+        assert!(names.insert(name), "{name} twice");
+    }
+    // Names no source has: lower-case or broken escapes, escapes of bytes that need none,
+    // bytes that need one, and what the forms above never produce.
+    for name in [
+        &b"home%2fx"[..],
+        b"a%4",
+        b"a%zz",
+        b"a%41",
+        b"caf\xe9",
+        b"a\nb",
+        b".hidden",
+        b".",
+        b"..",
+        b"%2Fa%2F",
+        b".%2F.",
+    ] {
+        assert_eq!(source_from_dir_name(name), None, "{name:?}");
+    }
 }
 
 #[test]
@@ -540,4 +600,50 @@ fn listing_a_large_tree_again_and_again_keeps_the_node_table_bounded() {
         );
         assert!(view.nodes.len() <= 1 + node::UNCOUNTED_NODES, "pass {pass}");
     }
+}
+
+#[test]
+fn only_a_point_settled_without_xattrs_says_it_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with_tree(dir.path(), 2);
+    let plain = vault.resolve_point("latest").unwrap();
+    assert!(view(&vault, Layout::Point(Box::new(plain.clone()))).xattrs_absent());
+    // The vault layout gains points, which may have xattrs.
+    assert!(!view(&vault, Layout::Vault).xattrs_absent());
+
+    let src = dir.path().join("src");
+    rustix::fs::setxattr(
+        src.join("wide").join("f00001"),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let options = BackupOptions {
+        paths: vec![src],
+        ..BackupOptions::default()
+    };
+    backup(&vault, &options, &NoProgress, &AtomicBool::new(false)).unwrap();
+    let tagged = vault.resolve_point("latest").unwrap();
+    let view = view(&vault, Layout::Point(Box::new(tagged)));
+    assert!(!view.xattrs_absent());
+    let wide = view.lookup(ROOT, b"wide").unwrap();
+    let file = view.lookup(wide.ino, b"f00001").unwrap();
+    assert_eq!(view.xattr(file.ino, b"user.k").unwrap(), b"v");
+    assert_eq!(view.xattr_names(file.ino).unwrap(), [b"user.k".to_vec()]);
+    let other = view.lookup(wide.ino, b"f00000").unwrap();
+    assert!(matches!(
+        view.xattr(other.ino, b"user.k"),
+        Err(ViewError::NoSuchXattr { .. })
+    ));
+
+    // A catalog that has not settled the point's trees (one from before the column) says
+    // nothing for sure.
+    let db = rusqlite::Connection::open(vault.root().join("catalog.db")).unwrap();
+    db.execute(
+        "UPDATE trees SET xattrs = NULL WHERE id = ?1",
+        [&plain.root_tree.0[..]],
+    )
+    .unwrap();
+    assert!(!self::view(&vault, Layout::Point(Box::new(plain))).xattrs_absent());
 }
