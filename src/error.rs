@@ -70,6 +70,8 @@ pub enum Error {
     NotAVault { path: PathBuf },
     #[error("a vault already exists at {}", .path.display())]
     VaultExists { path: PathBuf },
+    #[error("{} is not empty and not a vault: init needs a new or empty directory", .path.display())]
+    NotEmpty { path: PathBuf },
     #[error("vault format {found} is newer than this synvault supports ({supported})")]
     FormatTooNew { found: u32, supported: u32 },
     #[error("wrong passphrase: it opens none of the vault's key files")]
@@ -108,6 +110,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("recovery point {point} is awaiting seed job {job} and cannot be read yet")]
     AwaitingSeed { point: String, job: String },
+    #[error("recovery point {point} is still being written: its backup has not finished")]
+    PointRunning { point: String },
     #[error("interrupted")]
     Interrupted,
     #[error("the catalog {} opens cleanly; `synvault catalog rebuild --force` replaces it (the old file is kept aside)", .path.display())]
@@ -181,6 +185,7 @@ impl Error {
                 exit::CATALOG_DAMAGED
             }
             Error::VaultExists { .. }
+            | Error::NotEmpty { .. }
             | Error::FormatTooNew { .. }
             | Error::MissingSource { .. }
             | Error::NoSuchPoint { .. }
@@ -192,6 +197,7 @@ impl Error {
             | Error::TargetNotEmpty { .. }
             | Error::OriginalExists { .. }
             | Error::AwaitingSeed { .. }
+            | Error::PointRunning { .. }
             | Error::Io { .. }
             | Error::Store(_)
             | Error::Catalog(_) => exit::FATAL,

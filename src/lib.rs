@@ -37,6 +37,7 @@ pub mod select;
 pub mod stats;
 pub mod store;
 pub mod time;
+pub mod units;
 pub mod vault;
 pub mod verify;
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::RecoveryPoint;
+use crate::catalog::{PointState, RecoveryPoint};
 use crate::error::{Error, Result};
 
 /// Which points a command considers. Empty: all of them.
@@ -62,6 +62,25 @@ pub fn source_path(text: &Path) -> PathBuf {
         std::env::current_dir().unwrap_or_default().join(text)
     };
     absolute.components().collect()
+}
+
+/// Refuses a point that cannot be read yet: one whose packs travel on seed disks, or one
+/// whose backup is still running. Every reader (restore, `cat`, the mount, the bench) asks
+/// this one question.
+pub fn readable(point: &RecoveryPoint) -> Result<()> {
+    match point.state {
+        PointState::AwaitingSeed => Err(Error::AwaitingSeed {
+            point: point.id.short().into(),
+            job: point
+                .awaiting_job
+                .clone()
+                .unwrap_or_else(|| "(unnamed)".into()),
+        }),
+        PointState::Running => Err(Error::PointRunning {
+            point: point.id.short().into(),
+        }),
+        PointState::Complete | PointState::Partial => Ok(()),
+    }
 }
 
 /// One series: its sources and host.

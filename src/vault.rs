@@ -193,12 +193,16 @@ impl Vault {
                 "the passphrase is empty: a vault needs one to protect its key".into(),
             ));
         }
-        if root.join("config.json").exists()
-            || fs::read_dir(root)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-        {
+        if root.join("config.json").exists() {
             return Err(Error::VaultExists {
+                path: root.to_path_buf(),
+            });
+        }
+        if fs::read_dir(root)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
+            return Err(Error::NotEmpty {
                 path: root.to_path_buf(),
             });
         }
@@ -561,5 +565,12 @@ mod tests {
             Vault::open(dir.path(), b"pw"),
             Err(Error::NotAVault { .. })
         ));
+        // A directory with something in it that is not a vault is said to be just that.
+        let err = Vault::create(dir.path(), b"pw", FAST).unwrap_err();
+        assert!(matches!(err, Error::NotEmpty { .. }), "{err}");
+        assert!(
+            err.to_string().contains("not empty and not a vault"),
+            "{err}"
+        );
     }
 }

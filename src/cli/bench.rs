@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use synvault::reassembly::profile::{bench_point, BenchOptions, BenchReport};
-use synvault::{Error, PointState, ReaderOptions};
+use synvault::ReaderOptions;
 
 use super::filters::FilterArgs;
 use super::output::{bytes, json};
@@ -45,13 +45,7 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<u8> {
     let cache_bytes = size::cache_size(&args.cache_size)?;
     let vault = Arc::new(cli.open_vault()?);
     let point = vault.select_point(&args.point, &args.filters.filter())?;
-    if matches!(point.state, PointState::AwaitingSeed | PointState::Running) {
-        return Err(Error::AwaitingSeed {
-            point: point.id.short().into(),
-            job: "its seed job".into(),
-        }
-        .into());
-    }
+    synvault::select::readable(&point)?;
     let mut options = BenchOptions {
         reader: ReaderOptions {
             cache_bytes,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args;
 use synvault::catalog::tree_path::TreePath;
 use synvault::catalog::{CatalogError, TreeId};
-use synvault::{BlockReader, Entry, EntryKind, Error, PointReader, PointState};
+use synvault::{BlockReader, Entry, EntryKind, Error, PointReader};
 
 use super::filters::FilterArgs;
 use super::output::{bytes, json, short, write_bytes};
@@ -308,13 +308,7 @@ pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let (query, path) = split_point_path(&args.target);
     let point = vault.select_point(query, &args.filters.filter())?;
-    if point.state == PointState::AwaitingSeed {
-        return Err(Error::AwaitingSeed {
-            point: point.id.short().into(),
-            job: point.awaiting_job.clone().unwrap_or_default(),
-        }
-        .into());
-    }
+    synvault::select::readable(&point)?;
     let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
     let entry = reader.lookup(path.as_bytes())?;
     if entry.kind != EntryKind::File {

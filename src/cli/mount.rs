@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use synvault::mount::{self, MountOptions};
-use synvault::{BlockReader, Error, Layout, PointState, ReaderOptions, View};
+use synvault::{BlockReader, Error, Layout, ReaderOptions, View};
 
 use super::filters::FilterArgs;
 use super::{interrupt_flag, size, Cli};
@@ -91,13 +91,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
         None => Layout::Vault,
         Some(query) => {
             let point = vault.select_point(query, &args.filters.filter())?;
-            if matches!(point.state, PointState::AwaitingSeed | PointState::Running) {
-                return Err(Error::AwaitingSeed {
-                    point: point.id.short().into(),
-                    job: "its seed job".into(),
-                }
-                .into());
-            }
+            synvault::select::readable(&point)?;
             Layout::Point(Box::new(point))
         }
     };

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use synvault::catalog::{Catalog, PackState};
 use synvault::lock::Acquired;
+use synvault::seed::prepare::PrepareReport;
 use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
-use synvault::{exit, BackupOptions, BackupReport, Error};
+use synvault::{exit, BackupOptions, Error};
 
 use super::backup::ChunkerArg;
 use super::output::{after_report, bytes, json, short, Bar};
@@ -137,20 +138,21 @@ fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
     let report = seed::prepare::prepare(&vault, &options, &bar, &interrupt_flag());
     bar.finish();
     let report = report?;
-    for error in &report.errors {
+    for error in &report.backup.errors {
         eprintln!("warning: skipped {error}");
     }
     after_report(
-        code_for(!report.errors.is_empty()),
+        code_for(!report.backup.errors.is_empty()),
         print_prepared(&report, args),
     )
 }
 
 /// The job is prepared: what follows only tells about it.
-fn print_prepared(report: &BackupReport, args: &PrepareArgs) -> anyhow::Result<()> {
+fn print_prepared(prepared: &PrepareReport, args: &PrepareArgs) -> anyhow::Result<()> {
     if args.json {
-        return json(report);
+        return json(prepared);
     }
+    let report = &prepared.backup;
     outln!(
         "seed job {:?}: point {} awaits import; {} in {} packs written to disk in {:.2} s ({:.0} MB/s read)",
         args.job,
@@ -160,6 +162,17 @@ fn print_prepared(report: &BackupReport, args: &PrepareArgs) -> anyhow::Result<(
         report.seconds,
         report.counts.bytes_read as f64 / 1e6 / report.seconds.max(1e-9)
     );
+    for disk in &prepared.disks {
+        match disk.packs {
+            0 => outln!("disk {} {}: not needed", disk.number, disk.path.display()),
+            n => outln!(
+                "disk {} {}: {n} packs, {}",
+                disk.number,
+                disk.path.display(),
+                bytes(disk.bytes)
+            ),
+        }
+    }
     outln!(
         "ship the disks, then run `synvault seed import --job {} DISK...` where the vault lives",
         args.job

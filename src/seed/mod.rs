@@ -14,6 +14,7 @@ pub mod journal;
 pub mod prepare;
 pub mod repair;
 
+use crate::units::Bytes;
 use std::path::PathBuf;
 
 /// What can go wrong with seed disks.
@@ -41,9 +42,9 @@ pub enum SeedError {
     UnknownJob { job: String },
     #[error("seed job {job:?} already exists")]
     JobExists { job: String },
-    #[error("seed disks hold {capacity} bytes in all, clearly too small for {needed} bytes of source; add disks or --disk-size")]
+    #[error("seed disks hold {} in all, clearly too small for {} of source; add disks or --disk-size", Bytes(*.capacity), Bytes(*.needed))]
     TooSmall { capacity: u64, needed: u64 },
-    #[error("seed disks are full: about {needed} more bytes of disk room are needed; job {job:?} is incomplete")]
+    #[error("seed disks are full: about {} more disk room is needed; job {job:?} is incomplete", Bytes(*.needed))]
     NoRoom { job: String, needed: u64 },
     #[error("seed job {job:?} has no recovery point to repair")]
     NoPoint { job: String },

@@ -168,6 +168,45 @@ impl SeedDestination for DiskSet {
     }
 }
 
+/// One disk of a prepared job: how much of the job it holds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DiskUse {
+    pub path: PathBuf,
+    /// The disk's number in the job (1-based), as its journal and `seed import` name it.
+    pub number: u32,
+    pub packs: u64,
+    pub bytes: u64,
+}
+
+/// What `seed prepare` did: the backup onto the disks, and which disks it used.
+#[derive(Debug, serde::Serialize)]
+pub struct PrepareReport {
+    #[serde(flatten)]
+    pub backup: BackupReport,
+    /// Every disk given, used or not (a disk with no packs was not needed).
+    pub disks: Vec<DiskUse>,
+}
+
+impl DiskSet {
+    /// How much of the job each disk holds.
+    fn usage(&self) -> Vec<DiskUse> {
+        let at = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        self.disks
+            .iter()
+            .enumerate()
+            .map(|(i, disk)| {
+                let number = i as u32 + 1;
+                DiskUse {
+                    path: disk.path.clone(),
+                    number,
+                    packs: at.placed.iter().filter(|p| p.1 == number).count() as u64,
+                    bytes: at.used.get(i).copied().unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+}
+
 /// What `seed prepare` was asked to do.
 #[derive(Clone, Debug)]
 pub struct PrepareOptions {
@@ -186,7 +225,7 @@ pub fn prepare(
     options: &PrepareOptions,
     progress: &dyn Progress,
     interrupted: &AtomicBool,
-) -> Result<BackupReport> {
+) -> Result<PrepareReport> {
     if vault
         .catalog()
         .seed_job(&options.job)?
@@ -235,7 +274,11 @@ pub fn prepare(
             }
             .into())
         }
-        other => other,
+        Err(other) => Err(other),
+        Ok(backup) => Ok(PrepareReport {
+            backup,
+            disks: set.usage(),
+        }),
     }
 }
 

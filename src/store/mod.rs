@@ -105,7 +105,7 @@ pub enum StoreError {
     UnknownBlock { block: BlockId },
     #[error("cannot look block {block} up in the catalog: {why}")]
     Lookup { block: BlockId, why: String },
-    #[error("seed disks are full: {needed} more bytes needed")]
+    #[error("seed disks are full: {} more needed", crate::units::Bytes(*.needed))]
     SeedDisksFull { needed: u64 },
     #[error("the pack writer stopped")]
     WriterStopped,

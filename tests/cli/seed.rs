@@ -100,6 +100,12 @@ fn seed_spans_disks_imports_in_any_order_and_incrementals_wait_for_it() {
     let (d1, d2) = (env.path("disk1"), env.path("disk2"));
     let out = prepare(&env, "site-a", &[&d1, &d2], "40M", &src);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // It says which disks it used, and how much each holds.
+    for (n, disk) in [(1, &d1), (2, &d2)] {
+        let line = format!("disk {n} {}: ", disk.display());
+        assert!(stdout(&out).contains(&line), "{line}: {}", stdout(&out));
+    }
+    assert!(stdout(&out).contains(" packs, "), "{}", stdout(&out));
     assert!(d1.join("synvault-journal.json").exists() && d2.join("synvault-journal.json").exists());
     assert!(
         !disk_packs(&d1).is_empty() && !disk_packs(&d2).is_empty(),
@@ -116,6 +122,21 @@ fn seed_spans_disks_imports_in_any_order_and_incrementals_wait_for_it() {
     let refused = env.run(&["restore", "latest", "--target", s(&env.path("early"))]);
     assert_eq!(code(&refused), 1);
     assert_one_line_error(&refused, "site-a");
+    // Every reader gives the same answer, naming the job.
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    for args in [
+        vec!["cat", "latest:data1.bin"],
+        vec!["bench", "reassembly", "latest"],
+        vec!["mount", "--point", "latest", s(&mnt)],
+    ] {
+        let refused = env.run(&args);
+        assert_eq!(code(&refused), 1, "{args:?}");
+        assert_one_line_error(
+            &refused,
+            "is awaiting seed job site-a and cannot be read yet",
+        );
+    }
 
     // An incremental while the disks travel stores only what changed.
     let f = fs::OpenOptions::new()
@@ -253,11 +274,18 @@ fn prepare_refuses_too_small_disks_and_stops_cleanly_when_full() {
     let tiny = prepare(&env, "t", &[&env.path("tiny")], "1M", &src);
     assert_eq!(code(&tiny), 14, "{}", stderr(&tiny));
     assert_one_line_error(&tiny, "too small");
+    // Sizes in errors are sizes people read, not byte counts.
+    assert!(
+        stderr(&tiny).contains("hold 1.0 MiB in all"),
+        "{}",
+        stderr(&tiny)
+    );
 
     let small = env.path("small");
     let full = prepare(&env, "f", &[&small], "16M", &src);
     assert_eq!(code(&full), 14, "{}", stderr(&full));
-    assert_one_line_error(&full, "more bytes");
+    assert_one_line_error(&full, "more disk room is needed");
+    assert!(stderr(&full).contains("MiB more"), "{}", stderr(&full));
     assert_eq!(
         env.json(&["points", "--json"]).as_array().unwrap().len(),
         0,
@@ -330,6 +358,16 @@ fn repair_remakes_a_lost_pack_from_the_source() {
 
     let repair = env.run(&["seed", "repair", "--job", "r", s(&src)]);
     assert_eq!(code(&repair), 0, "{}{}", stdout(&repair), stderr(&repair));
+    // It says what it re-made: the lost blocks, not "0 re-made".
+    let said = stdout(&repair);
+    let remade: u64 = said
+        .split(" re-made")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(remade > 0, "{said}");
+    assert!(said.contains(&format!("{remade} blocks lost")), "{said}");
     assert_eq!(status(&env, "r")["state"], "imported");
     let target = env.path("restored");
     assert_eq!(

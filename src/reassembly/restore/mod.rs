@@ -35,7 +35,7 @@ use self::target::TargetDir;
 use self::write::FileOutcome;
 use super::{BlockMap, PointReader};
 use crate::catalog::tree_path::TreePath;
-use crate::catalog::{CatalogError, Entry, EntryKind, PointState};
+use crate::catalog::{CatalogError, Entry, EntryKind};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::progress::Progress;
@@ -210,12 +210,7 @@ pub fn restore(
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<RestoreReport> {
-    if reader.point().state == PointState::AwaitingSeed {
-        return Err(Error::AwaitingSeed {
-            point: reader.point().id.short().to_string(),
-            job: reader.point().awaiting_job.clone().unwrap_or_default(),
-        });
-    }
+    crate::select::readable(reader.point())?;
     if options.delete && !options.overwrite {
         return Err(Error::InvalidArgument(
             "--delete removes what the target holds beyond the point: give --overwrite too".into(),
