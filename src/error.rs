@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use crate::catalog::CatalogError;
-use crate::mount::MountError;
 use crate::seed::SeedError;
 use crate::store::StoreError;
 
@@ -108,6 +107,9 @@ pub enum Error {
     UnsafeTarget { path: PathBuf, why: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A broken invariant: a defect of synvault, not of the input (exit 101).
+    #[error("internal error (a defect of synvault): {what}")]
+    Internal { what: String },
     #[error("recovery point {point} is awaiting seed job {job} and cannot be read yet")]
     AwaitingSeed { point: String, job: String },
     #[error("recovery point {point} is still being written: its backup has not finished")]
@@ -127,8 +129,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Seed(#[from] crate::seed::SeedError),
-    #[error(transparent)]
-    Mount(#[from] MountError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -154,6 +154,7 @@ impl Error {
             Error::LastKey { .. } => exit::LAST_KEY,
             Error::KeyInUse { .. } => exit::KEY_IN_USE,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::Internal { .. } => exit::INTERNAL,
             Error::CatalogIntact { .. } => exit::CATALOG_INTACT,
             Error::StaleCatalog { .. } => exit::STALE_CATALOG,
             Error::InvalidArgument(_)
@@ -169,14 +170,6 @@ impl Error {
                 SeedError::UnknownJob { .. }
                 | SeedError::JobExists { .. }
                 | SeedError::NoPoint { .. } => exit::FATAL,
-            },
-            Error::Mount(e) => match e {
-                MountError::MissingMountPoint { .. } => exit::MOUNT_POINT_MISSING,
-                MountError::NotADirectory { .. } => exit::MOUNT_POINT_NOT_DIR,
-                MountError::NotEmpty { .. } => exit::MOUNT_POINT_NOT_EMPTY,
-                MountError::AlreadyMounted { .. } => exit::ALREADY_MOUNTED,
-                MountError::NoFuse { .. } => exit::NO_FUSE,
-                MountError::Mount { .. } => exit::FATAL,
             },
             Error::Catalog(CatalogError::Missing { .. } | CatalogError::Empty { .. }) => {
                 exit::NO_CATALOG
@@ -202,5 +195,20 @@ impl Error {
             | Error::Store(_)
             | Error::Catalog(_) => exit::FATAL,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_defect_is_not_a_usage_error() {
+        let defect = Error::Internal {
+            what: "the walk lost track of a directory".into(),
+        };
+        assert_eq!(defect.exit_code(), exit::INTERNAL);
+        assert!(defect.to_string().contains("a defect of synvault"));
+        assert_eq!(Error::InvalidArgument("x".into()).exit_code(), exit::USAGE);
     }
 }

@@ -20,8 +20,8 @@ fn main() -> ExitCode {
             eprintln!("synvault: {err:#}");
             let code = err
                 .chain()
-                .find_map(|cause| cause.downcast_ref::<synvault::Error>())
-                .map_or(synvault::exit::FATAL, synvault::Error::exit_code);
+                .find_map(cli::exit_code_of)
+                .unwrap_or(synvault::exit::FATAL);
             ExitCode::from(code)
         }
     }

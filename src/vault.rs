@@ -474,6 +474,11 @@ impl Vault {
         self.select_point(query, &PointFilter::default())
     }
 
+    /// The points that pass `filter`, oldest first.
+    pub fn points(&self, filter: &PointFilter) -> Result<Vec<RecoveryPoint>> {
+        Ok(filter.apply(self.catalog().points()?))
+    }
+
     /// Resolves `latest`, `latest~N` or an id prefix among the points that pass `filter`.
     pub fn select_point(&self, query: &str, filter: &PointFilter) -> Result<RecoveryPoint> {
         crate::select::select(self.catalog().points()?, query, filter)

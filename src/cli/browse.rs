@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use clap::Args;
-use synvault::catalog::tree_path::TreePath;
-use synvault::catalog::{CatalogError, TreeId};
-use synvault::{BlockReader, Entry, EntryKind, Error, PointReader};
+use synvault::{BlockReader, Entry, EntryKind, PointReader};
 
 use super::filters::FilterArgs;
 use super::output::{bytes, json, short, write_bytes};
@@ -54,7 +52,7 @@ struct PointJson<'a> {
 
 pub fn points(cli: &Cli, args: &PointsArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let points = args.filters.filter().apply(vault.catalog().points()?);
+    let points = vault.points(&args.filters.filter())?;
     if args.json {
         let out: Vec<_> = points
             .iter()
@@ -191,34 +189,6 @@ fn mode_string(e: &Entry) -> String {
     s
 }
 
-/// Lists `tree`, and with `recursive` its subtrees, handing each entry to `emit` as it goes
-/// (memory holds the directories on the way down, not the listing); `trees` holds the trees
-/// above it, so a tree that contains itself is an error rather than a stack overflow.
-fn walk(
-    reader: &PointReader<'_>,
-    tree: TreeId,
-    prefix: &str,
-    recursive: bool,
-    trees: &mut TreePath,
-    emit: &mut dyn FnMut(&str, &Entry) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    trees
-        .enter(tree)
-        .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))?;
-    for entry in reader.list(&tree)?.iter() {
-        let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
-        emit(&path, entry)?;
-        if let Some(sub) = entry
-            .subtree
-            .filter(|_| recursive && entry.kind == EntryKind::Dir)
-        {
-            walk(reader, sub, &path, recursive, trees, emit)?;
-        }
-    }
-    trees.leave();
-    Ok(())
-}
-
 fn entry_json(path: &str, e: &Entry) -> EntryJson {
     EntryJson {
         path: path.to_string(),
@@ -267,26 +237,13 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let point = vault.select_point(&args.point, &args.filters.filter())?;
     let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
-    let start = reader.lookup(args.path.as_bytes())?;
-    let prefix = args.path.trim_end_matches('/').to_string();
     let mut first = true;
     if args.json {
         outln!("[");
     }
-    match start.subtree.filter(|_| start.kind == EntryKind::Dir) {
-        Some(tree) => {
-            let mut trees = TreePath::new();
-            walk(
-                &reader,
-                tree,
-                &prefix,
-                args.recursive,
-                &mut trees,
-                &mut |path, e| print_entry(path, e, args.json, &mut first),
-            )?;
-        }
-        None => print_entry(&prefix, &start, args.json, &mut first)?,
-    }
+    reader.walk(args.path.as_bytes(), args.recursive, &mut |path, e| {
+        print_entry(path, e, args.json, &mut first)
+    })?;
     if args.json {
         outln!("]");
     }
@@ -310,19 +267,9 @@ pub fn cat(cli: &Cli, args: &CatArgs) -> anyhow::Result<u8> {
     let point = vault.select_point(query, &args.filters.filter())?;
     synvault::select::readable(&point)?;
     let reader = PointReader::new(&vault, point, Arc::new(BlockReader::new(&vault)?));
-    let entry = reader.lookup(path.as_bytes())?;
-    if entry.kind != EntryKind::File {
-        return Err(Error::NotAFile {
-            point: reader.point().id.short().into(),
-            path: path.into(),
-        }
-        .into());
-    }
-    let map = reader.block_map(&entry)?;
-    for &(_, id, len) in &map.blocks {
-        let block = reader.blocks().read_block(&id, len).map_err(Error::from)?;
-        write_bytes(&block)?;
-    }
+    reader.copy_file(path.as_bytes(), &mut |bytes| -> anyhow::Result<()> {
+        Ok(write_bytes(bytes)?)
+    })?;
     Ok(synvault::exit::SUCCESS)
 }
 

@@ -16,7 +16,7 @@ mod catalog;
 mod filters;
 mod init;
 mod key;
-mod mount;
+pub(crate) mod mount;
 pub(crate) mod output;
 mod passphrase;
 mod restore;
@@ -105,6 +105,18 @@ enum Command {
     Prune(retention::PruneArgs),
     /// Passphrases: list, add, remove or change the keys that open the vault.
     Key(key::KeyArgs),
+}
+
+/// The exit code an error in a failed command's chain of causes stands for, if it is one of
+/// ours: the library's errors know theirs; the mount's are mapped here, where the mount is
+/// run (the library's root error does not know the FUSE shell).
+pub fn exit_code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if let Some(e) = cause.downcast_ref::<Error>() {
+        return Some(e.exit_code());
+    }
+    cause
+        .downcast_ref::<synvault::mount::MountError>()
+        .map(mount::exit_code)
 }
 
 /// Parses the command line and runs it; returns the exit code.

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use synvault::mount::{self, MountOptions};
-use synvault::{BlockReader, Error, Layout, ReaderOptions, View};
+use synvault::exit;
+use synvault::mount::{self, MountError, MountOptions};
+use synvault::{BlockReader, Layout, ReaderOptions, View};
 
 use super::filters::FilterArgs;
 use super::{interrupt_flag, size, Cli};
@@ -37,6 +38,18 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = synvault::mount::DEFAULT_MAX_NODES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_nodes: usize,
+}
+
+/// The exit code of a mount that could not start.
+pub fn exit_code(e: &MountError) -> u8 {
+    match e {
+        MountError::MissingMountPoint { .. } => exit::MOUNT_POINT_MISSING,
+        MountError::NotADirectory { .. } => exit::MOUNT_POINT_NOT_DIR,
+        MountError::NotEmpty { .. } => exit::MOUNT_POINT_NOT_EMPTY,
+        MountError::AlreadyMounted { .. } => exit::ALREADY_MOUNTED,
+        MountError::NoFuse { .. } => exit::NO_FUSE,
+        MountError::Mount { .. } => exit::FATAL,
+    }
 }
 
 /// Two glibc malloc settings keep the mount's memory near its cache size:
@@ -79,8 +92,8 @@ fn exec_with_malloc_settings() {
 pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     exec_with_malloc_settings();
     // The mount point and FUSE first: those mistakes need no passphrase to report.
-    mount::check_mount_point(&args.mountpoint).map_err(Error::from)?;
-    mount::check_fuse().map_err(Error::from)?;
+    mount::check_mount_point(&args.mountpoint)?;
+    mount::check_fuse()?;
     let cache_bytes = size::cache_size(&args.cache_size)?;
     let threads = args
         .threads
@@ -129,7 +142,6 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
                 mountpoint.display()
             );
         },
-    )
-    .map_err(Error::from)?;
+    )?;
     Ok(synvault::exit::SUCCESS)
 }

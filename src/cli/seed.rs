@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use synvault::catalog::{Catalog, PackState};
 use synvault::lock::Acquired;
 use synvault::seed::prepare::PrepareReport;
 use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
-use synvault::{exit, BackupOptions, Error};
+use synvault::{exit, BackupOptions};
 
 use super::backup::ChunkerArg;
 use super::output::{after_report, bytes, json, short, Bar};
@@ -256,76 +255,8 @@ fn print_import(report: &ImportReport, args: &ImportArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct JobStatus {
-    job: String,
-    state: &'static str,
-    point: Option<String>,
-    source: String,
-    disk_count: u32,
-    disks_seen: Vec<u32>,
-    disks_missing: Vec<u32>,
-    packs_total: usize,
-    packs_imported: usize,
-    bytes_total: u64,
-    bytes_imported: u64,
-    bad_packs: Vec<BadPackJson>,
-}
-
-#[derive(serde::Serialize)]
-struct BadPackJson {
-    pack: String,
-    disk: u32,
-    reason: String,
-}
-
 fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
-    let root = cli.vault_dir()?;
-    synvault::vault::read_config(root)?;
-    let catalog = Catalog::open(&root.join("catalog.db")).map_err(Error::from)?;
-    let mut out = Vec::new();
-    for job in catalog.seed_jobs().map_err(Error::from)? {
-        if args.job.as_ref().is_some_and(|j| *j != job.name) {
-            continue;
-        }
-        let packs = catalog.seed_packs(&job.name).map_err(Error::from)?;
-        let seen = catalog.seed_disks_seen(&job.name).map_err(Error::from)?;
-        let stored = packs.iter().filter(|p| p.state == PackState::Stored);
-        let disk_of = |pack| {
-            packs
-                .iter()
-                .find(|p| p.pack == pack)
-                .map_or(0, |p| p.disk_index)
-        };
-        out.push(JobStatus {
-            state: job.state.as_str(),
-            point: job.point.map(|p| p.0),
-            source: job.source,
-            disk_count: job.disk_count,
-            disks_missing: (1..=job.disk_count).filter(|d| !seen.contains(d)).collect(),
-            disks_seen: seen,
-            packs_total: packs.len(),
-            packs_imported: stored.clone().count(),
-            bytes_total: packs.iter().map(|p| p.size).sum(),
-            bytes_imported: stored.map(|p| p.size).sum(),
-            bad_packs: catalog
-                .seed_bad_packs(&job.name)
-                .map_err(Error::from)?
-                .into_iter()
-                .map(|(pack, reason)| BadPackJson {
-                    pack: pack.to_hex(),
-                    disk: disk_of(pack),
-                    reason,
-                })
-                .collect(),
-            job: job.name,
-        });
-    }
-    if let Some(job) = &args.job {
-        if out.is_empty() {
-            return Err(Error::from(seed::SeedError::UnknownJob { job: job.clone() }).into());
-        }
-    }
+    let out = seed::status::status(cli.vault_dir()?, args.job.as_deref())?;
     if args.json {
         json(&out)?;
         return Ok(exit::SUCCESS);

@@ -413,10 +413,9 @@ fn run_backup(
         record: &mut staged,
     };
     let result = walk_and_read(&input, output).and_then(|pass| {
-        let root_tree = pass
-            .walker
-            .root()
-            .ok_or(Error::InvalidArgument("nothing to back up".into()))?;
+        let root_tree = pass.walker.root().ok_or(Error::Internal {
+            what: "the walk ended without closing the point's root".into(),
+        })?;
         let seed = match target {
             Target::Seed(dest) => Some(dest.record(&source.name, &pass.packs)?),
             Target::Store => None,

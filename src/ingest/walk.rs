@@ -238,10 +238,9 @@ fn overlap(source: &Path, other: &Path) -> Error {
 }
 
 fn lost_source(source: &Path) -> Error {
-    Error::InvalidArgument(format!(
-        "cannot place {} in the point (a defect of synvault)",
-        source.display()
-    ))
+    Error::Internal {
+        what: format!("cannot place {} in the point", source.display()),
+    }
 }
 
 /// Splits a synthetic directory's children into the frame's `names` and `sources`, last
@@ -555,7 +554,9 @@ impl<'a> Walker<'a> {
                 }
                 before => {
                     let Some(slot) = slot else {
-                        return Err(Error::InvalidArgument("a file cannot be a root".into()));
+                        return Err(Error::Internal {
+                            what: "a file was walked as the point's root".into(),
+                        });
                     };
                     let parent_content = before
                         .filter(|b| b.kind == EntryKind::File)
@@ -739,7 +740,9 @@ impl<'a> Walker<'a> {
 
 /// A slot that names no open directory: a defect of the walk, said rather than panicked.
 fn lost_frame() -> Error {
-    Error::InvalidArgument("the walk lost track of a directory (a defect of synvault)".into())
+    Error::Internal {
+        what: "the walk lost track of a directory".into(),
+    }
 }
 
 /// The name a source path has in its point.

@@ -32,7 +32,8 @@ pub use engine::{
     DEFAULT_READAHEAD_BYTES,
 };
 
-use crate::catalog::{Content, Entry, EntryKind, RecoveryPoint, TreeId};
+use crate::catalog::tree_path::TreePath;
+use crate::catalog::{CatalogError, Content, Entry, EntryKind, RecoveryPoint, TreeId};
 use crate::error::{Error, Result};
 use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
@@ -313,6 +314,77 @@ impl<'v> PointReader<'v> {
             |id, len| blocks.read_block(id, len),
             |id, out| blocks.read_block_to(id, out),
         )
+    }
+
+    /// Visits the entry at `start` and, if it is a directory, its entries (with `recursive`,
+    /// every entry below it), depth first in listing order, handing each to `visit` with its
+    /// path (`start` joined by `/`). Memory holds the directories on the way down, not the
+    /// listing; a tree that contains itself is an error, not a stack overflow.
+    pub fn walk<E: From<Error>>(
+        &self,
+        start: &[u8],
+        recursive: bool,
+        visit: &mut dyn FnMut(&str, &Entry) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let entry = self.lookup(start)?;
+        let prefix = String::from_utf8_lossy(start)
+            .trim_end_matches('/')
+            .to_string();
+        match entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {
+            Some(tree) => {
+                let mut trees = TreePath::new();
+                self.walk_tree(tree, &prefix, recursive, &mut trees, visit)
+            }
+            None => visit(&prefix, &entry),
+        }
+    }
+
+    fn walk_tree<E: From<Error>>(
+        &self,
+        tree: TreeId,
+        prefix: &str,
+        recursive: bool,
+        trees: &mut TreePath,
+        visit: &mut dyn FnMut(&str, &Entry) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        trees
+            .enter(tree)
+            .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))?;
+        for entry in self.list(&tree)? {
+            let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
+            visit(&path, &entry)?;
+            if let Some(sub) = entry
+                .subtree
+                .filter(|_| recursive && entry.kind == EntryKind::Dir)
+            {
+                self.walk_tree(sub, &path, recursive, trees, visit)?;
+            }
+        }
+        trees.leave();
+        Ok(())
+    }
+
+    /// Hands the bytes of the regular file at `path` to `write`, block by block in order
+    /// (`cat`): one block in memory at a time.
+    pub fn copy_file<E: From<Error>>(
+        &self,
+        path: &[u8],
+        write: &mut dyn FnMut(&[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let entry = self.lookup(path)?;
+        if entry.kind != EntryKind::File {
+            return Err(Error::NotAFile {
+                point: self.point.id.short().into(),
+                path: String::from_utf8_lossy(path).into_owned(),
+            }
+            .into());
+        }
+        let map = self.block_map(&entry)?;
+        for &(_, id, len) in &map.blocks {
+            let block = self.blocks.read_block(&id, len).map_err(Error::from)?;
+            write(&block)?;
+        }
+        Ok(())
     }
 
     /// Opens a file entry for reading with sequential read-ahead.

@@ -250,8 +250,11 @@ fn read_all(reader: &BlockReader<'_>, files: &[BlockMap], threads: usize) -> Res
             })
             .collect::<Result<_>>()?;
         workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(Error::InvalidArgument("a bench thread panicked".into())))
+            w.join().unwrap_or_else(|_| {
+                Err(Error::Internal {
+                    what: "a bench thread panicked".into(),
+                })
+            })
         })
     })?;
     Ok(bytes.into_inner())

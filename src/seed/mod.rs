@@ -13,6 +13,7 @@ pub mod import;
 pub mod journal;
 pub mod prepare;
 pub mod repair;
+pub mod status;
 
 use crate::units::Bytes;
 use std::path::PathBuf;

@@ -317,13 +317,13 @@ pub fn original_locations(reader: &PointReader<'_>, path: &[u8]) -> Result<Vec<O
     let wanted: PathBuf = Path::new(OsStr::from_bytes(path)).components().collect();
     let mut locations = Vec::new();
     for source in &point.sources {
-        let rel = source.strip_prefix(&root).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "point {} places {} outside {}",
+        let rel = source.strip_prefix(&root).map_err(|_| Error::Internal {
+            what: format!(
+                "point {} places {} outside its root {}",
                 point.id.short(),
                 source.display(),
                 root.display()
-            ))
+            ),
         })?;
         let part = if rel.starts_with(&wanted) {
             rel.to_path_buf()
