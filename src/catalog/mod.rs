@@ -644,18 +644,18 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest point of a source an incremental can build on: complete, or awaiting a
-    /// seed job (its blocks are known even while its packs travel).
-    pub fn latest_parent(&self, source: &str) -> Result<Option<RecoveryPoint>> {
+    /// The newest point of a source on a host an incremental can build on: complete, or
+    /// awaiting a seed job (its blocks are known even while its packs travel).
+    pub fn latest_parent(&self, source: &str, host: &str) -> Result<Option<RecoveryPoint>> {
         Ok(self
             .conn
             .query_row(
                 &format!(
                     "SELECT {POINT_COLUMNS} FROM points
-                     WHERE source = ?1 AND state IN ('complete', 'awaiting_seed')
+                     WHERE source = ?1 AND host = ?2 AND state IN ('complete', 'awaiting_seed')
                      ORDER BY started_ns DESC LIMIT 1"
                 ),
-                [source],
+                [source, host],
                 point_from_row,
             )
             .optional()?)
@@ -963,7 +963,8 @@ mod tests {
         };
         cat.commit_backup(&commit, &point).unwrap();
         assert_eq!(cat.points().unwrap(), vec![point.clone()]);
-        assert_eq!(cat.latest_parent("/src").unwrap(), Some(point));
+        assert_eq!(cat.latest_parent("/src", "h").unwrap(), Some(point));
+        assert_eq!(cat.latest_parent("/src", "other").unwrap(), None);
         assert_eq!(
             cat.tree_entries(&tree).unwrap(),
             vec![entry(b"a\xffb"), entry(b"c d")]

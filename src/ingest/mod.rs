@@ -312,10 +312,13 @@ impl Source {
     fn resolve(vault: &Vault, options: &BackupOptions, seed: bool) -> Result<Source> {
         let paths = canonical_sources(&options.paths)?;
         let name = source_name(&paths);
+        let host = host_name(options)?;
+        // The parent is of the same source on the same host: another machine's files of the
+        // same size, times and inode are not these files.
         let parent = match &options.parent {
             Some(q) => Some(vault.resolve_point(q)?),
             None if seed => None,
-            None => vault.catalog().latest_parent(&name)?,
+            None => vault.catalog().latest_parent(&name, &host)?,
         };
         let exclude =
             PathFilter::new(&options.exclude)?.or(PathFilter::ignoring_case(&options.iexclude)?);
@@ -329,7 +332,7 @@ impl Source {
         }
         Ok(Source {
             vault_dir: vault_identity(vault, &paths)?,
-            host: host_name(options)?,
+            host,
             paths,
             name,
             parent,

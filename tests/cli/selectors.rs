@@ -225,3 +225,19 @@ fn a_point_of_one_directory_goes_back_to_that_directory() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(docs.join("sub/a.txt")).unwrap(), b"kept");
 }
+
+#[test]
+fn an_incremental_builds_only_on_its_own_hosts_points() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.txt"), b"a");
+    let backup = |host: &str| env.json(&["backup", "--json", "--host", host, s(&src)]);
+    let first = backup("one");
+    let other = backup("two");
+    assert_eq!(other["parent"], Value::Null, "{other}");
+    let again = backup("one");
+    assert_eq!(again["parent"], first["point"], "{again}");
+    // latest with --host picks within that host's points.
+    let out = env.run(&["cat", "latest:a.txt", "--host", "two"]);
+    assert_eq!(stdout(&out), "a", "{}", stderr(&out));
+}
