@@ -19,6 +19,7 @@
 pub mod catalog;
 pub mod chunk;
 pub mod crypto;
+pub mod diff;
 pub mod error;
 pub(crate) mod failpoint;
 pub mod filter;

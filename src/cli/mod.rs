@@ -13,6 +13,7 @@ mod backup;
 mod bench;
 mod browse;
 mod catalog;
+mod diff;
 mod filters;
 mod init;
 mod key;
@@ -83,6 +84,8 @@ enum Command {
     Cat(browse::CatArgs),
     /// Add or remove a point's tags.
     Tag(tag::TagArgs),
+    /// What changed between two points.
+    Diff(diff::DiffArgs),
     /// Restore a point, or a path of it, into a directory.
     Restore(restore::RestoreArgs),
     /// Check the vault: packs present and sized right; with --read-data, every byte.
@@ -132,6 +135,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Ls(args) => browse::ls(&cli, args),
         Command::Cat(args) => browse::cat(&cli, args),
         Command::Tag(args) => tag::run(&cli, args),
+        Command::Diff(args) => diff::run(&cli, args),
         Command::Restore(args) => restore::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Stats(args) => browse::stats(&cli, args),

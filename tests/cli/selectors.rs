@@ -241,3 +241,48 @@ fn an_incremental_builds_only_on_its_own_hosts_points() {
     let out = env.run(&["cat", "latest:a.txt", "--host", "two"]);
     assert_eq!(stdout(&out), "a", "{}", stderr(&out));
 }
+
+#[test]
+fn diff_names_each_change_between_two_points() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("a.txt"), b"one");
+    write_file(src.join("b.txt"), b"gone soon");
+    write_file(src.join("d/x.txt"), b"x");
+    write_file(src.join("e"), b"a file, then a directory");
+    write_file(src.join("same/s.txt"), b"never changes");
+    env.backup(&src);
+    write_file(src.join("a.txt"), b"two");
+    fs::remove_file(src.join("b.txt")).unwrap();
+    write_file(src.join("c.txt"), b"new");
+    fs::set_permissions(src.join("d/x.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(src.join("e")).unwrap();
+    write_file(src.join("e/inside.txt"), b"in");
+    env.backup(&src);
+
+    let out = env.run(&["diff", "latest~1", "latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "M    /a.txt",
+        "-    /b.txt",
+        "+    /c.txt",
+        "U    /d/x.txt",
+        "T    /e/",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing: {text}");
+    }
+    assert!(!text.contains("same"), "{text}");
+    assert!(text.contains("1 added, 1 removed, 1 modified"), "{text}");
+
+    let out = env.run(&["diff", "latest~1", "latest", "d", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["path"], "d/x.txt", "{lines:?}");
+    assert_eq!(lines[0]["change"], "metadata");
+    assert_eq!(lines.last().unwrap()["totals"]["metadata"], 1);
+}
