@@ -1,7 +1,6 @@
 //! `synvault policy`, `points protect|unprotect`, `forget` and `prune`.
 
 use clap::{Args, Subcommand};
-use synvault::catalog::sealed::Event;
 use synvault::retention::forget::{ForgetOptions, ForgetReport};
 use synvault::retention::policy::{Keep, Policy, Span};
 use synvault::retention::prune::{PruneOptions, PruneReport};
@@ -116,7 +115,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     match &args.command {
         PolicyCommand::Show { json: as_json } => {
-            let policies = vault.catalog().policies()?;
+            let policies = synvault::retention::settings::policies(&vault)?;
             if *as_json {
                 let out: Vec<serde_json::Value> = policies
                     .iter()
@@ -143,27 +142,17 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
             let (_lock, _) = cli.lock_writer(&vault, "policy set")?;
             let policy = set.policy();
             let text = serde_json::to_string(&policy)?;
-            synvault::rebuild::commit_change(
+            synvault::retention::settings::set_policy(
                 &vault,
-                &Event::Policy {
-                    at_ns: synvault::time::now_ns(),
-                    source: set.source.clone().unwrap_or_default(),
-                    policy: Some(text.clone()),
-                },
+                set.source.as_deref(),
+                Some(&policy),
             )?;
             outln!("policy set: {text}");
             Ok(exit::SUCCESS)
         }
         PolicyCommand::Clear { source } => {
             let (_lock, _) = cli.lock_writer(&vault, "policy clear")?;
-            synvault::rebuild::commit_change(
-                &vault,
-                &Event::Policy {
-                    at_ns: synvault::time::now_ns(),
-                    source: source.clone().unwrap_or_default(),
-                    policy: None,
-                },
-            )?;
+            synvault::retention::settings::set_policy(&vault, source.as_deref(), None)?;
             Ok(exit::SUCCESS)
         }
     }
@@ -191,14 +180,7 @@ pub fn protect(cli: &Cli, command: &PointsCommand) -> anyhow::Result<u8> {
         PointsCommand::Unprotect { point } => (point, None),
     };
     let point = vault.resolve_point(query)?;
-    synvault::rebuild::commit_change(
-        &vault,
-        &Event::Protect {
-            at_ns: synvault::time::now_ns(),
-            point: point.id.0.clone(),
-            until_ns: until,
-        },
-    )?;
+    synvault::retention::settings::protect(&vault, &point, until)?;
     match until {
         Some(i64::MAX) => outln!("point {} protected forever", point.id.short()),
         Some(t) => outln!(

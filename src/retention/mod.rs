@@ -11,5 +11,6 @@ mod limit;
 pub mod policy;
 pub mod prune;
 mod rule;
+pub mod settings;
 
 pub use policy::{decide, Decision, Keep, PointInfo, Policy, Span, NOT_REMOVABLE};
