@@ -576,6 +576,8 @@ mod retention;
 mod backup_flags;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/output_controls.rs"]
+mod output_controls;
 #[path = "cli/selectors.rs"]
 mod selectors;
 

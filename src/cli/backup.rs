@@ -8,7 +8,8 @@ use synvault::ingest::{sink::ToStore, PackLedger, Target};
 use synvault::lock::{Acquired, LockNote};
 use synvault::{BackupOptions, BackupReport, ChunkerKind, DryRunReport, IngestCounts, Vault};
 
-use super::output::{after_report, bytes, json, short, Bar};
+use super::console::Console;
+use super::output::{after_report, bytes, json, short};
 use super::{code_for, interrupt_flag, interrupt_flag_with, size, Cli};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -29,11 +30,18 @@ impl From<ChunkerArg> for ChunkerKind {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault backup ~/Documents ~/Pictures --tag daily
+  synvault backup / --one-file-system --exclude-caches -e /var/tmp -e '*.iso'
+  synvault backup ~/Documents --dry-run -v
+  synvault backup /srv/data --json 2> progress.jsonl
+
+Exclude patterns follow restic's rules: `synvault man backup` tells them.")]
 pub struct BackupArgs {
     /// Files and directories to back up.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Leave out paths matching PATTERN (repeatable; restic's rules, --help tells them).
+    /// Leave out paths matching PATTERN (repeatable).
     ///
     /// A pattern is matched against the whole absolute path of each file and directory, on
     /// whole components: `foo` leaves out every file or directory named foo, at any depth,
@@ -45,21 +53,26 @@ pub struct BackupArgs {
     /// a directory already left out). A directory left out is not walked.
     #[arg(long, short = 'e', value_name = "PATTERN")]
     exclude: Vec<String>,
-    /// Like --exclude, ignoring the case of names (repeatable).
+    /// Like --exclude, ignoring the case of names.
     #[arg(long, value_name = "PATTERN")]
     iexclude: Vec<String>,
-    /// Read exclude patterns from FILE, one per line (blank lines and # comments skipped,
-    /// $VAR expanded, $$ is a $).
+    /// Read exclude patterns from FILE, one per line.
+    ///
+    /// Blank lines and # comments are skipped, $VAR is expanded, $$ is a $.
     #[arg(long, value_name = "FILE")]
     exclude_file: Vec<PathBuf>,
-    /// Leave out the contents of directories holding a valid CACHEDIR.TAG (the tag is kept).
+    /// Leave out cache directories marked by a CACHEDIR.TAG.
+    ///
+    /// The contents of a directory holding a valid CACHEDIR.TAG are left out; the tag is kept.
     #[arg(long)]
     exclude_caches: bool,
-    /// Leave out the contents of directories holding a file NAME, optionally only if it
-    /// starts with HEADER (the file itself is kept; repeatable).
-    #[arg(long, value_name = "NAME[:HEADER]")]
+    /// Leave out directories holding a file NAME[:HEADER] (repeatable).
+    ///
+    /// The contents of a directory holding a file NAME are left out, optionally only if the
+    /// file starts with HEADER; the file itself is kept.
+    #[arg(long, value_name = "NAME")]
     exclude_if_present: Vec<String>,
-    /// Leave out files larger than SIZE (e.g. 10M, 1G; binary units).
+    /// Leave out files larger than SIZE (10M, 1G: binary units).
     #[arg(long, value_name = "SIZE")]
     exclude_larger_than: Option<String>,
     /// Tag the point (repeatable).
@@ -68,42 +81,47 @@ pub struct BackupArgs {
     /// Do not cross file system boundaries.
     #[arg(long)]
     one_file_system: bool,
-    /// How to cut files into blocks.
-    #[arg(long, value_enum, default_value = "cdc")]
+    /// Blocks: cdc (files) or fixed (disk images).
+    #[arg(long, value_enum, default_value = "cdc", hide_possible_values = true)]
     chunker: ChunkerArg,
-    /// Compare against this point instead of the newest complete point of the source.
+    /// Compare with POINT, not the source's newest complete point.
     #[arg(long, value_name = "POINT")]
     parent: Option<String>,
     /// Read every file, even the unchanged ones.
     #[arg(long)]
     force: bool,
-    /// Protect the point from forgetting by policy until DATE (UTC: YYYY-MM-DD[THH:MM[:SS]])
-    /// or `forever`.
+    /// Keep the point from `forget` until DATE or `forever`.
+    ///
+    /// DATE is UTC: YYYY-MM-DD[THH:MM[:SS]]; the point is protected as by `points protect`.
     #[arg(long, value_name = "DATE", value_parser = super::parse_until)]
     retain_until: Option<i64>,
-    /// Record the point at TIME (UTC: YYYY-MM-DD[THH:MM[:SS]]) instead of now, to import a
-    /// history.
+    /// Record the point at TIME, not now (to import a history).
+    ///
+    /// TIME is UTC: YYYY-MM-DD[THH:MM[:SS]].
     #[arg(long, value_name = "TIME", value_parser = synvault::time::parse_utc)]
     time: Option<i64>,
-    /// Record the point as coming from host NAME instead of this machine's name.
+    /// Record the point as from host NAME, not this machine.
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
-    /// Read what would be read and say what would be stored, with sizes; write nothing.
+    /// Say what would be stored, with sizes; write nothing.
+    ///
+    /// Reads what a backup would read, to count the new blocks.
     #[arg(long, short = 'n', conflicts_with = "forget")]
     dry_run: bool,
-    /// After a successful backup, forget the points the retention policy does not keep.
+    /// Then forget the points the retention policy does not keep.
     #[arg(long)]
     forget: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
     let options = backup_options(args)?;
+    let console = cli.console(args.json);
     let vault = Arc::new(cli.open_vault()?);
     if args.dry_run {
-        return dry_run(&vault, &options, args.json);
+        return dry_run(&vault, &options, console, args.json);
     }
     let command = format!(
         "backup {}",
@@ -115,20 +133,22 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
     );
     let (lock, acquired) = cli.lock_writer(&vault, &command)?;
     if let Acquired::TakenOver(holder) = acquired {
-        eprintln!("warning: took over the lock left by {holder}, which is no longer running");
+        console.warn(&format!(
+            "took over the lock left by {holder}, which is no longer running"
+        ));
     }
-    let bar = Bar::new("backup");
+    let meter = console.progress("backup");
     let ledger = Arc::new(PackLedger::new());
     let interrupted = interrupt_flag_with(last_words(&vault, &ledger, lock.note()));
     let report = synvault::ingest::backup_recorded(
         &vault,
         &options,
         Target::Store,
-        &bar,
+        &meter,
         &interrupted,
         &ledger,
     );
-    bar.finish();
+    meter.finish(report.is_ok());
     let report = report?;
     let forgotten = if args.forget {
         let forgot = synvault::retention::forget::forget(
@@ -142,14 +162,11 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
     };
     drop(lock);
     if let Some(n) = forgotten {
-        eprintln!("forgot {n} points the retention policy does not keep");
+        console.note(&format!(
+            "forgot {n} points the retention policy does not keep"
+        ));
     }
-    for error in &report.errors {
-        eprintln!("warning: skipped {error}");
-    }
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
+    tell_problems(console, "skipped", &report.errors, &report.warnings);
     let code = code_for(!report.errors.is_empty());
     after_report(code, print_report(&report, args.json))
 }
@@ -182,18 +199,25 @@ fn backup_options(args: &BackupArgs) -> anyhow::Result<BackupOptions> {
     })
 }
 
+/// Paths left out (each after `skipped`) and warnings, cut short unless -v.
+fn tell_problems(console: Console, skipped: &str, errors: &[String], warnings: &[String]) {
+    let errors: Vec<String> = errors.iter().map(|e| format!("{skipped} {e}")).collect();
+    console.problems("warning", &errors);
+    console.problems("warning", warnings);
+}
+
 /// A dry run holds no writer lock: it writes nothing, and only reads the catalog.
-fn dry_run(vault: &Vault, options: &BackupOptions, as_json: bool) -> anyhow::Result<u8> {
-    let bar = Bar::new("dry run");
-    let report = synvault::dry_run(vault, options, &bar, &interrupt_flag());
-    bar.finish();
+fn dry_run(
+    vault: &Vault,
+    options: &BackupOptions,
+    console: Console,
+    as_json: bool,
+) -> anyhow::Result<u8> {
+    let meter = console.progress("dry run");
+    let report = synvault::dry_run(vault, options, &meter, &interrupt_flag());
+    meter.finish(report.is_ok());
     let report = report?;
-    for error in &report.errors {
-        eprintln!("warning: would skip {error}");
-    }
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
+    tell_problems(console, "would skip", &report.errors, &report.warnings);
     let code = code_for(!report.errors.is_empty());
     after_report(code, print_dry_run(&report, as_json))
 }

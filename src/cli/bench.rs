@@ -11,6 +11,8 @@ use super::output::{bytes, json};
 use super::{size, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Example:
+  synvault bench reassembly latest --cache-size 1G")]
 pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchWhat,
@@ -19,6 +21,9 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 enum BenchWhat {
     /// Read every file of a point through the engine (no FUSE, no disk writes).
+    #[command(after_help = "Examples:
+  synvault bench reassembly
+  synvault bench reassembly latest~1 --threads 4 --json")]
     Reassembly(ReassemblyArgs),
 }
 

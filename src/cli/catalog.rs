@@ -4,10 +4,12 @@ use clap::{Args, Subcommand};
 use synvault::rebuild::{RebuildOptions, RebuildReport};
 use synvault::{exit, Error};
 
-use super::output::{after_report, json, short, Bar};
+use super::output::{after_report, json, short};
 use super::Cli;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Example:
+  synvault catalog rebuild")]
 pub struct CatalogArgs {
     #[command(subcommand)]
     command: CatalogCommand,
@@ -15,9 +17,13 @@ pub struct CatalogArgs {
 
 #[derive(Debug, Subcommand)]
 enum CatalogCommand {
-    /// Recreate the catalog from the store alone (packs and sealed metadata) with the
-    /// passphrase. Refuses to replace a catalog that opens cleanly unless --force; the old file
-    /// is kept aside as catalog.db.replaced-<time>.
+    /// Recreate the catalog from the store alone (packs and sealed metadata).
+    ///
+    /// Needs the passphrase. Refuses to replace a catalog that opens cleanly unless --force;
+    /// the old file is kept aside as catalog.db.replaced-<time>.
+    #[command(after_help = "Examples:
+  synvault catalog rebuild
+  synvault catalog rebuild --force --json")]
     Rebuild(RebuildArgs),
 }
 
@@ -26,7 +32,7 @@ struct RebuildArgs {
     /// Replace the catalog even if it opens cleanly.
     #[arg(long)]
     force: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
 }
@@ -43,9 +49,10 @@ fn rebuild(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<u8> {
         return Err(Error::NotAVault { path: dir.clone() }.into());
     }
     let pass = cli.passphrase(false)?;
-    let bar = Bar::new("rebuild");
-    let report = synvault::rebuild::rebuild(dir, &pass, RebuildOptions { force: args.force }, &bar);
-    bar.finish();
+    let meter = cli.console(args.json).progress("rebuild");
+    let report =
+        synvault::rebuild::rebuild(dir, &pass, RebuildOptions { force: args.force }, &meter);
+    meter.finish(report.is_ok());
     let report = report?;
     let code = if report.points_lost.is_empty() && report.unreadable_packs.is_empty() {
         exit::SUCCESS

@@ -6,6 +6,9 @@ use synvault::{CreateOptions, Vault};
 use super::Cli;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault --vault /srv/vault init
+  SYNVAULT_VAULT=/srv/vault synvault init --password-file ~/.synvault-pass")]
 pub struct InitArgs {}
 
 pub fn run(cli: &Cli, _args: &InitArgs) -> anyhow::Result<u8> {

@@ -13,6 +13,9 @@ use super::output::json;
 use super::{passphrase, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault key list
+  synvault key add --new-password-file ~/.synvault-pass-2")]
 pub struct KeyArgs {
     #[command(subcommand)]
     command: KeyCommand,
@@ -21,20 +24,31 @@ pub struct KeyArgs {
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
     /// List the keys (one per passphrase); `*` marks the one whose passphrase was given.
+    #[command(after_help = "Examples:
+  synvault key list
+  synvault key list --json")]
     List {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Add a passphrase: a new key wrapping the same master key.
+    #[command(after_help = "Examples:
+  synvault key add
+  synvault key add --new-password-file ~/.synvault-pass-2")]
     Add(NewPassphraseArgs),
     /// Remove a key by id or id prefix. The vault's last key is never removed, nor the one
     /// whose passphrase was given (open with another, or use `key passwd`).
+    #[command(after_help = "Example:
+  synvault key remove 5e0c7a21 --password-file ~/.synvault-pass-2")]
     Remove {
         /// The key's id, or a prefix of exactly one.
         id: String,
     },
     /// Change the passphrase given: add a key for the new one, then remove the one in use.
+    #[command(after_help = "Examples:
+  synvault key passwd
+  synvault key passwd --password-file old.txt --new-password-file new.txt")]
     Passwd(NewPassphraseArgs),
 }
 

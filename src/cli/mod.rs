@@ -13,8 +13,10 @@ mod backup;
 mod bench;
 mod browse;
 mod catalog;
+mod console;
 mod diff;
 mod filters;
+mod generate;
 mod init;
 mod key;
 pub(crate) mod mount;
@@ -33,48 +35,112 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use clap::{Parser, Subcommand};
+use clap::{Arg, ArgAction, Parser, Subcommand};
 use synvault::{exit, Error, Vault};
+
+use console::{Console, Verbosity};
+
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
 
 /// Backup vault and restore engine: encrypted, deduplicated, every point a synthetic full.
 #[derive(Debug, Parser)]
-#[command(name = "synvault", version, about)]
+#[command(
+    name = "synvault",
+    version,
+    about,
+    // `--help` prints the short help too, so every command's fits one screen; the long texts
+    // (exclude rules, retention rules) are in the man pages. Short help lines are kept short
+    // enough to stand beside their flags in 100 columns.
+    disable_help_flag = true,
+    arg = help_flag(),
+    max_term_width = 100,
+    after_help = "Examples:
+  synvault --vault /srv/vault init
+  synvault backup ~/Documents --tag daily
+  synvault restore latest --target /tmp/restored
+
+Passphrase: --password-file or --password-command, else $SYNVAULT_PASSWORD, else a prompt.
+$SYNVAULT_VAULT and $SYNVAULT_PASSWORD_FILE/_COMMAND stand for their flags. See `synvault man`."
+)]
 pub struct Cli {
     /// Vault directory.
-    #[arg(long, global = true, env = "SYNVAULT_VAULT", value_name = "DIR")]
+    ///
+    /// Default: $SYNVAULT_VAULT.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNVAULT_VAULT",
+        hide_env = true,
+        value_name = "DIR",
+        help_heading = GLOBAL
+    )]
     vault: Option<PathBuf>,
-    /// Read the passphrase from FILE (its first line). The passphrase comes from the first
-    /// source given: --password-file or --password-command (not both), then SYNVAULT_PASSWORD,
-    /// then a prompt on a terminal.
+    /// Read the passphrase from FILE (its first line).
+    ///
+    /// Default: $SYNVAULT_PASSWORD_FILE. The passphrase comes from the first source given:
+    /// --password-file or --password-command (not both), then $SYNVAULT_PASSWORD, then a
+    /// prompt on a terminal.
     #[arg(
         long,
         global = true,
         env = "SYNVAULT_PASSWORD_FILE",
-        value_name = "FILE"
+        hide_env = true,
+        value_name = "FILE",
+        help_heading = GLOBAL
     )]
     password_file: Option<PathBuf>,
-    /// Run CMD with `sh -c` and take the first line it prints as the passphrase (see
-    /// --password-file for the order of the sources).
+    /// Take the passphrase from the first line CMD prints.
+    ///
+    /// CMD runs with `sh -c`. Default: $SYNVAULT_PASSWORD_COMMAND. See --password-file for
+    /// the order of the sources.
     #[arg(
         long,
         global = true,
         env = "SYNVAULT_PASSWORD_COMMAND",
-        value_name = "CMD"
+        hide_env = true,
+        value_name = "CMD",
+        help_heading = GLOBAL
     )]
     password_command: Option<String>,
-    /// A command that writes waits up to SECONDS for another writer (a backup, a prune) to
-    /// finish before it gives up with exit 11.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
+    /// Wait up to SECONDS for another writer, then exit 11.
+    ///
+    /// A command that writes (a backup, a prune) waits this long for another writer to
+    /// finish before it gives up.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        help_heading = GLOBAL
+    )]
     lock_wait: u64,
+    /// Say only results, warnings and errors (no progress).
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
+    quiet: bool,
+    /// Say more: every path skipped or damaged, more detail.
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `-h`/`--help`: the short help, for every command (see `disable_help_flag` on [`Cli`]).
+fn help_flag() -> Arg {
+    Arg::new("help")
+        .short('h')
+        .long("help")
+        .help("Print help (`synvault man COMMAND` tells more)")
+        .action(ArgAction::HelpShort)
+        .global(true)
+        .help_heading(GLOBAL)
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a new vault.
     Init(init::InitArgs),
-    /// Back up paths: a full backup the first time, incremental afterwards.
+    /// Back up paths: full the first time, incremental afterwards.
     Backup(backup::BackupArgs),
     /// List recovery points.
     Points(browse::PointsArgs),
@@ -88,13 +154,13 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Restore a point, or a path of it, into a directory.
     Restore(restore::RestoreArgs),
-    /// Check the vault: packs present and sized right; with --read-data, every byte.
+    /// Check the vault's packs; with --read-data, every byte.
     Verify(verify::VerifyArgs),
     /// Logical bytes, stored bytes and dedup ratio, per point.
     Stats(browse::StatsArgs),
-    /// Seed disks: ship the first full backup on disks, import it at the store.
+    /// Ship the first full backup on disks, import it at the store.
     Seed(seed::SeedArgs),
-    /// Mount a point, or the whole vault by time, as a read-only file system (FUSE).
+    /// Mount a point, or the whole vault by time, read-only (FUSE).
     Mount(mount::MountArgs),
     /// Measure how fast this machine reassembles a point.
     Bench(bench::BenchArgs),
@@ -102,12 +168,16 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Retention policies: which points `forget` keeps.
     Policy(retention::PolicyArgs),
-    /// Remove points, named or by the retention policy (their space comes back with prune).
+    /// Remove points, named or by the retention policy.
     Forget(retention::ForgetArgs),
-    /// Delete and repack packs no point uses; packs older readers may still read are set aside.
+    /// Delete and repack the packs no point uses.
     Prune(retention::PruneArgs),
-    /// Passphrases: list, add, remove or change the keys that open the vault.
+    /// Passphrases: list, add, remove or change the vault's keys.
     Key(key::KeyArgs),
+    /// Print a shell completion script.
+    Completion(generate::CompletionArgs),
+    /// Print a man page, or write them all.
+    Man(generate::ManArgs),
 }
 
 /// The exit code an error in a failed command's chain of causes stands for, if it is one of
@@ -147,10 +217,22 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Forget(args) => retention::forget(&cli, args),
         Command::Prune(args) => retention::prune(&cli, args),
         Command::Key(args) => key::run(&cli, args),
+        Command::Completion(args) => generate::completion(args),
+        Command::Man(args) => generate::man(args),
     }
 }
 
 impl Cli {
+    /// Where the command's progress, notes and warnings go, from -q/-v and its `--json`.
+    fn console(&self, json: bool) -> Console {
+        let verbosity = match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, _) => Verbosity::Verbose,
+        };
+        Console::new(verbosity, json)
+    }
+
     fn vault_dir(&self) -> anyhow::Result<&PathBuf> {
         self.vault.as_ref().ok_or_else(|| {
             anyhow!(Error::InvalidArgument(
@@ -277,4 +359,65 @@ fn parse_until(text: &str) -> Result<i64, String> {
 /// Splits `POINT[:PATH]`.
 fn split_point_path(arg: &str) -> (&str, &str) {
     arg.split_once(':').unwrap_or((arg, ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// A screen: the widest the help is drawn (`max_term_width`), and lines that fit it.
+    const SCREEN_COLUMNS: usize = 100;
+    const SCREEN_LINES: usize = 50;
+
+    /// The words of every command below `command` (`["seed", "import"]`), clap's `help` aside.
+    fn command_words(command: &clap::Command, above: &[String], out: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut words = above.to_vec();
+            words.push(sub.get_name().to_string());
+            command_words(sub, &words, out);
+            out.push(words);
+        }
+    }
+
+    /// What `synvault WORDS... --help` prints on a screen [`SCREEN_COLUMNS`] wide.
+    fn help_of(words: &[String]) -> String {
+        let args = ["synvault"]
+            .into_iter()
+            .chain(words.iter().map(String::as_str))
+            .chain(["--help"]);
+        let err = Cli::command()
+            .term_width(SCREEN_COLUMNS)
+            .try_get_matches_from(args)
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{words:?}");
+        err.to_string()
+    }
+
+    #[test]
+    fn every_help_gives_an_example_and_fits_one_screen() {
+        let mut commands = vec![Vec::new()];
+        command_words(&Cli::command(), &[], &mut commands);
+        assert!(commands.len() > 30, "{commands:?}");
+        for words in &commands {
+            let help = help_of(words);
+            assert!(
+                help.contains("Example"),
+                "synvault {words:?} --help: {help}"
+            );
+            let lines = help.lines().count();
+            assert!(
+                lines <= SCREEN_LINES,
+                "synvault {words:?} --help is {lines} lines: {help}"
+            );
+            let widest = help.lines().map(|l| l.chars().count()).max();
+            assert!(widest <= Some(SCREEN_COLUMNS), "{words:?}: {help}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_definitions_hold_together() {
+        Cli::command().debug_assert();
+    }
 }

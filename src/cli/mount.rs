@@ -13,6 +13,10 @@ use super::filters::FilterArgs;
 use super::{interrupt_flag, size, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault mount /mnt/vault
+  synvault mount --point latest --source /home/me/Documents /mnt/docs
+  fusermount -u /mnt/vault")]
 pub struct MountArgs {
     /// An empty directory to mount on.
     mountpoint: PathBuf,
@@ -125,6 +129,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
     }));
     let stop = interrupt_flag();
     let mountpoint = args.mountpoint.clone();
+    let console = cli.console(false);
     let defaults = MountOptions::default();
     mount::mount(
         view,
@@ -137,10 +142,10 @@ pub fn run(cli: &Cli, args: &MountArgs) -> anyhow::Result<u8> {
         },
         &stop,
         || {
-            eprintln!(
+            console.note(&format!(
                 "synvault: mounted at {} (read-only); Ctrl-C or umount to stop",
                 mountpoint.display()
-            );
+            ));
         },
     )?;
     Ok(synvault::exit::SUCCESS)

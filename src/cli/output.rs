@@ -1,5 +1,5 @@
-//! Output helpers: the one way to write standard output, sizes for people, JSON for scripts, a
-//! progress bar on a terminal.
+//! Output helpers: the one way to write standard output, sizes for people, JSON for scripts.
+//! What goes to standard error (progress, notes, warnings) is `console`'s.
 //!
 //! Commands print with `outln!` (defined in `cli/mod.rs`) instead of `println!`, which panics when
 //! standard output is a closed pipe (`synvault ls latest | head`) or a full disk. A failed
@@ -7,9 +7,7 @@
 //! prints one line for any other write error.
 
 use std::fmt;
-use std::io::{IsTerminal, Write};
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
 
 /// `1.5 GiB`-style sizes.
 pub fn bytes(n: u64) -> String {
@@ -74,40 +72,4 @@ pub fn short(id: &str) -> &str {
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-/// A byte progress bar on stderr when it is a terminal; hidden otherwise.
-pub struct Bar(ProgressBar);
-
-impl Bar {
-    pub fn new(verb: &str) -> Bar {
-        let bar = if std::io::stderr().is_terminal() {
-            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        let template = format!(
-            "{verb} {{bar:30}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} eta {{eta}}"
-        );
-        if let Ok(style) = ProgressStyle::with_template(&template) {
-            bar.set_style(style);
-        }
-        Bar(bar)
-    }
-
-    pub fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
-impl synvault::Progress for Bar {
-    fn set_total(&self, bytes: u64) {
-        self.0.set_length(bytes);
-    }
-    fn shows_total(&self) -> bool {
-        !self.0.is_hidden()
-    }
-    fn add_bytes(&self, n: u64) {
-        self.0.inc(n);
-    }
 }

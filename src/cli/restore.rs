@@ -9,7 +9,7 @@ use synvault::{BlockReader, PointReader, ReaderOptions, RestoreOptions, RestoreR
 const RESTORE_CACHE_BYTES: usize = 32 << 20;
 
 use super::filters::FilterArgs;
-use super::output::{after_report, bytes, json, Bar};
+use super::output::{after_report, bytes, json};
 use super::{code_for, interrupt_flag, split_point_path, Cli};
 
 #[derive(Debug, Args)]
@@ -53,7 +53,7 @@ pub struct RestoreArgs {
     /// compare it with the point.
     #[arg(long)]
     verify: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
 }
@@ -83,26 +83,23 @@ pub fn run(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<u8> {
         delete: args.delete,
         verify: args.verify,
     };
-    let bar = Bar::new("restore");
+    let console = cli.console(args.json);
+    let meter = console.progress("restore");
     let started = std::time::Instant::now();
     let report = if args.to_original {
         synvault::reassembly::restore::restore_to_original(
             &reader,
             &options,
-            &bar,
+            &meter,
             &interrupt_flag(),
         )
     } else {
-        synvault::restore(&reader, &options, &bar, &interrupt_flag())
+        synvault::restore(&reader, &options, &meter, &interrupt_flag())
     };
-    bar.finish();
+    meter.finish(report.is_ok());
     let report = report?;
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
-    for damaged in &report.damaged {
-        eprintln!("damaged: {damaged}");
-    }
+    console.problems("warning", &report.warnings);
+    console.problems("damaged", &report.damaged);
     let secs = started.elapsed().as_secs_f64();
     let code = code_for(!report.damaged.is_empty());
     if args.json {

@@ -6,10 +6,15 @@ use synvault::retention::policy::{Keep, Policy, Span};
 use synvault::retention::prune::{PruneOptions, PruneReport};
 use synvault::{exit, Error};
 
-use super::output::{after_report, bytes, json, short, Bar};
+use super::console::Console;
+use super::output::{after_report, bytes, json, short};
 use super::{interrupt_flag, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault policy set --keep-daily 7 --keep-weekly 4 --keep-monthly 12
+  synvault policy show
+  synvault forget --dry-run")]
 pub struct PolicyArgs {
     #[command(subcommand)]
     command: PolicyCommand,
@@ -17,22 +22,35 @@ pub struct PolicyArgs {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Set the retention policy of a source (or the default for every source). Rules are
-    /// restic's and are ORed: a point any rule keeps is kept. Periods (hour, day, ISO week,
+    /// Set the retention policy of a source (or the default for every source).
+    ///
+    /// Rules are restic's and are ORed: a point any rule keeps is kept. Periods (hour, day, ISO week,
     /// month, year) are taken in UTC from each point's start time (with `--local-time`, in the
     /// local time zone: `TZ`, else /etc/localtime, daylight saving included); in each period the newest
     /// point is kept, a period without points uses no slot, and a rule with slots left keeps
     /// the oldest point. `--keep-within` counts back from the newest point. Protected points,
     /// running ones and those awaiting a seed import are never removed. An empty policy
     /// removes nothing.
+    #[command(after_help = "Examples:
+  synvault policy set --keep-daily 7 --keep-weekly 4 --keep-monthly 12
+  synvault policy set --source /home/me/Documents --keep-last 10 --keep-tag keep
+
+Rules are ORed: a point any rule keeps is kept. Protected points, running ones and those
+awaiting a seed import are never removed. `synvault man policy set` tells the rules in full.")]
     Set(PolicySetArgs),
     /// Show the policies.
+    #[command(after_help = "Examples:
+  synvault policy show
+  synvault policy show --json")]
     Show {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove the policy of a source (or the default one).
+    #[command(after_help = "Examples:
+  synvault policy clear --source /home/me/Documents
+  synvault policy clear")]
     Clear {
         /// The source (as `points` shows it); default: the default policy.
         #[arg(long, value_name = "PATH")]
@@ -42,50 +60,80 @@ enum PolicyCommand {
 
 #[derive(Debug, Args)]
 struct PolicySetArgs {
-    /// The source (as `points` shows it) this policy is for; default: every source without
-    /// its own policy.
+    /// The source (as `points` shows it); default: all others.
+    ///
+    /// Without --source, the policy is the default one: for every source without its own.
     #[arg(long, value_name = "PATH")]
     source: Option<String>,
     /// Keep the N newest points (`unlimited` or -1 for all).
     #[arg(long, value_name = "N", value_parser = Keep::parse, allow_hyphen_values = true)]
     keep_last: Option<Keep>,
-    /// Keep the newest point of each of the N newest hours that have points.
+    /// Keep the newest point of each of the N newest hours.
+    ///
+    /// Keep the newest point of each of the N newest hours that have points: one without
+    /// points uses no slot.
     #[arg(long, value_name = "N", value_parser = Keep::parse, allow_hyphen_values = true)]
     keep_hourly: Option<Keep>,
-    /// Keep the newest point of each of the N newest days that have points.
+    /// Keep the newest point of each of the N newest days.
+    ///
+    /// Keep the newest point of each of the N newest days that have points: one without
+    /// points uses no slot.
     #[arg(long, value_name = "N", value_parser = Keep::parse, allow_hyphen_values = true)]
     keep_daily: Option<Keep>,
-    /// Keep the newest point of each of the N newest ISO weeks that have points.
+    /// Keep the newest point of each of the N newest ISO weeks.
+    ///
+    /// Keep the newest point of each of the N newest ISO weeks that have points: one without
+    /// points uses no slot.
     #[arg(long, value_name = "N", value_parser = Keep::parse, allow_hyphen_values = true)]
     keep_weekly: Option<Keep>,
-    /// Keep the newest point of each of the N newest months that have points.
+    /// Keep the newest point of each of the N newest months.
+    ///
+    /// Keep the newest point of each of the N newest months that have points: one without
+    /// points uses no slot.
     #[arg(long, value_name = "N", value_parser = Keep::parse, allow_hyphen_values = true)]
     keep_monthly: Option<Keep>,
-    /// Keep the newest point of each of the N newest years that have points.
+    /// Keep the newest point of each of the N newest years.
+    ///
+    /// Keep the newest point of each of the N newest years that have points: one without
+    /// points uses no slot.
     #[arg(long, value_name = "N", value_parser = Keep::parse, allow_hyphen_values = true)]
     keep_yearly: Option<Keep>,
-    /// Keep every point within DURATION of the newest (e.g. 7d, 1y2m, 36h).
+    /// Keep every point within DURATION of the newest (7d, 1y2m).
+    ///
+    /// DURATION is numbers each followed by a unit, y, m, d or h: 7d, 36h, 1y2m3d4h.
     #[arg(long, value_name = "DURATION", value_parser = Span::parse)]
     keep_within: Option<Span>,
-    /// Within DURATION of the newest point, keep the newest of each hour.
+    /// Within DURATION of the newest, keep one per hour.
+    ///
+    /// Within DURATION of the newest point, keep the newest point of each hour.
     #[arg(long, value_name = "DURATION", value_parser = Span::parse)]
     keep_within_hourly: Option<Span>,
-    /// Within DURATION of the newest point, keep the newest of each day.
+    /// Within DURATION of the newest, keep one per day.
+    ///
+    /// Within DURATION of the newest point, keep the newest point of each day.
     #[arg(long, value_name = "DURATION", value_parser = Span::parse)]
     keep_within_daily: Option<Span>,
-    /// Within DURATION of the newest point, keep the newest of each ISO week.
+    /// Within DURATION of the newest, keep one per ISO week.
+    ///
+    /// Within DURATION of the newest point, keep the newest point of each ISO week.
     #[arg(long, value_name = "DURATION", value_parser = Span::parse)]
     keep_within_weekly: Option<Span>,
-    /// Within DURATION of the newest point, keep the newest of each month.
+    /// Within DURATION of the newest, keep one per month.
+    ///
+    /// Within DURATION of the newest point, keep the newest point of each month.
     #[arg(long, value_name = "DURATION", value_parser = Span::parse)]
     keep_within_monthly: Option<Span>,
-    /// Within DURATION of the newest point, keep the newest of each year.
+    /// Within DURATION of the newest, keep one per year.
+    ///
+    /// Within DURATION of the newest point, keep the newest point of each year.
     #[arg(long, value_name = "DURATION", value_parser = Span::parse)]
     keep_within_yearly: Option<Span>,
     /// Keep every point carrying TAG (repeatable).
     #[arg(long, value_name = "TAG")]
     keep_tag: Vec<String>,
-    /// Take periods in the local time zone (of the machine that runs `forget`), not UTC.
+    /// Take periods in the local time zone, not UTC.
+    ///
+    /// The local time zone is that of the machine that runs `forget`.
     #[arg(long)]
     local_time: bool,
 }
@@ -162,6 +210,9 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
 #[derive(Debug, Subcommand)]
 pub enum PointsCommand {
     /// Protect a point from forgetting by policy (and from `forget POINT`).
+    #[command(after_help = "Examples:
+  synvault points protect latest --until 2030-01-01
+  synvault points protect 3f2a9c1e --until forever")]
     Protect {
         point: String,
         /// Until DATE (UTC: YYYY-MM-DD[THH:MM[:SS]]) or `forever`.
@@ -169,6 +220,8 @@ pub enum PointsCommand {
         until: i64,
     },
     /// Remove a point's protection.
+    #[command(after_help = "Example:
+  synvault points unprotect 3f2a9c1e")]
     Unprotect { point: String },
 }
 
@@ -194,6 +247,10 @@ pub fn protect(cli: &Cli, command: &PointsCommand) -> anyhow::Result<u8> {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault forget --dry-run
+  synvault forget --prune
+  synvault forget latest~1 3f2a9c1e")]
 pub struct ForgetArgs {
     /// Points to forget (id prefix, latest, latest~N); none: apply the retention policy.
     points: Vec<String>,
@@ -203,7 +260,7 @@ pub struct ForgetArgs {
     /// Run prune afterwards.
     #[arg(long)]
     prune: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON (and prune's progress as JSON lines on stderr).
     #[arg(long)]
     json: bool,
 }
@@ -221,7 +278,12 @@ pub fn forget(cli: &Cli, args: &ForgetArgs) -> anyhow::Result<u8> {
     )?;
     drop(lock);
     let pruned = if args.prune && !args.dry_run {
-        Some(run_prune(cli, &vault, PruneOptions::default())?)
+        Some(run_prune(
+            cli,
+            &vault,
+            PruneOptions::default(),
+            cli.console(args.json),
+        )?)
     } else {
         None
     };
@@ -265,6 +327,10 @@ fn print_forget(
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault prune --dry-run
+  synvault prune --max-unused 0 -v
+  synvault prune --json 2> progress.jsonl")]
 pub struct PruneArgs {
     /// Repack a pack when more than PERCENT of it is unused (0: every pack with unused data).
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
@@ -275,7 +341,7 @@ pub struct PruneArgs {
     /// Allow one run to remove more than half of the stored bytes.
     #[arg(long)]
     allow_deleting_most: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
 }
@@ -289,6 +355,7 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> anyhow::Result<u8> {
         .into());
     }
     let vault = cli.open_vault()?;
+    let console = cli.console(args.json);
     let report = run_prune(
         cli,
         &vault,
@@ -297,8 +364,12 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> anyhow::Result<u8> {
             dry_run: args.dry_run,
             allow_deleting_most: args.allow_deleting_most,
         },
+        console,
     )?;
-    after_report(exit::SUCCESS, print_prune(&report, args.json))
+    after_report(
+        exit::SUCCESS,
+        print_prune(&report, args.json, console.is_verbose()),
+    )
 }
 
 /// Runs prune, which takes the writer lock itself for its short catalog steps.
@@ -306,22 +377,35 @@ fn run_prune(
     cli: &Cli,
     vault: &synvault::Vault,
     options: PruneOptions,
+    console: Console,
 ) -> anyhow::Result<PruneReport> {
-    let bar = Bar::new("prune");
+    let meter = console.progress("prune");
     let interrupted = interrupt_flag();
     let wait = std::time::Duration::from_secs(cli.lock_wait);
-    let report = synvault::retention::prune::prune(vault, options, &bar, &interrupted, &|| {
+    let report = synvault::retention::prune::prune(vault, options, &meter, &interrupted, &|| {
         Ok(vault.lock_writer_waiting("prune", wait)?.0)
     });
-    bar.finish();
+    meter.finish(report.is_ok());
     Ok(report?)
 }
 
-fn print_prune(report: &PruneReport, as_json: bool) -> anyhow::Result<()> {
+/// With `verbose`, the store's size before and after, and how long backups had to wait.
+fn print_prune(report: &PruneReport, as_json: bool, verbose: bool) -> anyhow::Result<()> {
     if as_json {
         return json(report);
     }
-    print_prune_summary(report)
+    print_prune_summary(report)?;
+    if verbose {
+        outln!(
+            "  store {} -> {}, {} catalog rows removed, writer lock held {:.2} s of {:.2} s",
+            bytes(report.bytes_stored_before),
+            bytes(report.bytes_stored_after),
+            report.catalog_rows_removed,
+            report.lock_seconds,
+            report.seconds
+        );
+    }
+    Ok(())
 }
 
 fn print_prune_summary(report: &PruneReport) -> anyhow::Result<()> {

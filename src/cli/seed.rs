@@ -9,10 +9,15 @@ use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
 use synvault::{exit, BackupOptions};
 
 use super::backup::ChunkerArg;
-use super::output::{after_report, bytes, json, short, Bar};
+use super::output::{after_report, bytes, json, short};
 use super::{code_for, interrupt_flag, size, Cli};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example (prepare at the source, import where the vault lives):
+  synvault seed prepare --job first --disk /mnt/disk1 --disk /mnt/disk2 /srv/data
+  synvault seed import --job first /mnt/disk1 /mnt/disk2"
+)]
 pub struct SeedArgs {
     #[command(subcommand)]
     command: SeedCommand,
@@ -21,14 +26,27 @@ pub struct SeedArgs {
 #[derive(Debug, Subcommand)]
 enum SeedCommand {
     /// Write a full backup onto disk directories to ship (the point awaits their import).
+    #[command(after_help = "Examples:
+  synvault seed prepare --job first --disk /mnt/disk1 --disk /mnt/disk2 /srv/data
+  synvault seed prepare --job first --disk /mnt/usb --disk-size 900G --json /srv/data")]
     Prepare(PrepareArgs),
     /// Re-read disks and compare them with their journals (no vault or passphrase needed).
+    #[command(after_help = "Example:
+  synvault seed check /mnt/disk1 /mnt/disk2")]
     Check(CheckArgs),
     /// Import a job's disks into the store (needs the vault, not the passphrase).
+    #[command(after_help = "Examples:
+  synvault seed import --job first /mnt/disk1 /mnt/disk2
+  synvault seed import --job first --json /mnt/disk1 2> progress.jsonl")]
     Import(ImportArgs),
     /// Show each seed job: state, disks seen and missing, packs imported, bad packs.
+    #[command(after_help = "Examples:
+  synvault seed status
+  synvault seed status --job first --json")]
     Status(StatusArgs),
     /// Re-make from the source the blocks of packs lost in transit.
+    #[command(after_help = "Example:
+  synvault seed repair --job first /srv/data")]
     Repair(RepairArgs),
 }
 
@@ -53,7 +71,7 @@ struct PrepareArgs {
     /// no longer be imported from it).
     #[arg(long)]
     force: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
     /// Files and directories to back up.
@@ -76,7 +94,7 @@ struct ImportArgs {
     /// Disk directories, in any order.
     #[arg(required = true)]
     disks: Vec<PathBuf>,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
 }
@@ -117,9 +135,12 @@ pub fn run(cli: &Cli, args: &SeedArgs) -> anyhow::Result<u8> {
 fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
     let disk_size = args.disk_size.as_deref().map(size::disk_size).transpose()?;
     let vault = cli.open_vault()?;
+    let console = cli.console(args.json);
     let (_lock, acquired) = cli.lock_writer(&vault, &format!("seed prepare --job {}", args.job))?;
     if let Acquired::TakenOver(holder) = acquired {
-        eprintln!("warning: took over the lock left by {holder}, which is no longer running");
+        console.warn(&format!(
+            "took over the lock left by {holder}, which is no longer running"
+        ));
     }
     let options = PrepareOptions {
         job: args.job.clone(),
@@ -133,13 +154,17 @@ fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
             ..BackupOptions::default()
         },
     };
-    let bar = Bar::new("seed");
-    let report = seed::prepare::prepare(&vault, &options, &bar, &interrupt_flag());
-    bar.finish();
+    let meter = console.progress("seed");
+    let report = seed::prepare::prepare(&vault, &options, &meter, &interrupt_flag());
+    meter.finish(report.is_ok());
     let report = report?;
-    for error in &report.backup.errors {
-        eprintln!("warning: skipped {error}");
-    }
+    let skipped: Vec<String> = report
+        .backup
+        .errors
+        .iter()
+        .map(|e| format!("skipped {e}"))
+        .collect();
+    console.problems("warning", &skipped);
     after_report(
         code_for(!report.backup.errors.is_empty()),
         print_prepared(&report, args),
@@ -207,9 +232,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
 
 fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
     let root = cli.vault_dir()?;
-    let bar = Bar::new("import");
-    let report = seed::import::import(root, &args.job, &args.disks, &bar, &interrupt_flag());
-    bar.finish();
+    let meter = cli.console(args.json).progress("import");
+    let report = seed::import::import(root, &args.job, &args.disks, &meter, &interrupt_flag());
+    meter.finish(report.is_ok());
     let report = report?;
     after_report(
         code_for(!report.bad.is_empty()),
@@ -296,19 +321,25 @@ fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
 fn repair(cli: &Cli, args: &RepairArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
     let (_lock, _) = cli.lock_writer(&vault, &format!("seed repair --job {}", args.job))?;
-    let bar = Bar::new("repair");
+    let console = cli.console(false);
+    let meter = console.progress("repair");
     let report = seed::repair::repair(
         &vault,
         &args.job,
         &args.paths,
         args.chunker.into(),
-        &bar,
+        &meter,
         &interrupt_flag(),
     );
-    bar.finish();
+    meter.finish(report.is_ok());
     let report = report?;
     for file in &report.not_repairable {
         outln!("not repairable: {file}");
+    }
+    if console.is_verbose() {
+        for file in &report.files_repaired {
+            outln!("repaired from: {file}");
+        }
     }
     outln!(
         "{} lost packs, {} blocks lost, {} re-made from {} files{}",

@@ -4,36 +4,45 @@ use clap::Args;
 use synvault::verify::{AffectedFile, VerifyReport};
 use synvault::VerifyOptions;
 
-use super::output::{after_report, bytes, json, short, Bar};
+use super::output::{after_report, bytes, json, short};
 use super::{code_for, Cli};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  synvault verify
+  synvault verify --read-data -v
+  synvault verify --read-data --json 2> progress.jsonl > report.json")]
 pub struct VerifyArgs {
     /// Read every pack and check every block.
     #[arg(long)]
     read_data: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let bar = Bar::new("verify");
+    let console = cli.console(args.json);
+    let meter = console.progress("verify");
     let report = synvault::verify(
         &vault,
         VerifyOptions {
             read_data: args.read_data,
         },
-        &bar,
+        &meter,
     );
-    bar.finish();
+    meter.finish(report.is_ok());
     let report = report?;
-    after_report(code_for(!report.is_clean()), print_report(&report, args))
+    after_report(
+        code_for(!report.is_clean()),
+        print_report(&report, args, console.is_verbose()),
+    )
 }
 
-/// Verify has run: what follows only tells about it.
-fn print_report(report: &VerifyReport, args: &VerifyArgs) -> anyhow::Result<()> {
+/// Verify has run: what follows only tells about it (with `verbose`, the unreferenced packs
+/// by name).
+fn print_report(report: &VerifyReport, args: &VerifyArgs, verbose: bool) -> anyhow::Result<()> {
     if args.json {
         return json(report);
     }
@@ -64,6 +73,11 @@ fn print_report(report: &VerifyReport, args: &VerifyArgs) -> anyhow::Result<()> 
             "{} unreferenced packs (left by an interrupted backup or import; no point uses them, they are not damage)",
             report.unreferenced_packs.len()
         );
+        if verbose {
+            for pack in &report.unreferenced_packs {
+                outln!("unreferenced: pack {pack}");
+            }
+        }
     }
     outln!(
         "checked {} packs, {} blocks{}: {}",

@@ -112,10 +112,13 @@ fn exclude_patterns_follow_restics_documented_rules() {
     let bad = env.run(&["backup", "--exclude", "a[", s(&src)]);
     assert_eq!(code(&bad), 2);
     assert_one_line_error(&bad, "bad pattern \"a[\"");
+    // --help fits one screen and names the page that tells the rules.
     let help = stdout(&env.run(&["backup", "--help"]));
+    assert!(help.contains("`synvault man backup`"), "{help}");
+    let page = stdout(&env.run(&["man", "backup"]));
     assert!(
-        help.contains("`Documents/*.txt`") && help.contains("`**`") && help.contains("`!PATTERN`"),
-        "{help}"
+        page.contains("`Documents/*.txt`") && page.contains("`**`") && page.contains("`!PATTERN`"),
+        "{page}"
     );
 }
 
