@@ -87,7 +87,10 @@ fn progress_is_json_lines_on_stderr_and_reaches_one() {
 
     let target = env.path("restored");
     let args = ["restore", "latest", "--target", s(&target), "--json"];
-    let lines = json_lines(&args, &env.run(&args));
+    let out = env.run(&args);
+    let lines = json_lines(&args, &out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"], 2, "{report}");
     assert!(u64_of(last_status(&lines), "bytes_done") >= 48 << 10);
     assert_eq!(
         fs::read(target.join("src/notes.txt")).unwrap(),
