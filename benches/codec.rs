@@ -22,10 +22,10 @@ use aes_gcm::Aes256Gcm;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
-use synvault::chunk::Chunker;
-use synvault::crypto::{FrameCipher, Key, Keys, OpenError, RingCipher, NONCE_LEN, TAG_LEN};
-use synvault::store::{Backend, BlockCodec, BlockId, MemBackend, PackWriter};
+use synvault::Chunker;
 use synvault::ChunkerKind;
+use synvault::{Backend, BlockCodec, BlockId, MemBackend, PackWriter};
+use synvault::{FrameCipher, Key, Keys, OpenError, RingCipher, NONCE_LEN, TAG_LEN};
 
 /// One content-defined block on average.
 const BLOCK: usize = 1 << 20;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
-use synvault::crypto::KdfParams;
+use synvault::KdfParams;
 use synvault::{
     backup, BackupOptions, BlockReader, CreateOptions, Entry, NoProgress, PointReader,
     ReaderOptions, Vault,

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use synvault::crypto::KdfParams;
 use synvault::reassembly::view::ROOT;
 use synvault::seed::prepare::{prepare, PrepareOptions};
-use synvault::store::{Backend, FileVerdict, PackId, StoreError};
+use synvault::KdfParams;
 use synvault::{
     backup, restore, verify, BackupOptions, BlockReader, CreateOptions, Layout, NoProgress,
     PointReader, RestoreOptions, Vault, VerifyOptions, View,
 };
+use synvault::{Backend, FileVerdict, PackId, StoreError};
 
 const FAST: CreateOptions = CreateOptions {
     kdf: KdfParams {

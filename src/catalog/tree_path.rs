@@ -45,7 +45,8 @@ impl TreePath {
     }
 
     /// How many trees are on the path.
-    pub fn depth(&self) -> usize {
+    #[cfg(test)]
+    fn depth(&self) -> usize {
         self.trees.len()
     }
 }

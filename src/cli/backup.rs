@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use synvault::ingest::{sink::ToStore, PackLedger, Target};
-use synvault::lock::{Acquired, LockNote};
+use synvault::{Acquired, LockNote};
 use synvault::{BackupOptions, BackupReport, ChunkerKind, DryRunReport, IngestCounts, Vault};
 
 use super::console::Console;
@@ -174,7 +174,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
 fn backup_options(args: &BackupArgs) -> anyhow::Result<BackupOptions> {
     let mut exclude = args.exclude.clone();
     for file in &args.exclude_file {
-        exclude.extend(synvault::filter::read_pattern_file(file)?);
+        exclude.extend(synvault::read_pattern_file(file)?);
     }
     let exclude_larger_than = args
         .exclude_larger_than

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use synvault::crypto::KdfParams;
 use synvault::keys::{self, KeyInfo};
+use synvault::KdfParams;
 use synvault::{exit, Error};
 
 use super::output::json;

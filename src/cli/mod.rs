@@ -276,7 +276,7 @@ impl Cli {
         &self,
         vault: &Vault,
         command: &str,
-    ) -> anyhow::Result<(synvault::lock::WriterLock, synvault::lock::Acquired)> {
+    ) -> anyhow::Result<(synvault::WriterLock, synvault::Acquired)> {
         Ok(vault.lock_writer_waiting(command, Duration::from_secs(self.lock_wait))?)
     }
 

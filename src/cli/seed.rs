@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use synvault::lock::Acquired;
 use synvault::seed::prepare::PrepareReport;
 use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
+use synvault::Acquired;
 use synvault::{exit, BackupOptions};
 
 use super::backup::ChunkerArg;

@@ -20,7 +20,6 @@ use std::path::PathBuf;
 pub use backend::{Backend, FileVerdict, LocalBackend, MemBackend};
 pub use block::{BlockCodec, BlockId, IdMap, IdSet};
 pub use pack::{PackEntry, PackWriter};
-pub use pack_reader::PackReader;
 
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

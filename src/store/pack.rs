@@ -145,8 +145,9 @@ fn footer_key(codec: &BlockCodec) -> crate::crypto::Key {
     subkey(&codec.keys().data, b"pack footer v1")
 }
 
-/// Reads the footer from a whole pack's bytes.
-pub fn read_footer(codec: &BlockCodec, pack: &[u8]) -> Result<PackIndex, &'static str> {
+/// Reads the footer from a whole pack's bytes (tests; readers use [`read_index`]).
+#[cfg(test)]
+fn read_footer(codec: &BlockCodec, pack: &[u8]) -> Result<PackIndex, &'static str> {
     if pack.len() < HEADER_LEN + TRAILER_LEN + NONCE_LEN + TAG_LEN {
         return Err("too short");
     }

@@ -326,7 +326,7 @@ fn a_dry_run_needs_no_writer_lock() {
     let env = Env::new();
     let src = env.path("src");
     write_tree(&src, &["a", "b"]);
-    let (_held, _) = synvault::lock::WriterLock::acquire(&env.vault(), "test").unwrap();
+    let (_held, _) = synvault::WriterLock::acquire(&env.vault(), "test").unwrap();
     let blocked = env.run(&["backup", "--lock-wait", "0", s(&src)]);
     assert_eq!(code(&blocked), 11, "{}", stderr(&blocked));
     let planned = dry_run(&env, &src);

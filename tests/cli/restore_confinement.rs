@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use rusqlite::Connection;
-use synvault::catalog::tree_codec;
+use synvault::tree_codec;
 use synvault::Entry;
 
 use super::common::{seeded_bytes, write_file};
