@@ -10,8 +10,9 @@ use synvault::select::{source_path, PointFilter};
 /// one with these.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
-    /// Only points of this source path (repeatable: points holding every one). `latest`
-    /// prefers the source whose paths are exactly these.
+    /// Only points of this source path (repeatable: points holding every one). `latest` is
+    /// the newest point of one source on one host: where the vault holds several, bare
+    /// `latest` is refused until --source or --host names one.
     #[arg(long = "source", value_name = "PATH")]
     sources: Vec<PathBuf>,
     /// Only points made on this host (repeatable: any of them).
