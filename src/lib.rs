@@ -23,6 +23,7 @@ pub mod diff;
 pub mod error;
 pub(crate) mod failpoint;
 pub(crate) mod filter;
+pub mod find;
 pub(crate) mod fsmeta;
 pub mod ingest;
 pub mod keys;

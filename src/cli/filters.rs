@@ -22,11 +22,11 @@ pub struct FilterArgs {
     #[arg(long = "tag", value_name = "TAG[,TAG]")]
     tags: Vec<String>,
     /// Only points made at or after TIME (UTC: YYYY-MM-DD[THH:MM[:SS]]).
-    #[arg(long, value_name = "TIME", value_parser = synvault::time::parse_utc)]
+    #[arg(long, alias = "newer", value_name = "TIME", value_parser = synvault::time::parse_utc)]
     since: Option<i64>,
     /// Only points made at or before TIME (UTC); `latest --until T` is the newest point as
     /// of T.
-    #[arg(long, value_name = "TIME", value_parser = synvault::time::parse_utc)]
+    #[arg(long, alias = "older", value_name = "TIME", value_parser = synvault::time::parse_utc)]
     until: Option<i64>,
 }
 

@@ -16,6 +16,7 @@ mod catalog;
 mod console;
 mod diff;
 mod filters;
+mod find;
 mod generate;
 mod init;
 mod key;
@@ -152,6 +153,8 @@ enum Command {
     Tag(tag::TagArgs),
     /// What changed between two points.
     Diff(diff::DiffArgs),
+    /// Where a name appears across points.
+    Find(find::FindArgs),
     /// Restore a point, or a path of it, into a directory.
     Restore(restore::RestoreArgs),
     /// Check the vault's packs; with --read-data, every byte.
@@ -206,6 +209,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Cat(args) => browse::cat(&cli, args),
         Command::Tag(args) => tag::run(&cli, args),
         Command::Diff(args) => diff::run(&cli, args),
+        Command::Find(args) => find::run(&cli, args),
         Command::Restore(args) => restore::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Stats(args) => browse::stats(&cli, args),

@@ -286,3 +286,42 @@ fn diff_names_each_change_between_two_points() {
     assert_eq!(lines[0]["change"], "metadata");
     assert_eq!(lines.last().unwrap()["totals"]["metadata"], 1);
 }
+
+#[test]
+fn find_lists_each_path_once_with_the_points_it_appears_in() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("docs/report.pdf"), b"report");
+    write_file(src.join("notes.txt"), b"n");
+    env.backup(&src);
+    write_file(src.join("draft.pdf"), b"draft");
+    env.backup(&src);
+    fs::remove_file(src.join("draft.pdf")).unwrap();
+    env.backup(&src);
+
+    let out = env.run(&["find", "*.pdf"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("/docs/report.pdf  in 3 of 3 points"),
+        "{text}"
+    );
+    assert!(text.contains("/draft.pdf  in 1 of 3 points"), "{text}");
+    assert!(text.contains("2 paths"), "{text}");
+
+    let found = env.json(&[
+        "find",
+        "--path",
+        "docs/*",
+        "--newer",
+        "2000-01-01",
+        "--json",
+    ]);
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["path"], "/docs/report.pdf");
+    assert_eq!(found[0]["points"], 3);
+    let one = env.json(&["find", "*.pdf", "--point", "latest", "--json"]);
+    assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
+    let bad = env.run(&["find", "a["]);
+    assert_eq!(code(&bad), 2);
+}
