@@ -221,27 +221,29 @@ fn enter(path: &mut TreePath, tree: TreeId) -> Result<()> {
         .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))
 }
 
+/// Trees in memory that count every load: what the diff and `find` tests check their
+/// skipping of shared subtrees with.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct CountedTrees {
+    pub trees: std::collections::HashMap<TreeId, Vec<Entry>>,
+    pub loads: std::cell::RefCell<Vec<TreeId>>,
+}
+
+#[cfg(test)]
+impl Trees for CountedTrees {
+    fn entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
+        self.loads.borrow_mut().push(*tree);
+        Ok(self.trees.get(tree).cloned().unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
     use super::*;
     use crate::catalog::ContentId;
 
-    /// Trees in memory, counting every load.
-    #[derive(Default)]
-    struct Counted {
-        trees: HashMap<TreeId, Vec<Entry>>,
-        loads: RefCell<Vec<TreeId>>,
-    }
-
-    impl Trees for Counted {
-        fn entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
-            self.loads.borrow_mut().push(*tree);
-            Ok(self.trees.get(tree).cloned().unwrap_or_default())
-        }
-    }
+    type Counted = CountedTrees;
 
     impl Counted {
         fn tree(&mut self, n: u8, mut entries: Vec<Entry>) -> TreeId {

@@ -140,23 +140,9 @@ fn matches_below(
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-
     use super::*;
     use crate::catalog::{ContentId, RecoveryPointId};
-
-    #[derive(Default)]
-    struct Counted {
-        trees: HashMap<TreeId, Vec<Entry>>,
-        loads: RefCell<Vec<TreeId>>,
-    }
-
-    impl Trees for Counted {
-        fn entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
-            self.loads.borrow_mut().push(*tree);
-            Ok(self.trees.get(tree).cloned().unwrap_or_default())
-        }
-    }
+    use crate::diff::CountedTrees as Counted;
 
     fn entry(name: &str, kind: EntryKind, subtree: Option<TreeId>, size: u64) -> Entry {
         Entry {
