@@ -1,5 +1,5 @@
 //! Key files: the vault's one master key wrapped under each passphrase, one file per
-//! passphrase in `<vault>/keys/<id>.key`, and their management (list, add, remove, change).
+//! passphrase in `keys/<id>.key` beside the packs (see `store::files`), and their management (list, add, remove, change).
 //!
 //! Every key file wraps the same master key, so adding or removing a passphrase never touches
 //! a pack or the catalog. Invariants kept here:
@@ -17,15 +17,12 @@
 //!   "created": "2026-..Z", "host": "..", "user": ".." }     // the last three optional
 //! ```
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, KdfParams, Key, RingCipher};
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
-use crate::store::backend::{sync_dir, write_durably};
+use crate::store::files::VaultFiles;
 use crate::vault::Vault;
 
 /// Associated data of the sealed master key: binds the ciphertext to its purpose.
@@ -83,9 +80,9 @@ pub struct KeyInfo {
     pub current: bool,
 }
 
-/// Wraps `master` under `passphrase` into a new key file of the vault at `root`.
+/// Wraps `master` under `passphrase` into a new key file among `files`.
 pub(crate) fn write_new(
-    root: &Path,
+    files: &dyn VaultFiles,
     master: &Key,
     passphrase: &[u8],
     params: KdfParams,
@@ -97,16 +94,15 @@ pub(crate) fn write_new(
     }
     let file = wrap(master, passphrase, params)?;
     let id = KeyId::random();
-    let path = key_path(root, &id);
     let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
-    write_durably(&path, &json).map_err(Error::io("cannot write key file", &path))?;
+    files.write(&key_name(&id), &json)?;
     Ok(id)
 }
 
 /// Finds the key file `passphrase` opens and returns its id and the master key, or fails with
 /// [`Error::WrongPassphrase`].
-pub(crate) fn open_master(root: &Path, passphrase: &[u8]) -> Result<(KeyId, Key)> {
-    for (id, file) in read_all(root)? {
+pub(crate) fn open_master(files: &dyn VaultFiles, passphrase: &[u8]) -> Result<(KeyId, Key)> {
+    for (id, file) in read_all(files)? {
         if let Some(key) = unwrap(&file, passphrase) {
             return Ok((id, key));
         }
@@ -116,7 +112,7 @@ pub(crate) fn open_master(root: &Path, passphrase: &[u8]) -> Result<(KeyId, Key)
 
 /// Every key file of the vault, oldest first; the one that opened it is marked `current`.
 pub fn list(vault: &Vault) -> Result<Vec<KeyInfo>> {
-    let mut keys: Vec<KeyInfo> = read_all(vault.root())?
+    let mut keys: Vec<KeyInfo> = read_all(vault.files())?
         .into_iter()
         .map(|(id, file)| KeyInfo {
             current: id == *vault.key_id(),
@@ -138,13 +134,13 @@ pub fn add(
     passphrase: &[u8],
     params: KdfParams,
 ) -> Result<KeyId> {
-    write_new(vault.root(), vault.master_key(), passphrase, params)
+    write_new(vault.files(), vault.master_key(), passphrase, params)
 }
 
 /// Removes the key file whose id is or starts with `query`; returns its id. Refuses the last
 /// key file ([`Error::LastKey`]) and the one that opened this vault ([`Error::KeyInUse`]).
 pub fn remove(vault: &Vault, _writer: &WriterLock, query: &str) -> Result<KeyId> {
-    let ids: Vec<KeyId> = read_all(vault.root())?
+    let ids: Vec<KeyId> = read_all(vault.files())?
         .into_iter()
         .map(|(id, _)| id)
         .collect();
@@ -155,7 +151,7 @@ pub fn remove(vault: &Vault, _writer: &WriterLock, query: &str) -> Result<KeyId>
     if id == *vault.key_id() {
         return Err(Error::KeyInUse { id: id.0 });
     }
-    delete(vault.root(), &id)?;
+    delete(vault.files(), &id)?;
     Ok(id)
 }
 
@@ -169,7 +165,7 @@ pub fn change_passphrase(
     params: KdfParams,
 ) -> Result<KeyId> {
     let new = add(vault, writer, passphrase, params)?;
-    delete(vault.root(), vault.key_id())?;
+    delete(vault.files(), vault.key_id())?;
     Ok(new)
 }
 
@@ -193,39 +189,32 @@ fn resolve(ids: &[KeyId], query: &str) -> Result<KeyId> {
     }
 }
 
-/// Removes a key file and makes the removal durable.
-fn delete(root: &Path, id: &KeyId) -> Result<()> {
-    let path = key_path(root, id);
-    fs::remove_file(&path).map_err(Error::io("cannot remove key file", &path))?;
-    let dir = root.join("keys");
-    sync_dir(&dir).map_err(Error::io("cannot sync key directory", &dir))
+/// Removes a key file durably.
+fn delete(files: &dyn VaultFiles, id: &KeyId) -> Result<()> {
+    Ok(files.remove(&key_name(id))?)
 }
 
-fn key_path(root: &Path, id: &KeyId) -> PathBuf {
-    root.join("keys")
-        .join(format!("{}.{KEY_FILE_EXTENSION}", id.0))
+const KEYS_DIR: &str = "keys";
+
+fn key_name(id: &KeyId) -> String {
+    format!("{KEYS_DIR}/{}.{KEY_FILE_EXTENSION}", id.0)
 }
 
 /// Every `<id>.key` that parses as a key file, by id. A file that does not parse (a
 /// temporary, something copied in) is no key and is skipped, as opening skips it.
-fn read_all(root: &Path) -> Result<Vec<(KeyId, KeyFile)>> {
-    let dir = root.join("keys");
-    let entries = fs::read_dir(&dir).map_err(Error::io("cannot read key directory", &dir))?;
+fn read_all(files: &dyn VaultFiles) -> Result<Vec<(KeyId, KeyFile)>> {
     let mut found = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(Error::io("cannot read key directory", &dir))?
-            .path();
-        if path.extension().and_then(|e| e.to_str()) != Some(KEY_FILE_EXTENSION) {
+    for name in files.list(KEYS_DIR)? {
+        let Some(stem) = name.strip_suffix(&format!(".{KEY_FILE_EXTENSION}")) else {
+            continue;
+        };
+        if stem.starts_with('.') {
             continue;
         }
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+        let Some(bytes) = files.read(&format!("{KEYS_DIR}/{name}"))? else {
             continue;
         };
-        let Ok(text) = fs::read_to_string(&path) else {
-            continue;
-        };
-        if let Ok(file) = serde_json::from_str::<KeyFile>(&text) {
+        if let Ok(file) = serde_json::from_slice::<KeyFile>(&bytes) {
             found.push((KeyId(stem.to_string()), file));
         }
     }
@@ -277,6 +266,7 @@ fn user_name() -> Option<String> {
 mod tests {
     use super::*;
     use crate::vault::TEST_OPTIONS;
+    use std::fs;
 
     const FAST: KdfParams = TEST_OPTIONS.kdf;
 
@@ -376,7 +366,7 @@ mod tests {
     fn a_key_file_of_an_older_build_still_opens_and_lists() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(&dir);
-        let path = key_path(v.root(), v.key_id());
+        let path = v.root().join(key_name(v.key_id()));
         let mut json: serde_json::Value =
             serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         for field in ["created", "host", "user"] {

@@ -10,7 +10,8 @@
 //!          /        |          \        \
 //!    ingest/   reassembly/   verify.rs   stats.rs        <- the flows
 //!          \        |          /        rebuild.rs (the catalog from the store alone)
-//!    store/ (block, pack, meta_pack, backend)   catalog/ (SQLite)   crypto.rs   chunk.rs
+//!    place.rs (where the store and the catalog are: a directory, or a bucket + state dir)
+//!    store/ (block, pack, meta_pack, backend, object)   catalog/ (SQLite)   crypto.rs   chunk.rs
 //! ```
 //! Data flows down, never up: the store knows nothing of files or points; the catalog knows
 //! nothing of bytes on disk.
@@ -28,8 +29,10 @@ pub(crate) mod fsmeta;
 pub mod ingest;
 pub mod keys;
 pub(crate) mod lease;
+pub mod location;
 pub(crate) mod lock;
 pub mod mount;
+pub mod place;
 pub mod progress;
 pub mod reassembly;
 pub mod rebuild;

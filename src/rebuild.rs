@@ -28,10 +28,12 @@ use crate::catalog::{
 };
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
+use crate::place::Place;
 use crate::progress::Progress;
+use crate::store::backend::create_private_dir_all;
 use crate::store::meta_pack::{is_meta_pack, META_HEADER_LEN};
 use crate::store::{pack, BlockId, PackId, StoreError};
-use crate::vault::Vault;
+use crate::vault::{Vault, CATALOG};
 
 /// What to do.
 #[derive(Clone, Copy, Debug, Default)]
@@ -70,21 +72,35 @@ pub struct RebuildReport {
     pub seconds: f64,
 }
 
-const CATALOG: &str = "catalog.db";
 const REBUILDING: &str = "catalog.db.rebuilding";
 /// Data pack footers read per batch (in parallel), then recorded together.
 const FOOTER_BATCH: usize = 256;
 
-/// Rebuilds the catalog of the vault at `root` from its store. Takes the writer lock.
+/// Rebuilds the catalog of the vault directory `root` from its store. Takes the writer lock.
 pub fn rebuild(
     root: &Path,
     passphrase: &[u8],
     options: RebuildOptions,
     progress: &dyn Progress,
 ) -> Result<RebuildReport> {
+    rebuild_in(Place::local(root), passphrase, options, progress)
+}
+
+/// Rebuilds the catalog of the vault at `place` from its store alone (for a vault in object
+/// storage, on any machine: the catalog goes to its directory on this one). Takes the writer
+/// lock.
+pub fn rebuild_in(
+    place: Place,
+    passphrase: &[u8],
+    options: RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<RebuildReport> {
     let started = Instant::now();
-    crate::vault::read_config(root)?;
-    let (_lock, _) = WriterLock::acquire(root, "catalog rebuild")?;
+    let config = crate::vault::read_config_in(&place)?;
+    let root = place.local_dir(&config)?;
+    let root = root.as_path();
+    create_private_dir_all(root).map_err(Error::io("cannot create", root))?;
+    let (_lock, _) = WriterLock::acquire_in(&place, root, "catalog rebuild")?;
     let current = root.join(CATALOG);
     if !options.force && opens_cleanly(&current) {
         return Err(Error::CatalogIntact { path: current });
@@ -92,7 +108,7 @@ pub fn rebuild(
     let fresh = root.join(REBUILDING);
     remove_catalog_files(&fresh)?;
     let catalog = Catalog::create(&fresh)?;
-    let filled = Vault::open_with_catalog(root, passphrase, catalog).and_then(|vault| {
+    let filled = Vault::open_with_catalog(place, passphrase, catalog).and_then(|vault| {
         let report = fill(&vault, progress);
         drop(vault);
         report

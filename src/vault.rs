@@ -1,5 +1,6 @@
-//! `Vault`: one directory holding a store, a catalog and key files; every flow works on it.
+//! `Vault`: a store, a catalog and key files; every flow works on it.
 //!
+//! A vault directory holds all of it:
 //! ```text
 //! <vault>/config.json        format version, vault id, creation time (no secret)
 //! <vault>/keys/<id>.key      master key wrapped under argon2id(passphrase), JSON (see `keys`)
@@ -8,6 +9,8 @@
 //! <vault>/lock               the writer lock (see `lock`)
 //! <vault>/readers/           a lease per process reading the vault (see `lease`)
 //! ```
+//! A vault in object storage keeps `config.json`, `keys/`, `packs/` and its `lock` object in
+//! the bucket, and the rest in a directory on this machine (see [`crate::place`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -25,10 +28,17 @@ use crate::error::{Error, Result};
 use crate::keys::{self, KeyId};
 use crate::lease::ReaderLease;
 use crate::lock::{Acquired, WriterLock};
+use crate::place::Place;
 use crate::select::PointFilter;
 use crate::store::backend::{create_private_dir_all, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::store::files::VaultFiles;
 use crate::store::meta_pack::{self, MetaPack};
-use crate::store::{Backend, BlockCodec, LocalBackend, PackId};
+use crate::store::{Backend, BlockCodec, PackId};
+
+/// The vault file that makes a place a vault.
+pub const CONFIG: &str = "config.json";
+/// The catalog file, in the vault's directory on this machine.
+pub const CATALOG: &str = "catalog.db";
 
 /// Vault format version written by this build.
 pub const VAULT_FORMAT: u32 = 1;
@@ -45,23 +55,14 @@ pub struct VaultConfig {
     pub backend: BackendConfig,
 }
 
-/// Which [`Backend`] holds a vault's packs: the one place that knows, so that every command
-/// (with or without the passphrase) opens the same store.
+/// How a vault's packs are laid out in its store (see [`Place::backend`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BackendConfig {
-    /// `<vault>/packs/<first two hex>/<hex>.pack`.
+    /// `packs/<first two hex>/<hex>.pack` beside `config.json`, in the vault directory or
+    /// under the bucket prefix. (The name is kept for the vaults that already say it.)
     #[default]
     Local,
-}
-
-impl BackendConfig {
-    /// Opens the backend of the vault at `root`.
-    pub fn open(&self, root: &Path) -> Box<dyn Backend> {
-        match self {
-            BackendConfig::Local => Box::new(LocalBackend::new(root.join("packs"))),
-        }
-    }
 }
 
 /// This process's command line, shortened, to name it in a reader lease.
@@ -96,7 +97,10 @@ impl Default for CreateOptions {
 
 /// An open vault.
 pub struct Vault {
+    /// The directory on this machine holding the catalog: the vault directory, or the state
+    /// directory of a vault in object storage.
     root: PathBuf,
+    place: Place,
     config: VaultConfig,
     codec: BlockCodec,
     chunker_key: Key,
@@ -136,7 +140,7 @@ impl CatalogReader<'_> {
     pub fn into_owned(mut self) -> Result<Catalog, CatalogError> {
         match self.catalog.take() {
             Some(catalog) => Ok(catalog),
-            None => Catalog::open_reader(&self.vault.root.join("catalog.db")),
+            None => Catalog::open_reader(&self.vault.root.join(CATALOG)),
         }
     }
 }
@@ -157,25 +161,24 @@ const MAX_IDLE_READERS: usize = 16;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("root", &self.root).finish()
+        f.debug_struct("Vault")
+            .field("location", self.place.location())
+            .finish()
     }
 }
 
-/// Reads `config.json`, or fails with [`Error::NotAVault`].
+/// Reads `config.json` of the vault directory `root`, or fails with [`Error::NotAVault`].
 pub fn read_config(root: &Path) -> Result<VaultConfig> {
-    let path = root.join("config.json");
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotAVault {
-                path: root.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(Error::io("cannot read", &path)(e)),
+    read_config_in(&Place::local(root))
+}
+
+/// Reads `config.json` of the vault at `place`, or fails with [`Error::NotAVault`].
+pub fn read_config_in(place: &Place) -> Result<VaultConfig> {
+    let not_a_vault = || Error::NotAVault {
+        path: place.display_path(),
     };
-    let config: VaultConfig = serde_json::from_str(&text).map_err(|_| Error::NotAVault {
-        path: root.to_path_buf(),
-    })?;
+    let bytes = place.files().read(CONFIG)?.ok_or_else(not_a_vault)?;
+    let config: VaultConfig = serde_json::from_slice(&bytes).map_err(|_| not_a_vault())?;
     if config.format > VAULT_FORMAT {
         return Err(Error::FormatTooNew {
             found: config.format,
@@ -188,65 +191,89 @@ pub fn read_config(root: &Path) -> Result<VaultConfig> {
 impl Vault {
     /// Creates a new vault at `root` (which must be missing or empty).
     pub fn create(root: &Path, passphrase: &[u8], options: CreateOptions) -> Result<Vault> {
+        Vault::create_in(Place::local(root), passphrase, options)
+    }
+
+    /// Creates a new vault at `place` (which must be missing or empty).
+    pub fn create_in(place: Place, passphrase: &[u8], options: CreateOptions) -> Result<Vault> {
         if passphrase.is_empty() {
             return Err(Error::InvalidArgument(
                 "the passphrase is empty: a vault needs one to protect its key".into(),
             ));
         }
-        if root.join("config.json").exists() {
+        if place.holds_vault()? {
             return Err(Error::VaultExists {
-                path: root.to_path_buf(),
+                path: place.display_path(),
             });
         }
-        if fs::read_dir(root)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-        {
+        if !place.files().is_empty()? {
             return Err(Error::NotEmpty {
-                path: root.to_path_buf(),
+                path: place.display_path(),
             });
         }
-        create_private_dir_all(root).map_err(Error::io("cannot create", root))?;
-        // The user may have made the (empty) directory with a looser mode.
-        set_mode(root, PRIVATE_DIR_MODE)?;
-        for dir in ["keys", "packs"] {
-            create_private_dir_all(&root.join(dir))
-                .map_err(Error::io("cannot create", root.join(dir)))?;
+        if let crate::location::Location::Local(root) = place.location() {
+            create_private_dir_all(root).map_err(Error::io("cannot create", root))?;
+            // The user may have made the (empty) directory with a looser mode.
+            set_mode(root, PRIVATE_DIR_MODE)?;
+            for dir in ["keys", "packs"] {
+                create_private_dir_all(&root.join(dir))
+                    .map_err(Error::io("cannot create", root.join(dir)))?;
+            }
         }
-        keys::write_new(root, &Key::random(), passphrase, options.kdf)?;
+        keys::write_new(place.files(), &Key::random(), passphrase, options.kdf)?;
         let config = VaultConfig {
             format: VAULT_FORMAT,
             vault_id: hex::encode(crypto::random_array::<16>()),
             created: crate::time::format_utc(crate::time::now_ns()),
             backend: BackendConfig::Local,
         };
-        Catalog::create(&root.join("catalog.db"))?;
+        let local = place.local_dir(&config)?;
+        create_private_dir_all(&local).map_err(Error::io("cannot create", &local))?;
+        let catalog = local.join(CATALOG);
+        if catalog.exists() {
+            // Left by an earlier vault given the same --catalog directory.
+            return Err(Error::InvalidArgument(format!(
+                "{} already holds a catalog: give the new vault its own --catalog directory",
+                local.display()
+            )));
+        }
+        Catalog::create(&catalog)?;
         // config.json last: a vault is a vault only once everything else is in place.
-        let path = root.join("config.json");
         let json = serde_json::to_vec_pretty(&config).unwrap_or_default();
-        crate::store::backend::write_durably(&path, &json)
-            .map_err(Error::io("cannot write", &path))?;
-        Vault::open(root, passphrase)
+        place.files().write(CONFIG, &json)?;
+        Vault::open_in(place, passphrase)
     }
 
     /// Opens the vault at `root` with a passphrase.
     pub fn open(root: &Path, passphrase: &[u8]) -> Result<Vault> {
-        let config = read_config(root)?;
-        let (key_id, master) = keys::open_master(root, passphrase)?;
-        let catalog = Catalog::open(&root.join("catalog.db"))?;
-        Ok(Vault::assemble(root, config, key_id, master, catalog))
+        Vault::open_in(Place::local(root), passphrase)
     }
 
-    /// Opens the vault at `root` over a catalog of the caller's (`catalog rebuild` fills a
+    /// Opens the vault at `place` with a passphrase.
+    pub fn open_in(place: Place, passphrase: &[u8]) -> Result<Vault> {
+        let config = read_config_in(&place)?;
+        let (key_id, master) = keys::open_master(place.files(), passphrase)?;
+        let local = place.local_dir(&config)?;
+        let catalog = Catalog::open(&local.join(CATALOG))?;
+        Ok(Vault::assemble(
+            place, local, config, key_id, master, catalog,
+        ))
+    }
+
+    /// Opens the vault at `place` over a catalog of the caller's (`catalog rebuild` fills a
     /// new one). Readers lent by [`Vault::read_catalog`] still open `catalog.db`.
-    pub fn open_with_catalog(root: &Path, passphrase: &[u8], catalog: Catalog) -> Result<Vault> {
-        let config = read_config(root)?;
-        let (key_id, master) = keys::open_master(root, passphrase)?;
-        Ok(Vault::assemble(root, config, key_id, master, catalog))
+    pub fn open_with_catalog(place: Place, passphrase: &[u8], catalog: Catalog) -> Result<Vault> {
+        let config = read_config_in(&place)?;
+        let (key_id, master) = keys::open_master(place.files(), passphrase)?;
+        let local = place.local_dir(&config)?;
+        Ok(Vault::assemble(
+            place, local, config, key_id, master, catalog,
+        ))
     }
 
     fn assemble(
-        root: &Path,
+        place: Place,
+        local: PathBuf,
         config: VaultConfig,
         key_id: KeyId,
         master: Key,
@@ -256,8 +283,10 @@ impl Vault {
         let codec = BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL)
             .for_vault(vault_id_bytes(&config.vault_id));
         Vault {
-            root: root.to_path_buf(),
-            backend: config.backend.open(root),
+            _lease: ReaderLease::take(&local, &command_line()).ok(),
+            root: local,
+            backend: place.backend(),
+            place,
             config,
             chunker_key: codec.keys().chunker.clone(),
             codec,
@@ -265,7 +294,6 @@ impl Vault {
             master,
             catalog: Mutex::new(catalog),
             readers: Mutex::new(Vec::new()),
-            _lease: ReaderLease::take(root, &command_line()).ok(),
         }
     }
 
@@ -300,9 +328,20 @@ impl Vault {
         sealed::decode(&body).map_err(|e| e.to_string())
     }
 
-    /// The vault directory.
+    /// The directory on this machine that holds the catalog: the vault directory, or the
+    /// state directory of a vault in object storage.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the vault's store is.
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// The vault's small files (config, key files), beside its packs.
+    pub fn files(&self) -> &dyn VaultFiles {
+        self.place.files()
     }
 
     /// The key file whose passphrase opened this vault.
@@ -355,7 +394,7 @@ impl Vault {
         let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let catalog = match idle {
             Some(catalog) => catalog,
-            None => Catalog::open_reader(&self.root.join("catalog.db"))?,
+            None => Catalog::open_reader(&self.root.join(CATALOG))?,
         };
         Ok(CatalogReader {
             vault: self,
@@ -381,7 +420,7 @@ impl Vault {
     /// Takes the writer lock for `command`. A takeover of a dead holder's lock is returned so
     /// the caller can warn.
     pub fn lock_writer(&self, command: &str) -> Result<(WriterLock, Acquired)> {
-        let acquired = WriterLock::acquire(&self.root, command)?;
+        let acquired = WriterLock::acquire_in(&self.place, &self.root, command)?;
         self.mend_modes()?;
         Ok(acquired)
     }
@@ -408,6 +447,9 @@ impl Vault {
     /// keeps other users out of everything inside), its key files and catalog 0600. Packs are
     /// sealed, and reaching them needs the directory, so they are not walked one by one.
     fn mend_modes(&self) -> Result<()> {
+        if self.place.remote().is_some() {
+            return Ok(());
+        }
         set_mode(&self.root, PRIVATE_DIR_MODE)?;
         for dir in ["keys", "packs"] {
             set_mode(&self.root.join(dir), PRIVATE_DIR_MODE)?;

@@ -101,7 +101,7 @@ impl Backend for Decorated {
 fn open_decorated(root: &Path) -> (Vault, Arc<Counted>) {
     let vault = Vault::open(root, b"pw").unwrap();
     let counts = Arc::new(Counted::default());
-    let inner = vault.config().backend.open(root);
+    let inner = synvault::place::Place::local(root).backend();
     let vault = vault.with_backend(Box::new(Decorated {
         inner,
         counts: counts.clone(),
@@ -220,7 +220,7 @@ fn every_flow_reaches_the_store_through_the_backend() {
     assert_eq!(counts.writes.load(Ordering::Relaxed), writes + 1, "prepare");
     let writes = writes + 1;
     let imported = synvault::seed::import::import_into(
-        &root,
+        &synvault::place::Place::local(&root),
         vault.backend(),
         "j",
         &[disk],

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use synvault::ingest::{sink::ToStore, PackLedger, Target};
-use synvault::{Acquired, LockNote};
+use synvault::LockNote;
 use synvault::{BackupOptions, BackupReport, ChunkerKind, DryRunReport, IngestCounts, Vault};
 
 use super::console::Console;
@@ -131,12 +131,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> anyhow::Result<u8> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let (lock, acquired) = cli.lock_writer(&vault, &command)?;
-    if let Acquired::TakenOver(holder) = acquired {
-        console.warn(&format!(
-            "took over the lock left by {holder}, which is no longer running"
-        ));
-    }
+    let lock = cli.lock_writer(&vault, &command)?;
     let meter = console.progress("backup");
     let ledger = Arc::new(PackLedger::new());
     let interrupted = interrupt_flag_with(last_words(&vault, &ledger, lock.note()));

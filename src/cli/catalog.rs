@@ -1,8 +1,8 @@
 //! `synvault catalog rebuild`.
 
 use clap::{Args, Subcommand};
+use synvault::exit;
 use synvault::rebuild::{RebuildOptions, RebuildReport};
-use synvault::{exit, Error};
 
 use super::output::{after_report, json, short};
 use super::Cli;
@@ -44,14 +44,12 @@ pub fn run(cli: &Cli, args: &CatalogArgs) -> anyhow::Result<u8> {
 }
 
 fn rebuild(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<u8> {
-    let dir = cli.vault_dir()?;
-    if !dir.join("config.json").exists() {
-        return Err(Error::NotAVault { path: dir.clone() }.into());
-    }
+    let place = cli.place()?;
+    place.require_vault()?;
     let pass = cli.passphrase(false)?;
     let meter = cli.console(args.json).progress("rebuild");
-    let report =
-        synvault::rebuild::rebuild(dir, &pass, RebuildOptions { force: args.force }, &meter);
+    let options = RebuildOptions { force: args.force };
+    let report = synvault::rebuild::rebuild_in(place, &pass, options, &meter);
     meter.finish(report.is_ok());
     let report = report?;
     let code = if report.points_lost.is_empty() && report.unreadable_packs.is_empty() {

@@ -91,18 +91,18 @@ pub fn run(cli: &Cli, args: &KeyArgs) -> anyhow::Result<u8> {
         }
         KeyCommand::Add(new) => {
             let pass = new.new_passphrase()?;
-            let (lock, _) = cli.lock_writer(&vault, "key add")?;
+            let lock = cli.lock_writer(&vault, "key add")?;
             let id = keys::add(&vault, &lock, &pass, KdfParams::DEFAULT)?;
             outln!("added key {id}");
         }
         KeyCommand::Remove { id } => {
-            let (lock, _) = cli.lock_writer(&vault, "key remove")?;
+            let lock = cli.lock_writer(&vault, "key remove")?;
             let removed = keys::remove(&vault, &lock, id)?;
             outln!("removed key {removed}");
         }
         KeyCommand::Passwd(new) => {
             let pass = new.new_passphrase()?;
-            let (lock, _) = cli.lock_writer(&vault, "key passwd")?;
+            let lock = cli.lock_writer(&vault, "key passwd")?;
             let id = keys::change_passphrase(&vault, &lock, &pass, KdfParams::DEFAULT)?;
             outln!(
                 "changed the passphrase: key {id} replaces key {}",

@@ -37,6 +37,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::{Arg, ArgAction, Parser, Subcommand};
+use synvault::location::{Location, RemoteOptions};
+use synvault::place::Place;
 use synvault::{exit, Error, Vault};
 
 use console::{Console, Verbosity};
@@ -65,18 +67,47 @@ Passphrase: --password-file or --password-command, else $SYNVAULT_PASSWORD, else
 $SYNVAULT_VAULT and $SYNVAULT_PASSWORD_FILE/_COMMAND stand for their flags. See `synvault man`."
 )]
 pub struct Cli {
-    /// Vault directory.
+    /// Vault: a directory, s3://bucket/prefix or azure://container/prefix.
     ///
-    /// Default: $SYNVAULT_VAULT.
+    /// Default: $SYNVAULT_VAULT. A vault in object storage takes its credentials and region
+    /// from the service's usual environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION; AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, …) and keeps its
+    /// catalog on this machine (see --catalog).
     #[arg(
         long,
         global = true,
         env = "SYNVAULT_VAULT",
         hide_env = true,
-        value_name = "DIR",
+        value_name = "DIR|URL",
         help_heading = GLOBAL
     )]
     vault: Option<PathBuf>,
+    /// The object service's URL, for an S3-compatible service or an emulator.
+    ///
+    /// Default: $SYNVAULT_ENDPOINT, else what the service's environment says
+    /// (AWS_ENDPOINT_URL, …).
+    #[arg(
+        long,
+        global = true,
+        env = "SYNVAULT_ENDPOINT",
+        hide_env = true,
+        value_name = "URL",
+        help_heading = GLOBAL
+    )]
+    endpoint: Option<String>,
+    /// Where this machine keeps the catalog of a vault in object storage.
+    ///
+    /// Default: $SYNVAULT_CATALOG, else $XDG_STATE_HOME/synvault/<vault id> (or
+    /// ~/.local/state/synvault/<vault id>). `catalog rebuild` fills it from the bucket.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNVAULT_CATALOG",
+        hide_env = true,
+        value_name = "DIR",
+        help_heading = GLOBAL
+    )]
+    catalog: Option<PathBuf>,
     /// Read the passphrase from FILE (its first line).
     ///
     /// Default: $SYNVAULT_PASSWORD_FILE. The passphrase comes from the first source given:
@@ -237,12 +268,25 @@ impl Cli {
         Console::new(verbosity, json)
     }
 
-    fn vault_dir(&self) -> anyhow::Result<&PathBuf> {
-        self.vault.as_ref().ok_or_else(|| {
+    /// Where the vault named on the command line is.
+    fn location(&self) -> anyhow::Result<Location> {
+        let given = self.vault.as_ref().ok_or_else(|| {
             anyhow!(Error::InvalidArgument(
-                "no vault given: use --vault DIR or SYNVAULT_VAULT".into()
+                "no vault given: use --vault DIR|URL or SYNVAULT_VAULT".into()
             ))
-        })
+        })?;
+        Ok(Location::parse(given.as_os_str())?)
+    }
+
+    /// The store and catalog directory of the vault named on the command line; for a vault
+    /// in object storage this connects (nothing is requested yet).
+    fn place(&self) -> anyhow::Result<Place> {
+        let options = RemoteOptions {
+            endpoint: self.endpoint.clone(),
+            catalog_dir: self.catalog.clone(),
+            ..RemoteOptions::default()
+        };
+        Ok(Place::open(&self.location()?, &options)?)
     }
 
     /// The passphrase: --password-file or --password-command (not both), then
@@ -275,24 +319,26 @@ impl Cli {
         }
     }
 
-    /// Takes the vault's writer lock for `command`, waiting as `--lock-wait` allows.
-    fn lock_writer(
-        &self,
-        vault: &Vault,
-        command: &str,
-    ) -> anyhow::Result<(synvault::WriterLock, synvault::Acquired)> {
-        Ok(vault.lock_writer_waiting(command, Duration::from_secs(self.lock_wait))?)
+    /// Takes the vault's writer lock for `command`, waiting as `--lock-wait` allows; says so
+    /// when it takes over a lock whose holder is gone.
+    fn lock_writer(&self, vault: &Vault, command: &str) -> anyhow::Result<synvault::WriterLock> {
+        let wait = Duration::from_secs(self.lock_wait);
+        let (lock, acquired) = vault.lock_writer_waiting(command, wait)?;
+        if let synvault::Acquired::TakenOver(holder) = acquired {
+            self.console(false).warn(&format!(
+                "took over the lock left by {holder}, which is no longer running"
+            ));
+        }
+        Ok(lock)
     }
 
     /// Opens the vault named on the command line.
     fn open_vault(&self) -> anyhow::Result<Vault> {
-        let dir = self.vault_dir()?;
+        let place = self.place()?;
         // Check for a vault before asking for a passphrase: "no vault" is the better answer.
-        if !dir.join("config.json").exists() {
-            return Err(anyhow!(Error::NotAVault { path: dir.clone() }));
-        }
+        place.require_vault()?;
         let pass = self.passphrase(false)?;
-        let vault = Vault::open(dir, &pass)?;
+        let vault = Vault::open_in(place, &pass)?;
         // A backup killed between sealing its point into the store and committing it is
         // finished (or dropped) here, so every command sees what the store holds.
         synvault::rebuild::settle_pending(&vault)?;

@@ -187,7 +187,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         PolicyCommand::Set(set) => {
-            let (_lock, _) = cli.lock_writer(&vault, "policy set")?;
+            let _lock = cli.lock_writer(&vault, "policy set")?;
             let policy = set.policy();
             let text = serde_json::to_string(&policy)?;
             synvault::retention::settings::set_policy(
@@ -199,7 +199,7 @@ pub fn policy(cli: &Cli, args: &PolicyArgs) -> anyhow::Result<u8> {
             Ok(exit::SUCCESS)
         }
         PolicyCommand::Clear { source } => {
-            let (_lock, _) = cli.lock_writer(&vault, "policy clear")?;
+            let _lock = cli.lock_writer(&vault, "policy clear")?;
             synvault::retention::settings::set_policy(&vault, source.as_deref(), None)?;
             Ok(exit::SUCCESS)
         }
@@ -227,7 +227,7 @@ pub enum PointsCommand {
 
 pub fn protect(cli: &Cli, command: &PointsCommand) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = cli.lock_writer(&vault, "points protect")?;
+    let _lock = cli.lock_writer(&vault, "points protect")?;
     let (query, until) = match command {
         PointsCommand::Protect { point, until } => (point, Some(*until)),
         PointsCommand::Unprotect { point } => (point, None),

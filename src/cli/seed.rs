@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use synvault::seed::prepare::PrepareReport;
 use synvault::seed::{self, import::ImportReport, prepare::PrepareOptions};
-use synvault::Acquired;
 use synvault::{exit, BackupOptions};
 
 use super::backup::ChunkerArg;
@@ -136,12 +135,7 @@ fn prepare(cli: &Cli, args: &PrepareArgs) -> anyhow::Result<u8> {
     let disk_size = args.disk_size.as_deref().map(size::disk_size).transpose()?;
     let vault = cli.open_vault()?;
     let console = cli.console(args.json);
-    let (_lock, acquired) = cli.lock_writer(&vault, &format!("seed prepare --job {}", args.job))?;
-    if let Acquired::TakenOver(holder) = acquired {
-        console.warn(&format!(
-            "took over the lock left by {holder}, which is no longer running"
-        ));
-    }
+    let _lock = cli.lock_writer(&vault, &format!("seed prepare --job {}", args.job))?;
     let options = PrepareOptions {
         job: args.job.clone(),
         disks: args.disks.clone(),
@@ -231,9 +225,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
 }
 
 fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
-    let root = cli.vault_dir()?;
+    let place = cli.place()?;
     let meter = cli.console(args.json).progress("import");
-    let report = seed::import::import(root, &args.job, &args.disks, &meter, &interrupt_flag());
+    let report = seed::import::import(&place, &args.job, &args.disks, &meter, &interrupt_flag());
     meter.finish(report.is_ok());
     let report = report?;
     after_report(
@@ -281,7 +275,7 @@ fn print_import(report: &ImportReport, args: &ImportArgs) -> anyhow::Result<()> 
 }
 
 fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
-    let out = seed::status::status(cli.vault_dir()?, args.job.as_deref())?;
+    let out = seed::status::status(&cli.place()?, args.job.as_deref())?;
     if args.json {
         json(&out)?;
         return Ok(exit::SUCCESS);
@@ -320,7 +314,7 @@ fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
 
 fn repair(cli: &Cli, args: &RepairArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = cli.lock_writer(&vault, &format!("seed repair --job {}", args.job))?;
+    let _lock = cli.lock_writer(&vault, &format!("seed repair --job {}", args.job))?;
     let console = cli.console(false);
     let meter = console.progress("repair");
     let report = seed::repair::repair(

@@ -25,7 +25,7 @@ pub struct TagArgs {
 
 pub fn run(cli: &Cli, args: &TagArgs) -> anyhow::Result<u8> {
     let vault = cli.open_vault()?;
-    let (_lock, _) = cli.lock_writer(&vault, "tag")?;
+    let _lock = cli.lock_writer(&vault, "tag")?;
     let point = vault.select_point(&args.point, &args.filters.filter())?;
     let tags = vault.retag(&point, &args.add, &args.remove)?;
     if tags.is_empty() {

@@ -246,6 +246,7 @@ pub fn backup_recorded(
     interrupted: &AtomicBool,
     ledger: &PackLedger,
 ) -> Result<BackupReport> {
+    crate::failpoint::hit("backup:started");
     let to_store = sink::ToStore(vault.backend());
     let destination: &dyn sink::PackDestination = match target {
         Target::Store => &to_store,

@@ -218,7 +218,7 @@ pub fn mount(
 ) -> Result<(), MountError> {
     check_mount_point(mountpoint)?;
     check_fuse()?;
-    let fsname = format!("synvault:{}", view.blocks().vault().root().display());
+    let fsname = format!("synvault:{}", view.blocks().vault().place().location());
     let mount_error = |source| MountError::Mount {
         path: mountpoint.to_path_buf(),
         source,

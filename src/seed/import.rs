@@ -9,7 +9,7 @@
 //! files in the store; running it again copies them again and completes.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -22,6 +22,7 @@ use crate::catalog::seed::SeedPack;
 use crate::catalog::{Catalog, PackState};
 use crate::error::{Error, Result};
 use crate::lock::WriterLock;
+use crate::place::Place;
 use crate::progress::Progress;
 use crate::store::{Backend, FileVerdict, PackId};
 
@@ -80,31 +81,31 @@ fn plan(disks: &[PathBuf], vault_id: &str, job: &str) -> Result<Vec<DiskPlan>> {
     Ok(out)
 }
 
-/// Imports the packs of `job` from `disks` into the vault at `root`.
+/// Imports the packs of `job` from `disks` into the vault at `place` (a directory or a bucket).
 pub fn import(
-    root: &Path,
+    place: &Place,
     job: &str,
     disks: &[PathBuf],
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<ImportReport> {
-    let config = crate::vault::read_config(root)?;
-    let backend = config.backend.open(root);
-    import_into(root, backend.as_ref(), job, disks, progress, interrupted)
+    let backend = place.backend();
+    import_into(place, backend.as_ref(), job, disks, progress, interrupted)
 }
 
 /// [`import`] into the store `backend` (the vault's own, or a decorator over it).
 pub fn import_into(
-    root: &Path,
+    place: &Place,
     backend: &dyn Backend,
     job: &str,
     disks: &[PathBuf],
     progress: &dyn Progress,
     interrupted: &AtomicBool,
 ) -> Result<ImportReport> {
-    let config = crate::vault::read_config(root)?;
-    let mut catalog = Catalog::open(&root.join("catalog.db"))?;
-    let (_lock, _) = WriterLock::acquire(root, &format!("seed import --job {job}"))?;
+    let config = crate::vault::read_config_in(place)?;
+    let root = place.local_dir(&config)?;
+    let mut catalog = Catalog::open(&root.join(crate::vault::CATALOG))?;
+    let (_lock, _) = WriterLock::acquire_in(place, &root, &format!("seed import --job {job}"))?;
     let plans = plan(disks, &config.vault_id, job)?;
     if catalog.seed_job(job)?.and_then(|j| j.point).is_none() {
         return Err(SeedError::UnknownJob {

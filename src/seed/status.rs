@@ -1,10 +1,9 @@
 //! `seed status`: where each seed job stands — disks seen, packs and bytes imported, packs
 //! refused — answered from the catalog alone (no passphrase, no disks).
 
-use std::path::Path;
-
 use crate::catalog::{Catalog, PackState};
 use crate::error::{Error, Result};
+use crate::place::Place;
 use crate::seed::SeedError;
 
 /// One job's progress.
@@ -32,11 +31,12 @@ pub struct BadPack {
     pub reason: String,
 }
 
-/// The status of every seed job of the vault at `root`, or of `job` only (an unknown job is
+/// The status of every seed job of the vault at `place`, or of `job` only (an unknown job is
 /// an error).
-pub fn status(root: &Path, job: Option<&str>) -> Result<Vec<JobStatus>> {
-    crate::vault::read_config(root)?;
-    let catalog = Catalog::open(&root.join("catalog.db"))?;
+pub fn status(place: &Place, job: Option<&str>) -> Result<Vec<JobStatus>> {
+    let config = crate::vault::read_config_in(place)?;
+    let root = place.local_dir(&config)?;
+    let catalog = Catalog::open(&root.join(crate::vault::CATALOG))?;
     let mut out = Vec::new();
     for record in catalog.seed_jobs()? {
         if job.is_some_and(|j| j != record.name) {

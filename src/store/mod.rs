@@ -3,14 +3,17 @@
 //! The store knows nothing of files or recovery points. It turns plaintext blocks into sealed
 //! frames ([`block`]), groups frames into immutable packs ([`pack`]) and keeps packs in a
 //! [`backend::Backend`], the one seam every pack byte goes through; [`pack_reader`] reads
-//! frames back over it (one at a time, or neighbours together). [`meta_pack`] seals the
+//! frames back over it (one at a time, or neighbours together). [`files`] holds the vault's
+//! few small files beside the packs; [`object`] keeps all of it in S3 or Azure Blob. [`meta_pack`] seals the
 //! catalog's own records into packs of their own, so the store alone can rebuild the catalog.
 //! Packs are named by the plain blake3 of their bytes, so anyone can check a pack without the
 //! key.
 
 pub mod backend;
 pub mod block;
+pub mod files;
 pub mod meta_pack;
+pub mod object;
 pub mod pack;
 pub mod pack_reader;
 
@@ -110,6 +113,12 @@ pub enum StoreError {
     WriterStopped,
     #[error("corrupt pack {pack}: {why}")]
     CorruptPack { pack: PackId, why: &'static str },
+    #[error("cannot {what} {object}: {why}")]
+    Remote {
+        what: &'static str,
+        object: String,
+        why: String,
+    },
 }
 
 impl StoreError {

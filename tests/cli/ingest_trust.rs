@@ -200,7 +200,7 @@ fn env_on(dir: tempfile::TempDir, disk: &Path) -> Env {
     let real = disk.join("v");
     fs::create_dir(&real).unwrap();
     std::os::unix::fs::symlink(&real, dir.path().join("vault")).unwrap();
-    let env = Env { dir };
+    let env = Env { dir, remote: None };
     let out = env.run(&["init"]);
     assert!(out.status.success(), "init failed: {}", stderr(&out));
     env

@@ -10,9 +10,12 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// A vault in a temporary directory and a way to run the binary against it.
+/// A vault in a temporary directory (or in a bucket, its catalog in the directory) and a way
+/// to run the binary against it.
 pub struct Env {
     pub dir: TempDir,
+    /// A vault in object storage: its URL and the environment that reaches the server.
+    pub remote: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Env {
@@ -23,10 +26,23 @@ impl Env {
             .tempdir()
             .unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let env = Env { dir };
+        let env = Env { dir, remote: None };
         let out = env.run(&["init"]);
         assert!(out.status.success(), "init failed: {}", stderr(&out));
         env
+    }
+
+    /// An environment for the vault at `url` (object storage) reached with `vars`, its
+    /// catalog in `<dir>/catalog`. Nothing is run.
+    pub fn remote(url: String, vars: Vec<(String, String)>) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("synvault-test")
+            .tempdir()
+            .unwrap();
+        Env {
+            dir,
+            remote: Some((url, vars)),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -44,11 +60,16 @@ impl Env {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("SYNVAULT_PASSWORD", "correct horse")
-            .arg("--vault")
-            .arg(self.vault())
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.env("SYNVAULT_PASSWORD", "correct horse");
+        match &self.remote {
+            None => cmd.arg("--vault").arg(self.vault()),
+            Some((url, vars)) => cmd
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .env("SYNVAULT_CATALOG", self.path("catalog"))
+                .arg("--vault")
+                .arg(url),
+        };
+        cmd.args(args).stdin(Stdio::null());
         cmd
     }
 

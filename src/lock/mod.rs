@@ -8,6 +8,11 @@
 //! Because the lock is an `flock`, a process that exits without unwinding (the CLI's
 //! interrupt watchdog ends a command stuck in a blocking read with `exit`) releases it too;
 //! [`LockNote`] lets it clear its name first.
+//!
+//! A vault in object storage is written from several machines: there the writer lock is also
+//! a lock object in the bucket ([`bucket`]), taken after the local `flock`.
+
+pub mod bucket;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -17,11 +22,14 @@ use std::path::Path;
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
+use crate::place::Place;
 
 /// Held while a writer runs; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {
     file: File,
+    /// The lock object of a vault in object storage.
+    bucket: Option<bucket::BucketLock>,
 }
 
 /// What happened when the lock was taken.
@@ -89,7 +97,30 @@ impl WriterLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(me.as_bytes()))
             .map_err(Error::io("cannot write lock file", &path))?;
-        Ok((WriterLock { file }, acquired))
+        Ok((WriterLock { file, bucket: None }, acquired))
+    }
+
+    /// Takes the writer lock of the vault at `place` whose catalog directory is `local`: the
+    /// `flock` there and, for a vault in object storage, the bucket's lock object too.
+    pub fn acquire_in(
+        place: &Place,
+        local: &Path,
+        command: &str,
+    ) -> Result<(WriterLock, Acquired)> {
+        let (mut lock, here) = WriterLock::acquire(local, command)?;
+        let Some(remote) = place.remote() else {
+            return Ok((lock, here));
+        };
+        let (held, there) = bucket::BucketLock::acquire(remote, &describe_self(command))?;
+        lock.bucket = Some(held);
+        // The bucket's takeover is the one that tells of another machine's writer.
+        let acquired = match (here, there) {
+            (_, Acquired::TakenOver(holder)) | (Acquired::TakenOver(holder), _) => {
+                Acquired::TakenOver(holder)
+            }
+            _ => Acquired::Free,
+        };
+        Ok((lock, acquired))
     }
 }
 

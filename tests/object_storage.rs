@@ -1,0 +1,189 @@
+//! Vaults in object storage against real servers (moto's S3 server, Azurite): the whole life
+//! of a vault — init, backups, points, restore, cat, verify, stats — then the catalog lost
+//! and rebuilt from the bucket alone; one writer at a time across machines; and URLs of
+//! schemes synvault does not know.
+//!
+//! Each test starts its own server on a free port and stops it when done (see
+//! `common::servers`). Tests skip when a server is not installed, and never when
+//! `SYNVAULT_REQUIRE_OBJECT_STORAGE=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::env::{assert_one_line_error, code, stderr, stdout, Env};
+use common::servers::{Kind, Server};
+use common::{assert_trees_equal, generate_tree, seeded_bytes, write_file, TreeSpec};
+
+/// Init, a full and an incremental backup, then every reading command; then the local
+/// catalog deleted and rebuilt from the bucket alone, and every point restores.
+fn whole_life_of_a_vault(kind: Kind) {
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
+    let env = server.env("life");
+    let src = env.path("src");
+    generate_tree(&src, 7, &TreeSpec::small());
+    let first = env.backup(&src);
+    assert_eq!(first["state"], "complete", "{first}");
+    let first_copy = env.path("first-copy");
+    copy_tree(&src, &first_copy);
+
+    // An incremental: one file changed, one added.
+    write_file(src.join("changed.bin"), seeded_bytes(8, 300_000));
+    write_file(src.join("added.txt"), b"added after the first point\n");
+    let second = env.backup(&src);
+    assert_eq!(second["state"], "complete", "{second}");
+
+    let points = env.json(&["points", "--json"]);
+    assert_eq!(points.as_array().unwrap().len(), 2, "{points}");
+
+    let target = env.path("restored");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_trees_equal(&src, &target);
+
+    let cat = env.run(&["cat", "latest:/added.txt"]);
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    assert_eq!(cat.stdout, b"added after the first point\n");
+
+    let verify = env.run(&["verify", "--read-data"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let stats = env.json(&["stats", "--json"]);
+    assert!(stats.to_string().contains("points"), "{stats}");
+
+    // The catalog is lost: the bucket alone gives every point back.
+    fs::remove_dir_all(env.path("catalog")).unwrap();
+    let lost = env.run(&["points"]);
+    assert_ne!(
+        code(&lost),
+        0,
+        "points without a catalog: {}",
+        stdout(&lost)
+    );
+    assert_one_line_error(&lost, "catalog rebuild");
+    let rebuilt = env.run(&["catalog", "rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    let points = env.json(&["points", "--json"]);
+    assert_eq!(points.as_array().unwrap().len(), 2, "{points}");
+    for (point, tree) in [("latest~1", &first_copy), ("latest", &src)] {
+        let target = env.path(&format!("rebuilt-{point}"));
+        let out = env.run(&["restore", point, "--target", target.to_str().unwrap()]);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert_trees_equal(tree, &target);
+    }
+}
+
+#[test]
+fn s3_whole_life_of_a_vault() {
+    whole_life_of_a_vault(Kind::S3);
+}
+
+#[test]
+fn azure_whole_life_of_a_vault() {
+    whole_life_of_a_vault(Kind::Azure);
+}
+
+/// Copies a tree with its metadata (cp -a), to compare an older point with later.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn init_refuses_a_prefix_that_holds_something_else() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    let env = server.env("taken");
+    // The vault prefix is taken; a second init there is refused, as is one over other data.
+    let again = env.run(&["init"]);
+    assert_eq!(code(&again), 1, "{}", stderr(&again));
+    assert_one_line_error(&again, "already exists");
+
+    let other = Env::remote(server.url("taken", ""), server.vars());
+    let out = other.run(&["init"]);
+    assert_ne!(code(&out), 0);
+    assert_one_line_error(&out, "not empty");
+}
+
+#[test]
+fn a_url_of_an_unknown_scheme_is_an_error_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synvault"))
+        .current_dir(dir.path())
+        .env("SYNVAULT_VAULT", "gs://bucket/x")
+        .env("SYNVAULT_PASSWORD", "pw")
+        .arg("init")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_one_line_error(&out, "does not know the scheme gs://");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "made a directory"
+    );
+}
+
+/// Two machines (two catalogs) write one vault: the second is refused and told who holds
+/// the lock; a holder killed with SIGKILL leaves a lock that is taken over once stale.
+#[test]
+fn one_writer_at_a_time_across_machines_and_a_dead_holder_is_taken_over() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    let first = server.env("locks");
+    let url = server.url("locks", "vault");
+    let mut vars = server.vars();
+    vars.push(("SYNVAULT_LOCK_STALE_SECONDS".into(), "3".into()));
+    let second = Env::remote(url, vars.clone());
+    assert!(second.run(&["catalog", "rebuild"]).status.success());
+
+    // The first machine's backup holds the lock (paused once it has it).
+    let src = first.path("src");
+    write_file(src.join("a"), b"a");
+    let mut holder = first
+        .cmd(&["backup", src.to_str().unwrap()])
+        .env("SYNVAULT_LOCK_STALE_SECONDS", "3")
+        .env("SYNVAULT_PAUSE_AT", "backup:started")
+        .env("SYNVAULT_PAUSE_MS", "120000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the lock object is there: the second machine is refused, told who holds it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let out = second.run(&["--lock-wait", "0", "policy", "clear"]);
+        if code(&out) == 11 {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "never locked: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_one_line_error(&refused, "locked by");
+    assert!(
+        stderr(&refused).contains(&format!("pid {}", holder.id())),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Killed without a chance to release: the lock goes stale, and is taken over.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let out = second.run(&["--lock-wait", "0", "policy", "clear"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("took over"), "{}", stderr(&out));
+}
