@@ -153,20 +153,10 @@ fn both<E: From<Error>>(
             after: Some(b),
         })
     };
-    if a.kind != b.kind {
-        return report(ChangeKind::Type, visit);
-    }
-    let content_differs = match a.kind {
-        EntryKind::Dir => false,
-        EntryKind::File => a.content != b.content || a.size != b.size,
-        EntryKind::Symlink => a.target != b.target,
-        EntryKind::CharDev | EntryKind::BlockDev => a.rdev != b.rdev,
-        EntryKind::Fifo | EntryKind::Socket => false,
-    };
-    if content_differs {
-        report(ChangeKind::Modified, visit)?;
-    } else if metadata_differs(a, b) {
-        report(ChangeKind::Metadata, visit)?;
+    match entry_change(a, b) {
+        Some(ChangeKind::Type) => return report(ChangeKind::Type, visit),
+        Some(kind) => report(kind, visit)?,
+        None => {}
     }
     if let (EntryKind::Dir, Some(sa), Some(sb)) = (a.kind, a.subtree, b.subtree) {
         compare(trees, sa, sb, &at, path, visit)?;
@@ -202,6 +192,32 @@ fn one_side<E: From<Error>>(
         path.leave();
     }
     Ok(())
+}
+
+/// How the entry `after` differs from `before`, both at one path: a change of kind, of
+/// content (a file's data, a symlink's target, a device's number) or of metadata only (mode,
+/// owner, mtime, xattrs); None if it does not. A directory's own entry is compared, not what
+/// it holds (compare the subtrees for that). Inode, link count and ctime are not compared:
+/// they change when nothing a reader sees does (a backup of a copy, a new hardlink).
+pub fn entry_change(before: &Entry, after: &Entry) -> Option<ChangeKind> {
+    let (a, b) = (before, after);
+    if a.kind != b.kind {
+        return Some(ChangeKind::Type);
+    }
+    let content_differs = match a.kind {
+        EntryKind::Dir => false,
+        EntryKind::File => a.content != b.content || a.size != b.size,
+        EntryKind::Symlink => a.target != b.target,
+        EntryKind::CharDev | EntryKind::BlockDev => a.rdev != b.rdev,
+        EntryKind::Fifo | EntryKind::Socket => false,
+    };
+    if content_differs {
+        Some(ChangeKind::Modified)
+    } else if metadata_differs(a, b) {
+        Some(ChangeKind::Metadata)
+    } else {
+        None
+    }
 }
 
 fn metadata_differs(a: &Entry, b: &Entry) -> bool {

@@ -97,6 +97,8 @@ pub enum Error {
     KeyInUse { id: String },
     #[error("no {path:?} in recovery point {point}")]
     NoSuchPath { point: String, path: String },
+    #[error("no point holds {path:?}: {why}")]
+    PathNotInPoints { path: String, why: String },
     #[error("{path:?} in recovery point {point} is not a regular file")]
     NotAFile { point: String, path: String },
     #[error("restore target {} is not empty (use --overwrite to restore into it)", .path.display())]
@@ -186,6 +188,7 @@ impl Error {
             | Error::NoSuchKey { .. }
             | Error::AmbiguousKey { .. }
             | Error::NoSuchPath { .. }
+            | Error::PathNotInPoints { .. }
             | Error::NotAFile { .. }
             | Error::TargetNotEmpty { .. }
             | Error::OriginalExists { .. }

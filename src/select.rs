@@ -108,13 +108,9 @@ pub fn select(
             None if rest.is_empty() => 0,
             None => return Err(not_found()),
         };
-        let Some((sources, host)) = one_series(&points, filter, query)? else {
-            return Err(not_found());
-        };
-        return points
+        return series_points(points, filter, query)?
             .into_iter()
             .rev()
-            .filter(|p| p.sources == sources && p.host == host)
             .nth(back)
             .ok_or_else(not_found);
     }
@@ -129,6 +125,24 @@ pub fn select(
         });
     }
     Ok(first)
+}
+
+/// The points of `points` (oldest first) that pass `filter` and belong to the one series left
+/// among them (see the module doc), in their order; none if no point passes. `query` is what
+/// the caller was asked for, for the error that names the series when several are left.
+pub fn series_points(
+    points: Vec<RecoveryPoint>,
+    filter: &PointFilter,
+    query: &str,
+) -> Result<Vec<RecoveryPoint>> {
+    let points = filter.apply(points);
+    let Some((sources, host)) = one_series(&points, filter, query)? else {
+        return Ok(Vec::new());
+    };
+    Ok(points
+        .into_iter()
+        .filter(|p| p.sources == sources && p.host == host)
+        .collect())
 }
 
 /// The one series `latest` counts in (`None` if no point is left), or why there is none.

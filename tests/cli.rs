@@ -581,5 +581,7 @@ mod output_controls;
 #[path = "cli/selectors.rs"]
 mod selectors;
 
+#[path = "cli/log.rs"]
+mod log;
 #[path = "cli/restore_flags.rs"]
 mod restore_flags;

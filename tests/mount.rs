@@ -1040,3 +1040,136 @@ fn a_mount_keeps_reading_a_point_forgotten_and_pruned_and_one_whose_pack_was_rep
     let verify = env.run(&["verify", "--read-data"]);
     assert!(verify.status.success());
 }
+
+/// The names of `points/`, oldest first (a point's directory has the point's start time).
+fn point_names_by_time(mount: &Mount) -> Vec<Vec<u8>> {
+    let points = mount.path.join("points");
+    let mut by_time: Vec<(i64, Vec<u8>)> = names(&points)
+        .into_iter()
+        .map(|name| {
+            let meta = fs::metadata(points.join(OsStr::from_bytes(&name))).unwrap();
+            (meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), name)
+        })
+        .collect();
+    by_time.sort();
+    by_time.into_iter().map(|(_, name)| name).collect()
+}
+
+/// `versions/<the one source>/`.
+fn versions_of_source(mount: &Mount) -> PathBuf {
+    let versions = mount.path.join("versions");
+    let sources = names(&versions);
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    versions.join(OsStr::from_bytes(sources.iter().next().unwrap()))
+}
+
+#[test]
+fn versions_lists_each_distinct_version_of_a_file_and_reads_it_exactly() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let file = src.join("docs").join("report.txt");
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut bytes = |len: usize| -> Vec<u8> { (0..len).map(|_| rng.random()).collect() };
+    let (one, two) = (bytes(5000), bytes(70_000));
+    // Point by point: what the file is (bytes and mode), or None where it is gone.
+    let history: [Option<(&[u8], u32)>; 6] = [
+        Some((&one, 0o644)),
+        Some((&one, 0o644)),
+        Some((&two, 0o644)),
+        Some((&two, 0o600)),
+        None,
+        Some((&one, 0o644)),
+    ];
+    for (i, state) in history.iter().enumerate() {
+        match state {
+            Some((content, mode)) => {
+                if fs::read(&file).ok().as_deref() != Some(*content) {
+                    write_file(&file, content);
+                }
+                fs::set_permissions(&file, fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            None => fs::remove_file(&file).unwrap(),
+        }
+        write_file(src.join("noise"), format!("point {i}"));
+        env.backup(&src);
+    }
+    let mount = env.mount("mnt", &[]);
+    let point_names = point_names_by_time(&mount);
+    assert_eq!(point_names.len(), history.len());
+    let source = versions_of_source(&mount);
+    // The directories of the newest point, and a directory per file.
+    assert_eq!(
+        names(&source),
+        BTreeSet::from([b"docs".to_vec(), b"noise".to_vec()])
+    );
+    assert!(fs::metadata(source.join("noise")).unwrap().is_dir());
+    let versions = source.join("docs").join("report.txt");
+    // Points 0-1 hold one version, 2 a second, 3 a third (mode only), 5 a fourth: back as
+    // the first was, after a point without it.
+    let firsts = [0, 2, 3, 5];
+    let want: BTreeSet<Vec<u8>> = firsts.iter().map(|&i| point_names[i].clone()).collect();
+    assert_eq!(names(&versions), want);
+    for i in firsts {
+        let (content, mode) = history[i].unwrap();
+        let version = versions.join(OsStr::from_bytes(&point_names[i]));
+        assert_eq!(fs::read(&version).unwrap(), content, "version of point {i}");
+        let meta = fs::metadata(&version).unwrap();
+        assert_eq!(meta.mode() & 0o7777, mode, "version of point {i}");
+        assert_eq!(meta.len(), content.len() as u64);
+        // The same entry as the point's own tree shows.
+        let in_point = mount
+            .path
+            .join("points")
+            .join(OsStr::from_bytes(&point_names[i]))
+            .join("docs/report.txt");
+        let there = fs::metadata(&in_point).unwrap();
+        assert_eq!(
+            (meta.mtime(), meta.mtime_nsec(), meta.uid()),
+            (there.mtime(), there.mtime_nsec(), there.uid())
+        );
+    }
+    assert_eq!(errno_of(fs::read_dir(versions.join("nope"))), Some(2));
+    assert!(mount.stop(rustix::process::Signal::INT).success());
+}
+
+#[test]
+fn a_new_point_while_mounted_shows_a_new_version() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    let file = src.join("notes.txt");
+    write_file(&file, b"first");
+    env.backup(&src);
+    let mount = env.mount("mnt", &[]);
+    let versions = versions_of_source(&mount).join("notes.txt");
+    let first = names(&versions);
+    assert_eq!(first.len(), 1);
+
+    // Past the second of the first point, so the new one gets a plain name.
+    std::thread::sleep(Duration::from_millis(1100));
+    write_file(&file, b"second, longer");
+    env.backup(&src);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&versions).len() < 2 {
+        assert!(Instant::now() < deadline, "the new version never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = names(&versions);
+    let new_name = now.difference(&first).next().unwrap();
+    assert_eq!(
+        fs::read(versions.join(OsStr::from_bytes(new_name))).unwrap(),
+        b"second, longer"
+    );
+    let old_name = first.iter().next().unwrap();
+    assert_eq!(
+        fs::read(versions.join(OsStr::from_bytes(old_name))).unwrap(),
+        b"first"
+    );
+    assert_eq!(point_names_by_time(&mount).last(), Some(new_name));
+    assert!(mount.stop(rustix::process::Signal::INT).success());
+}

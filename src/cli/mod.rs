@@ -20,6 +20,7 @@ mod find;
 mod generate;
 mod init;
 mod key;
+mod log;
 pub(crate) mod mount;
 pub(crate) mod output;
 mod passphrase;
@@ -186,6 +187,8 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Where a name appears across points.
     Find(find::FindArgs),
+    /// Every version of one path across points.
+    Log(log::LogArgs),
     /// Restore a point, or a path of it, into a directory.
     Restore(restore::RestoreArgs),
     /// Check the vault's packs; with --read-data, every byte.
@@ -241,6 +244,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Tag(args) => tag::run(&cli, args),
         Command::Diff(args) => diff::run(&cli, args),
         Command::Find(args) => find::run(&cli, args),
+        Command::Log(args) => log::run(&cli, args),
         Command::Restore(args) => restore::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Stats(args) => browse::stats(&cli, args),

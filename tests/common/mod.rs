@@ -729,7 +729,7 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     rustix::fs::lsetxattr(path, name, value, XattrFlags::empty()).or_panic("set xattr on", path);
 }
 
-fn set_mtime(path: &Path, (sec, nsec): (i64, i64)) {
+pub fn set_mtime(path: &Path, (sec, nsec): (i64, i64)) {
     let time = Timespec {
         tv_sec: sec,
         tv_nsec: nsec,

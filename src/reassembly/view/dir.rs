@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::layout::Child;
 use super::node::{Key, Node, What};
 use super::{Attr, DirEntry, Entry, EntryKind, NodeId, Result, Shown, View, ViewError};
 
@@ -64,8 +65,8 @@ impl DirListing {
 /// What a directory lists after `.` and `..`.
 enum Listed {
     Entries(DirListing),
-    /// A vault-level directory: names and their (permanent) nodes.
-    Synthetic(Vec<(Vec<u8>, NodeId)>),
+    /// A directory of the vault layout: names and how to find their nodes.
+    Synthetic(Vec<(Vec<u8>, Child)>),
 }
 
 impl View<'_> {
@@ -80,10 +81,7 @@ impl View<'_> {
                     .map(|(index, entry)| self.child(&dir, index, entry, true))
             }
             What::Latest => return Err(ViewError::NotADirectory { ino: parent }),
-            _ => match self.synthetic_lookup(parent, &node, name)? {
-                Some(ino) => Some((ino, self.node(ino)?)),
-                None => None,
-            },
+            What::Synthetic(dir) => self.synthetic_lookup(parent, dir.as_ref(), name)?,
         };
         let Some((ino, child)) = found else {
             return Err(ViewError::NoSuchEntry {
@@ -137,9 +135,11 @@ impl View<'_> {
         match &node.what {
             What::Entry { .. } => Ok(Listed::Entries(self.dir(ino, node)?)),
             What::Latest => Err(ViewError::NotADirectory { ino }),
-            _ => Ok(Listed::Synthetic(
-                self.synthetic_listing(ino, node, refresh)?,
-            )),
+            What::Synthetic(dir) => Ok(Listed::Synthetic(self.synthetic_listing(
+                ino,
+                dir.as_ref(),
+                refresh,
+            )?)),
         }
     }
 
@@ -163,18 +163,17 @@ impl View<'_> {
                     return Ok(None);
                 };
                 let (child, child_node) = self.child(dir, index, entry, lookup);
-                let attr = self.attr_of(child, &child_node).inspect_err(|_| {
-                    if lookup {
-                        self.forget(child, 1);
-                    }
-                })?;
-                (entry.name.clone(), attr)
+                (
+                    entry.name.clone(),
+                    self.handed_attr(child, &child_node, lookup)?,
+                )
             }
             (_, Listed::Synthetic(names)) => {
                 let Some((name, child)) = names.get((position - 2) as usize) else {
                     return Ok(None);
                 };
-                (name.clone(), self.attr(*child)?)
+                let (child, child_node) = self.child_node(ino, child, lookup)?;
+                (name.clone(), self.handed_attr(child, &child_node, lookup)?)
             }
         };
         Ok(Some(DirEntry {
@@ -182,6 +181,16 @@ impl View<'_> {
             attr,
             next_offset: position + 1,
         }))
+    }
+
+    /// The attributes of a node about to be handed out; if that fails, a count taken for it
+    /// (`lookup`) is given back.
+    fn handed_attr(&self, ino: NodeId, node: &Node, lookup: bool) -> Result<Attr> {
+        self.attr_of(ino, node).inspect_err(|_| {
+            if lookup {
+                self.forget(ino, 1);
+            }
+        })
     }
 
     /// Directory `ino` inside a point, its listing loaded on first use.
@@ -230,7 +239,7 @@ impl View<'_> {
                 index,
             }
         };
-        self.nodes.find_or_insert(key, lookup, || {
+        self.nodes.find_or_insert(key, lookup, |_| {
             Node::new(
                 dir.ino,
                 What::Entry {

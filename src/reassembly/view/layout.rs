@@ -1,9 +1,17 @@
-//! The vault-wide layout: `latest`, `points/<UTC time>/`, `sources/<source>/<UTC time>/`,
-//! re-read from the catalog when listed, so new points appear without remounting.
+//! The vault-wide layout: `latest`, `points/<UTC time>/`, `sources/<source>/<UTC time>/` and
+//! `versions/<source>/...`, re-read from the catalog when listed, so new points appear without
+//! remounting.
+//!
+//! The layout is a table: the root lists [`top_level`], and every directory outside a point is
+//! a [`Synthetic`] that says how to list itself; looking a name up is finding it in that
+//! listing. A new vault-level directory is one more row and one more `Synthetic`, and the
+//! view's lookup, listing and attributes need no new case.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::node::Key;
+use super::versions::VersionsDir;
 use super::*;
 
 /// The directory name of a source under `sources/`: one name per source and one source per
@@ -101,6 +109,151 @@ pub(super) fn is_shown(point: &RecoveryPoint) -> bool {
     matches!(point.state, PointState::Complete | PointState::Partial)
 }
 
+/// A directory the vault layout makes up: how to list it. Lookups find the name in the
+/// listing, re-read from the catalog when it is not there.
+pub(super) trait Synthetic: std::fmt::Debug + Send + Sync {
+    /// Its entries, in listing order.
+    fn list(&self, view: &View<'_>, ino: NodeId) -> Result<Vec<(Vec<u8>, Child)>>;
+
+    /// False if no entry can have `name`: a lookup of it need not re-read the catalog.
+    fn may_hold(&self, _name: &[u8]) -> bool {
+        true
+    }
+}
+
+/// Makes the node of an entry of a synthetic directory, given its id.
+pub(super) type MakeWhat = Box<dyn Fn(NodeId) -> What + Send + Sync>;
+
+/// An entry of a synthetic directory.
+pub(super) enum Child {
+    /// A node that lives as long as the view (the vault-level directories, point roots).
+    Permanent(NodeId),
+    /// A node made when handed out and counted like the entries of a point, so the kernel's
+    /// `forget` drops it: directories and versions under `versions/` are as many as paths.
+    Counted { key: Key, make: MakeWhat },
+}
+
+/// The root of the vault layout, in listing order: each name and what it is. `latest` is
+/// listed only while a point is shown.
+fn top_level() -> Vec<(&'static [u8], What)> {
+    vec![
+        (b"latest", What::Latest),
+        (b"points", What::Synthetic(Arc::new(PointsDir))),
+        (b"sources", What::Synthetic(Arc::new(SourcesDir))),
+        (b"versions", What::Synthetic(Arc::new(VersionsDir))),
+    ]
+}
+
+/// Numbers the vault layout's root ([`ROOT`]) and the directories of [`top_level`], for good;
+/// returns the root's entries.
+pub(super) fn insert_top_level(nodes: &NodeTable) -> Vec<(&'static [u8], NodeId)> {
+    nodes.insert_permanent(|_| Node::new(ROOT, What::Synthetic(Arc::new(RootDir))));
+    top_level()
+        .into_iter()
+        .map(|(name, what)| (name, nodes.insert_permanent(|_| Node::new(ROOT, what))))
+        .collect()
+}
+
+#[derive(Debug)]
+struct RootDir;
+
+impl Synthetic for RootDir {
+    fn list(&self, view: &View<'_>, _ino: NodeId) -> Result<Vec<(Vec<u8>, Child)>> {
+        let any_shown = !lock(&view.vault).shown.is_empty();
+        let mut out = Vec::new();
+        for &(name, ino) in &view.top {
+            if any_shown || !matches!(view.node(ino)?.what, What::Latest) {
+                out.push((name.to_vec(), Child::Permanent(ino)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `points/`: every point shown, by time.
+#[derive(Debug)]
+struct PointsDir;
+
+impl Synthetic for PointsDir {
+    fn list(&self, view: &View<'_>, ino: NodeId) -> Result<Vec<(Vec<u8>, Child)>> {
+        let mut state = lock(&view.vault);
+        let shown = state.shown.clone();
+        Ok(shown
+            .iter()
+            .map(|s| {
+                let root = *state
+                    .point_roots
+                    .entry(s.point.id.0.clone())
+                    .or_insert_with(|| view.new_point_root(ino, s));
+                (s.name.clone().into_bytes(), Child::Permanent(root))
+            })
+            .collect())
+    }
+}
+
+/// `sources/`: one directory per source.
+#[derive(Debug)]
+struct SourcesDir;
+
+impl Synthetic for SourcesDir {
+    fn list(&self, view: &View<'_>, ino: NodeId) -> Result<Vec<(Vec<u8>, Child)>> {
+        let mut state = lock(&view.vault);
+        let sources = shown_sources(&state.shown);
+        Ok(sources
+            .into_iter()
+            .map(|source| {
+                let dir = *state.source_dirs.entry(source.clone()).or_insert_with(|| {
+                    let what = What::Synthetic(Arc::new(SourceDir {
+                        source: source.clone(),
+                    }));
+                    view.nodes.insert_permanent(|_| Node::new(ino, what))
+                });
+                (
+                    source_dir_name(source.as_bytes()).into_bytes(),
+                    Child::Permanent(dir),
+                )
+            })
+            .collect())
+    }
+
+    fn may_hold(&self, name: &[u8]) -> bool {
+        source_from_dir_name(name).is_some()
+    }
+}
+
+/// The sources of the points shown, sorted, each once.
+pub(super) fn shown_sources(shown: &[Arc<Shown>]) -> Vec<String> {
+    let mut sources: Vec<String> = shown.iter().map(|s| s.point.source.clone()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources
+}
+
+/// `sources/<source>/`: the points of one source, by time.
+#[derive(Debug)]
+struct SourceDir {
+    source: String,
+}
+
+impl Synthetic for SourceDir {
+    fn list(&self, view: &View<'_>, ino: NodeId) -> Result<Vec<(Vec<u8>, Child)>> {
+        let mut state = lock(&view.vault);
+        let shown = state.shown.clone();
+        Ok(shown
+            .iter()
+            .filter(|s| s.point.source == self.source)
+            .map(|s| {
+                let key = (self.source.clone(), s.point.id.0.clone());
+                let root = *state
+                    .source_point_roots
+                    .entry(key)
+                    .or_insert_with(|| view.new_point_root(ino, s));
+                (s.name.clone().into_bytes(), Child::Permanent(root))
+            })
+            .collect())
+    }
+}
+
 impl<'v> View<'v> {
     /// Re-reads which points the vault layout shows.
     pub(super) fn refresh(&self) -> Result<()> {
@@ -133,108 +286,55 @@ impl<'v> View<'v> {
             .unwrap_or_default()
     }
 
+    /// The node `name` names in synthetic directory `ino`, counted as a lookup; the points
+    /// are re-read from the catalog if the name is not there yet.
     pub(super) fn synthetic_lookup(
         &self,
         ino: NodeId,
-        node: &Node,
+        dir: &dyn Synthetic,
         name: &[u8],
-    ) -> Result<Option<NodeId>> {
-        if matches!(node.what, What::Sources) && source_from_dir_name(name).is_none() {
-            // No source has this name: no need to re-read the catalog to be sure.
+    ) -> Result<Option<(NodeId, Arc<Node>)>> {
+        if !dir.may_hold(name) {
             return Ok(None);
         }
-        let find = |listing: Vec<(Vec<u8>, NodeId)>| {
-            listing.into_iter().find(|(n, _)| n == name).map(|(_, i)| i)
-        };
-        if let Some(found) = find(self.synthetic_listing(ino, node, false)?) {
-            return Ok(Some(found));
+        for refresh in [false, true] {
+            let listing = self.synthetic_listing(ino, dir, refresh)?;
+            if let Some((_, child)) = listing.iter().find(|(n, _)| n == name) {
+                return self.child_node(ino, child, true).map(Some);
+            }
         }
-        Ok(find(self.synthetic_listing(ino, node, true)?))
+        Ok(None)
     }
 
-    /// The entries of a vault-level directory, numbering point roots on first sight.
+    /// The entries of synthetic directory `ino`, the points re-read first if `refresh`.
     pub(super) fn synthetic_listing(
         &self,
         ino: NodeId,
-        node: &Node,
+        dir: &dyn Synthetic,
         refresh: bool,
-    ) -> Result<Vec<(Vec<u8>, NodeId)>> {
+    ) -> Result<Vec<(Vec<u8>, Child)>> {
         if refresh || lock(&self.vault).shown.is_empty() {
             self.refresh()?;
         }
-        let mut state = lock(&self.vault);
-        let shown = state.shown.clone();
-        Ok(match &node.what {
-            What::Root => {
-                let mut out = Vec::new();
-                if !shown.is_empty() {
-                    out.push((b"latest".to_vec(), LATEST));
-                }
-                out.push((b"points".to_vec(), POINTS));
-                out.push((b"sources".to_vec(), SOURCES));
-                out
+        dir.list(self, ino)
+    }
+
+    /// The node of an entry of synthetic directory `parent`; with `lookup`, a counted one is
+    /// counted as handed to the kernel.
+    pub(super) fn child_node(
+        &self,
+        parent: NodeId,
+        child: &Child,
+        lookup: bool,
+    ) -> Result<(NodeId, Arc<Node>)> {
+        match child {
+            Child::Permanent(ino) => Ok((*ino, self.node(*ino)?)),
+            Child::Counted { key, make } => {
+                Ok(self
+                    .nodes
+                    .find_or_insert(key.clone(), lookup, |ino| Node::new(parent, make(ino))))
             }
-            What::Points => shown
-                .iter()
-                .map(|s| {
-                    let root = match state.point_roots.get(&s.point.id.0) {
-                        Some(root) => *root,
-                        None => {
-                            let root = self.new_point_root(POINTS, s);
-                            state.point_roots.insert(s.point.id.0.clone(), root);
-                            root
-                        }
-                    };
-                    (s.name.clone().into_bytes(), root)
-                })
-                .collect(),
-            What::Sources => {
-                let mut sources: Vec<&str> =
-                    shown.iter().map(|s| s.point.source.as_str()).collect();
-                sources.sort_unstable();
-                sources.dedup();
-                sources
-                    .into_iter()
-                    .map(|source| {
-                        let dir = match state.source_dirs.get(source) {
-                            Some(dir) => *dir,
-                            None => {
-                                let dir = self.nodes.insert_permanent(|_| {
-                                    Node::new(
-                                        SOURCES,
-                                        What::Source {
-                                            source: source.to_string(),
-                                        },
-                                    )
-                                });
-                                state.source_dirs.insert(source.to_string(), dir);
-                                dir
-                            }
-                        };
-                        (source_dir_name(source.as_bytes()).into_bytes(), dir)
-                    })
-                    .collect()
-            }
-            What::Source { source } => shown
-                .iter()
-                .filter(|s| &s.point.source == source)
-                .map(|s| {
-                    let key = (source.clone(), s.point.id.0.clone());
-                    let root = match state.source_point_roots.get(&key) {
-                        Some(root) => *root,
-                        None => {
-                            let root = self.new_point_root(ino, s);
-                            state.source_point_roots.insert(key, root);
-                            root
-                        }
-                    };
-                    (s.name.clone().into_bytes(), root)
-                })
-                .collect(),
-            What::Latest | What::Entry { .. } => {
-                return Err(ViewError::NotADirectory { ino });
-            }
-        })
+        }
     }
 
     /// A point's root under `parent`: permanent, like the vault-level directories, since

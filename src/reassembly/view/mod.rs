@@ -13,6 +13,7 @@
 //! Layout::Vault            /latest -> points/<newest>
 //!                          /points/2026-11-20T02:00:00Z/...      every complete (or partial) point
 //!                          /sources/<source>/2026-11-20T02:00:00Z/...
+//!                          /versions/<source>/<dir>/.../<file>/2026-11-20T02:00:00Z
 //! ```
 //! Points are named by their UTC start second; a later point of the same second gets
 //! `-<short id>`, and a point's directory has the point's start time as its mtime, so
@@ -36,6 +37,7 @@ mod node;
 mod read_ahead;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 pub use dir::DirSink;
 pub use layout::{point_names, source_dir_name, source_from_dir_name};
@@ -62,9 +64,6 @@ pub struct NodeId(pub u64);
 
 /// The root directory.
 pub const ROOT: NodeId = NodeId(1);
-const POINTS: NodeId = NodeId(2);
-const SOURCES: NodeId = NodeId(3);
-const LATEST: NodeId = NodeId(4);
 
 /// Files up to this size get `blocks` from their size; larger ones from their block map, so
 /// holes show. Small files are one block: loading their map for `stat` would cost a catalog
@@ -230,6 +229,8 @@ pub struct View<'v> {
     blocks: Arc<BlockReader<'v>>,
     layout: Layout,
     nodes: NodeTable,
+    /// The vault layout's root: its entries (none in the point layout).
+    top: Vec<(&'static [u8], NodeId)>,
     vault: Mutex<VaultState>,
     listings: Mutex<LruCache<TreeId, Arc<Vec<Entry>>>>,
     maps: Arc<Maps>,
@@ -270,9 +271,9 @@ fn lru<K: std::hash::Hash + Eq, V>(n: usize) -> LruCache<K, V> {
 impl<'v> View<'v> {
     /// A view over `blocks`' vault with the given layout.
     pub fn new(blocks: Arc<BlockReader<'v>>, layout: Layout) -> View<'v> {
-        // The table numbers from 1, so these get ROOT, POINTS, SOURCES and LATEST.
+        // The table numbers from 1, so the root gets ROOT.
         let nodes = NodeTable::new();
-        match &layout {
+        let top = match &layout {
             Layout::Point(point) => {
                 let shown = Arc::new(Shown {
                     name: point.id.short().to_string(),
@@ -285,17 +286,15 @@ impl<'v> View<'v> {
                     index: 0,
                 };
                 nodes.insert_permanent(|_| Node::new(ROOT, what));
+                Vec::new()
             }
-            Layout::Vault => {
-                for what in [What::Root, What::Points, What::Sources, What::Latest] {
-                    nodes.insert_permanent(|_| Node::new(ROOT, what));
-                }
-            }
-        }
+            Layout::Vault => layout::insert_top_level(&nodes),
+        };
         View {
             blocks,
             layout,
             nodes,
+            top,
             vault: Mutex::new(VaultState::default()),
             listings: Mutex::new(lru(LISTING_CACHE)),
             maps: Arc::new(Mutex::new(lru(MAP_CACHE))),
@@ -362,8 +361,11 @@ impl<'v> View<'v> {
                     return Err(ViewError::UnknownNode { ino });
                 };
                 // A point's directory in the vault layout is named by the vault listing, which
-                // may change; everything inside a point never does.
-                let point_dir = matches!(self.layout, Layout::Vault) && *scope == ino;
+                // may change; everything inside a point never does. (Its entry is the point's
+                // root, the one entry without a name: a version under `versions/` is its own
+                // scope too, but keeps its entry's times.)
+                let point_dir =
+                    matches!(self.layout, Layout::Vault) && *scope == ino && entry.name.is_empty();
                 let mut attr = self.entry_attr(ino, node, entry, !point_dir)?;
                 if point_dir {
                     // The time of the backup, not of the source directory: `ls -lt` of
@@ -377,7 +379,7 @@ impl<'v> View<'v> {
                 let target = self.latest_target();
                 Ok(self.synthetic_attr(ino, EntryKind::Symlink, target.len() as u64))
             }
-            _ => Ok(self.synthetic_attr(ino, EntryKind::Dir, 0)),
+            What::Synthetic(_) => Ok(self.synthetic_attr(ino, EntryKind::Dir, 0)),
         }
     }
 

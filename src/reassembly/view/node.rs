@@ -18,12 +18,14 @@
 //!
 //! A directory entry finds its node through a [`Key`]: its position in its directory's
 //! listing, or, for a hardlinked file, its source inode within the point, so that every name
-//! of the file is one node.
+//! of the file is one node; an entry of a synthetic directory under `versions/`, by what names
+//! it for good.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use super::layout::Synthetic;
 use super::{read, write, BlockMap, NodeId, Sequential, Shown};
 use crate::catalog::Entry;
 
@@ -33,13 +35,12 @@ pub(super) const UNCOUNTED_NODES: usize = 4096;
 
 #[derive(Debug)]
 pub(super) enum What {
-    Root,
-    Points,
-    Sources,
+    /// A directory the vault layout makes up (see [`super::layout`]): it lists and looks up
+    /// in its own way.
+    Synthetic(Arc<dyn Synthetic>),
+    /// The vault layout's `latest` symlink.
     Latest,
-    Source {
-        source: String,
-    },
+    /// An entry of a point.
     Entry {
         point: Arc<Shown>,
         /// The point root this node is under; hardlink groups are per scope.
@@ -85,13 +86,16 @@ impl Node {
     }
 }
 
-/// How a directory entry inside a point finds its node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How a directory entry finds its node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Key {
     /// Entry `index` of the listing of directory `parent`.
     Child { parent: NodeId, index: usize },
     /// A file with several names: its source inode, within the point whose root is `scope`.
     Hardlink { scope: NodeId, inode: u64 },
+    /// An entry of synthetic directory `parent`, by what names its content for good (the
+    /// directory says what that is: one key must always make the same node).
+    Named { parent: NodeId, name: Vec<u8> },
 }
 
 #[derive(Debug)]
@@ -183,7 +187,7 @@ impl NodeTable {
         &self,
         key: Key,
         lookup: bool,
-        make: impl FnOnce() -> Node,
+        make: impl FnOnce(NodeId) -> Node,
     ) -> (NodeId, Arc<Node>) {
         let mut table = write(&self.table);
         if let Some(&ino) = table.by_key.get(&key) {
@@ -202,11 +206,11 @@ impl NodeTable {
             }
         }
         let ino = table.next_id();
-        let node = Arc::new(make());
+        let node = Arc::new(make(ino));
         let slot = Slot {
             node: node.clone(),
             hold: Hold::Counted(u64::from(lookup)),
-            key: Some(key),
+            key: Some(key.clone()),
         };
         table.slots.insert(ino, slot);
         table.by_key.insert(key, ino);

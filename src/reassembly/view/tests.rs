@@ -127,7 +127,17 @@ fn vault_layout_shows_complete_points_by_time_and_source() {
         .into_iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(root, [&b"."[..], b"..", b"latest", b"points", b"sources"]);
+    assert_eq!(
+        root,
+        [
+            &b"."[..],
+            b"..",
+            b"latest",
+            b"points",
+            b"sources",
+            b"versions"
+        ]
+    );
     let points = view.lookup(ROOT, b"points").unwrap();
     assert!(!points.stable);
     let names: Vec<_> = all_entries(&view, points.ino, 100)[2..]
@@ -646,4 +656,69 @@ fn only_a_point_settled_without_xattrs_says_it_has_none() {
     )
     .unwrap();
     assert!(!self::view(&vault, Layout::Point(Box::new(plain))).xattrs_absent());
+}
+
+#[test]
+fn versions_of_a_path_that_changed_kind_are_each_shown_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let x = src.join("x");
+    let vault = Vault::create(&dir.path().join("vault"), b"pw", FAST).unwrap();
+    let options = BackupOptions {
+        paths: vec![src.clone()],
+        ..BackupOptions::default()
+    };
+    let back_up = || backup(&vault, &options, &NoProgress, &AtomicBool::new(false)).unwrap();
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(&x, b"a file").unwrap();
+    back_up();
+    std::fs::remove_file(&x).unwrap();
+    std::fs::create_dir(&x).unwrap();
+    std::fs::write(x.join("y"), b"inside").unwrap();
+    let dir_meta = std::fs::metadata(&x).unwrap();
+    let dir_mtime_ns = std::os::unix::fs::MetadataExt::mtime(&dir_meta) * 1_000_000_000
+        + std::os::unix::fs::MetadataExt::mtime_nsec(&dir_meta);
+    back_up();
+    std::fs::remove_dir_all(&x).unwrap();
+    std::fs::write(&x, b"a file again").unwrap();
+    back_up();
+
+    let view = view(&vault, Layout::Vault);
+    let named = |dir: NodeId| -> Vec<(Vec<u8>, Attr)> {
+        all_entries(&view, dir, 100)[2..]
+            .iter()
+            .map(|e| (e.name.clone(), e.attr.clone()))
+            .collect()
+    };
+    let points = view.lookup(ROOT, b"points").unwrap();
+    let point_names: Vec<Vec<u8>> = named(points.ino).into_iter().map(|(n, _)| n).collect();
+    let versions = view.lookup(ROOT, b"versions").unwrap();
+    let [(_, source)] = named(versions.ino).try_into().unwrap();
+    let x_versions = view.lookup(source.ino, b"x").unwrap();
+    assert_eq!(x_versions.kind, EntryKind::Dir);
+    // Newest first, one per point, each named as points/ names the point it appeared in.
+    let listed = named(x_versions.ino);
+    let newest_first: Vec<Vec<u8>> = point_names.iter().rev().cloned().collect();
+    assert_eq!(
+        listed.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        newest_first
+    );
+    let [(_, again), (_, as_dir), (_, first)] = listed.try_into().unwrap();
+    assert_eq!(view.read(first.ino, 0, 100).unwrap(), b"a file");
+    assert_eq!(view.read(again.ino, 0, 100).unwrap(), b"a file again");
+    // The directory version is browsable; its times are the directory's, not the point's.
+    assert_eq!(as_dir.kind, EntryKind::Dir);
+    let y = view.lookup(as_dir.ino, b"y").unwrap();
+    assert_eq!(view.read(y.ino, 0, 100).unwrap(), b"inside");
+    assert_eq!(as_dir.mtime_ns, dir_mtime_ns);
+    assert!(as_dir.stable && first.stable);
+    // Looked up again, a version is the same node; a name that is no version is none.
+    assert_eq!(
+        view.lookup(x_versions.ino, &newest_first[2]).unwrap().ino,
+        first.ino
+    );
+    assert!(matches!(
+        view.lookup(x_versions.ino, b"2000-01-01T00:00:00Z"),
+        Err(ViewError::NoSuchEntry { .. })
+    ));
 }
