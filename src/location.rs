@@ -77,6 +77,8 @@ pub struct RemoteOptions {
     pub retry_timeout: Duration,
     /// One request's limit.
     pub request_timeout: Duration,
+    /// Packs a backup uploads at once (each a single request of up to 32 MiB).
+    pub uploads: usize,
 }
 
 impl Default for RemoteOptions {
@@ -87,6 +89,7 @@ impl Default for RemoteOptions {
             max_retries: 10,
             retry_timeout: Duration::from_secs(180),
             request_timeout: Duration::from_secs(300),
+            uploads: 4,
         }
     }
 }

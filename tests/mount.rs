@@ -473,6 +473,27 @@ fn truncate_errno(path: &Path) -> Option<i32> {
     (!out.status.success() && text.contains("Read-only file system")).then_some(EROFS)
 }
 
+/// A point of a vault in a bucket (moto's S3 server) mounts and reads back exactly through the
+/// kernel, every byte coming over the `Backend` seam from the server.
+#[test]
+fn a_point_in_a_bucket_reads_back_exactly_through_the_kernel() {
+    if !fuse_ready() {
+        return;
+    }
+    let Some(server) = common::servers::Server::start(common::servers::Kind::S3) else {
+        return;
+    };
+    let env = server.env("mounted");
+    let src = env.path("src");
+    let summary = generate_tree(&src, 5, &TreeSpec::small());
+    let report = env.backup(&src);
+    assert_eq!(report["state"], "complete", "{report}");
+    let point = env.mount("one", &["--point", "latest"]);
+    assert_same_tree(&src, &point.path);
+    let large = &summary.large_file;
+    random_reads_match(&src.join(large), &point.path.join(large));
+}
+
 #[test]
 fn new_points_appear_while_mounted_and_names_are_raw_bytes() {
     if !fuse_ready() {

@@ -109,6 +109,9 @@ pub struct Cli {
         help_heading = GLOBAL
     )]
     catalog: Option<PathBuf>,
+    /// Packs a backup uploads to object storage at once.
+    #[arg(long, global = true, value_name = "N", default_value_t = 4, help_heading = GLOBAL)]
+    uploads: usize,
     /// Read the passphrase from FILE (its first line).
     ///
     /// Default: $SYNVAULT_PASSWORD_FILE. The passphrase comes from the first source given:
@@ -288,6 +291,7 @@ impl Cli {
         let options = RemoteOptions {
             endpoint: self.endpoint.clone(),
             catalog_dir: self.catalog.clone(),
+            uploads: self.uploads,
             ..RemoteOptions::default()
         };
         Ok(Place::open(&self.location()?, &options)?)

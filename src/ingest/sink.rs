@@ -34,6 +34,10 @@ pub trait PackDestination: Send + Sync {
     fn discard(&self, _id: &PackId) -> Result<(), StoreError> {
         Ok(())
     }
+    /// How many packs to write at once.
+    fn writers(&self) -> usize {
+        1
+    }
 }
 
 /// Packs go straight into the vault's store.
@@ -52,6 +56,10 @@ impl PackDestination for ToStore<'_> {
 
     fn discard(&self, id: &PackId) -> Result<(), StoreError> {
         self.0.delete(id)
+    }
+
+    fn writers(&self) -> usize {
+        self.0.uploads_in_flight()
     }
 }
 
@@ -229,8 +237,39 @@ pub fn run_writer_recorded(
     destination: &dyn PackDestination,
     ledger: &PackLedger,
 ) -> Result<Vec<NewPack>, StoreError> {
+    write_packs(codec, &Mutex::new(Some(packs)), destination, ledger)
+}
+
+/// One writer thread's loop over the packs it takes from the shared channel. A writer that
+/// fails drops the channel, so the sink stops at once and the other writers end.
+fn write_packs(
+    codec: &BlockCodec,
+    packs: &Mutex<Option<Receiver<PackWriter>>>,
+    destination: &dyn PackDestination,
+    ledger: &PackLedger,
+) -> Result<Vec<NewPack>, StoreError> {
+    let written = write_packs_until_error(codec, packs, destination, ledger);
+    if written.is_err() {
+        packs.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+    written
+}
+
+fn write_packs_until_error(
+    codec: &BlockCodec,
+    packs: &Mutex<Option<Receiver<PackWriter>>>,
+    destination: &dyn PackDestination,
+    ledger: &PackLedger,
+) -> Result<Vec<NewPack>, StoreError> {
     let mut written = Vec::new();
-    for writer in packs {
+    loop {
+        let next = match packs.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(channel) => channel.recv(),
+            None => break,
+        };
+        let Ok(writer) = next else {
+            break;
+        };
         let pack = writer.finish(codec);
         let existed = destination.holds(&pack.id);
         let (state, seed_job) = destination.write(&pack)?;
@@ -272,14 +311,19 @@ pub fn with_sink_recorded<T>(
     work: impl FnOnce(&BlockSink<'_>) -> crate::error::Result<T>,
 ) -> crate::error::Result<(T, SinkTotals, Vec<NewPack>)> {
     let (sink, packs) = sink;
+    let packs = Mutex::new(Some(packs));
     let (done, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| run_writer_recorded(codec, packs, destination, ledger));
+        // Several writers where the store takes several packs at once (object storage).
+        let writers: Vec<_> = (0..destination.writers().max(1))
+            .map(|_| scope.spawn(|| write_packs(codec, &packs, destination, ledger)))
+            .collect();
         let done = work(&sink).and_then(|value| Ok((value, sink.finish()?)));
         sink.close();
-        (
-            done,
-            writer.join().unwrap_or(Err(StoreError::WriterStopped)),
-        )
+        let written: Result<Vec<Vec<NewPack>>, StoreError> = writers
+            .into_iter()
+            .map(|w| w.join().unwrap_or(Err(StoreError::WriterStopped)))
+            .collect();
+        (done, written.map(|w| w.concat()))
     });
     let packs = written?;
     let (value, totals) = done?;

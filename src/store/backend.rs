@@ -47,6 +47,12 @@ pub trait Backend: Send + Sync {
         Ok(verdict)
     }
 
+    /// How many packs a writer should put at once: one for a local disk, several where each
+    /// put is a request over a network.
+    fn uploads_in_flight(&self) -> usize {
+        1
+    }
+
     /// Makes every pack stored by [`Backend::put_file`] durable.
     fn sync(&self) -> Result<()> {
         Ok(())

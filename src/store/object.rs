@@ -34,6 +34,8 @@ pub struct ObjectBackend {
     prefix: String,
     /// `s3://bucket/prefix`, for messages.
     url: String,
+    /// Packs a backup puts at once.
+    uploads: usize,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -130,6 +132,7 @@ impl ObjectBackend {
             store,
             prefix: remote.prefix.clone(),
             url,
+            uploads: options.uploads.max(1),
         })
     }
 
@@ -311,6 +314,10 @@ impl Backend for ObjectBackend {
 
     fn delete(&self, id: &PackId) -> Result<()> {
         self.remove_object(&Self::pack_name(id))
+    }
+
+    fn uploads_in_flight(&self) -> usize {
+        self.uploads
     }
 }
 
