@@ -583,3 +583,6 @@ mod selectors;
 
 #[path = "cli/restore_flags.rs"]
 mod restore_flags;
+
+#[path = "cli/dump.rs"]
+mod dump;

@@ -8,8 +8,8 @@
 //! shared vault handle it also runs read-ahead on its own thread pool. [`PointReader`] resolves paths of one point to
 //! entries and serves `read_at` over a file's block list by binary search; [`FileReader`] adds
 //! sequential detection to trigger read-ahead. [`view::View`] answers what a file system asks
-//! (lookup, attributes, directory pages, reads) for the mount. Restore ([`restore`]) is built
-//! on the same engine.
+//! (lookup, attributes, directory pages, reads) for the mount. Restore ([`restore`]) and dump
+//! ([`dump`], a tar stream) are built on the same engine.
 //!
 //! The local backend reads packs with `pread` rather than through memory maps: mapped pages
 //! of packs would count towards the reader's resident memory, and the mount promises a peak
@@ -17,6 +17,7 @@
 
 pub mod buffers;
 pub mod cache;
+pub mod dump;
 mod engine;
 pub mod hardlink;
 pub mod profile;
