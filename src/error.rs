@@ -60,6 +60,9 @@ pub mod exit {
     pub const INTERNAL: u8 = 101;
     /// Stopped by SIGINT or SIGTERM.
     pub const INTERRUPTED: u8 = 130;
+    /// A stream (`dump`) was cut short: its reader went away before the end. 128 + SIGPIPE,
+    /// what a shell reports for a writer the signal ended.
+    pub const OUTPUT_CLOSED: u8 = 141;
 }
 
 /// Everything that can go wrong in a vault operation.

@@ -61,6 +61,7 @@ pub use ingest::{
 };
 pub use lock::{Acquired, LockNote, WriterLock};
 pub use progress::{NoProgress, Progress};
+pub use reassembly::dump::{dump_tar, DumpError};
 pub use reassembly::restore::{restore, RestoreOptions, RestoreReport};
 pub use reassembly::view::{Layout, View, ViewError};
 pub use reassembly::{BlockReader, FileReader, PointReader, ReaderOptions};

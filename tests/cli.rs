@@ -585,3 +585,6 @@ mod selectors;
 mod log;
 #[path = "cli/restore_flags.rs"]
 mod restore_flags;
+
+#[path = "cli/dump.rs"]
+mod dump;

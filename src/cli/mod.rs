@@ -15,6 +15,7 @@ mod browse;
 mod catalog;
 mod console;
 mod diff;
+mod dump;
 mod filters;
 mod find;
 mod generate;
@@ -184,6 +185,8 @@ enum Command {
     Ls(browse::LsArgs),
     /// Write one file of a point to standard output.
     Cat(browse::CatArgs),
+    /// Write a point, or a path of it, to standard output as a tar stream.
+    Dump(dump::DumpArgs),
     /// Add or remove a point's tags.
     Tag(tag::TagArgs),
     /// What changed between two points.
@@ -244,6 +247,7 @@ pub fn run() -> anyhow::Result<u8> {
         },
         Command::Ls(args) => browse::ls(&cli, args),
         Command::Cat(args) => browse::cat(&cli, args),
+        Command::Dump(args) => dump::run(&cli, args),
         Command::Tag(args) => tag::run(&cli, args),
         Command::Diff(args) => diff::run(&cli, args),
         Command::Find(args) => find::run(&cli, args),

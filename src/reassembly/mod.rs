@@ -8,8 +8,8 @@
 //! shared vault handle it also runs read-ahead on its own thread pool. [`PointReader`] resolves paths of one point to
 //! entries and serves `read_at` over a file's block list by binary search; [`FileReader`] adds
 //! sequential detection to trigger read-ahead. [`view::View`] answers what a file system asks
-//! (lookup, attributes, directory pages, reads) for the mount. Restore ([`restore`]) is built
-//! on the same engine.
+//! (lookup, attributes, directory pages, reads) for the mount. Restore ([`restore`]) and dump
+//! ([`dump`], a tar stream) are built on the same engine.
 //!
 //! The local backend reads packs with `pread` rather than through memory maps: mapped pages
 //! of packs would count towards the reader's resident memory, and the mount promises a peak
@@ -17,7 +17,9 @@
 
 pub mod buffers;
 pub mod cache;
+pub mod dump;
 mod engine;
+pub mod hardlink;
 pub mod profile;
 pub mod restore;
 pub mod view;
@@ -191,6 +193,9 @@ impl BlockMap {
     }
 }
 
+/// What [`PointReader::walk_below`] hands each entry to, with its path as bytes.
+pub type PathVisitor<'f, E> = dyn FnMut(&[u8], &Entry) -> std::result::Result<(), E> + 'f;
+
 /// Reads one recovery point.
 pub struct PointReader<'v> {
     vault: &'v Vault,
@@ -319,7 +324,9 @@ impl<'v> PointReader<'v> {
     /// Visits the entry at `start` and, if it is a directory, its entries (with `recursive`,
     /// every entry below it), depth first in listing order, handing each to `visit` with its
     /// path (`start` joined by `/`). Memory holds the directories on the way down, not the
-    /// listing; a tree that contains itself is an error, not a stack overflow.
+    /// listing; a tree that contains itself is an error, not a stack overflow. Paths are shown
+    /// as text (a name that is not UTF-8 is shown lossily); [`Self::walk_below`] hands out
+    /// their bytes.
     pub fn walk<E: From<Error>>(
         &self,
         start: &[u8],
@@ -327,39 +334,60 @@ impl<'v> PointReader<'v> {
         visit: &mut dyn FnMut(&str, &Entry) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let entry = self.lookup(start)?;
-        let prefix = String::from_utf8_lossy(start)
-            .trim_end_matches('/')
-            .to_string();
+        let mut prefix = start.to_vec();
+        while prefix.last() == Some(&b'/') {
+            prefix.pop();
+        }
+        let mut shown = |path: &[u8], e: &Entry| visit(&String::from_utf8_lossy(path), e);
         match entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {
             Some(tree) => {
                 let mut trees = TreePath::new();
-                self.walk_tree(tree, &prefix, recursive, &mut trees, visit)
+                self.walk_tree(tree, &mut prefix, recursive, &mut trees, &mut shown)
             }
-            None => visit(&prefix, &entry),
+            None => shown(&prefix, &entry),
         }
     }
 
+    /// Visits every entry below the directory `dir`, depth first in listing order, with its
+    /// path from `dir` as bytes (`/name`, `/name/child`, …; names need not be UTF-8). Like
+    /// [`Self::walk`], a tree that contains itself is an error.
+    pub fn walk_below<E: From<Error>>(
+        &self,
+        dir: &Entry,
+        visit: &mut PathVisitor<'_, E>,
+    ) -> std::result::Result<(), E> {
+        match dir.subtree.filter(|_| dir.kind == EntryKind::Dir) {
+            Some(tree) => self.walk_tree(tree, &mut Vec::new(), true, &mut TreePath::new(), visit),
+            None => Ok(()),
+        }
+    }
+
+    /// Walks `tree`, whose path is `prefix`; `prefix` is as it was when the walk returns.
     fn walk_tree<E: From<Error>>(
         &self,
         tree: TreeId,
-        prefix: &str,
+        prefix: &mut Vec<u8>,
         recursive: bool,
         trees: &mut TreePath,
-        visit: &mut dyn FnMut(&str, &Entry) -> std::result::Result<(), E>,
+        visit: &mut PathVisitor<'_, E>,
     ) -> std::result::Result<(), E> {
         trees
             .enter(tree)
             .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))?;
+        let parent_len = prefix.len();
         for entry in self.list(&tree)? {
-            let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
-            visit(&path, &entry)?;
+            prefix.truncate(parent_len);
+            prefix.push(b'/');
+            prefix.extend_from_slice(&entry.name);
+            visit(prefix, &entry)?;
             if let Some(sub) = entry
                 .subtree
                 .filter(|_| recursive && entry.kind == EntryKind::Dir)
             {
-                self.walk_tree(sub, &path, recursive, trees, visit)?;
+                self.walk_tree(sub, prefix, recursive, trees, visit)?;
             }
         }
+        prefix.truncate(parent_len);
         trees.leave();
         Ok(())
     }

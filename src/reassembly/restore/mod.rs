@@ -21,7 +21,7 @@ mod delete;
 mod target;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::AsFd;
@@ -33,6 +33,7 @@ use rayon::prelude::*;
 
 use self::target::TargetDir;
 use self::write::FileOutcome;
+use super::hardlink::FirstNames;
 use super::{BlockMap, PointReader};
 use crate::catalog::tree_path::TreePath;
 use crate::catalog::{CatalogError, Entry, EntryKind};
@@ -567,7 +568,7 @@ fn make_dirs(target: &TargetDir, plan: &RestorePlan, overwrite: bool) -> Result<
 /// Splits the plan's files into those to write and (first name, other name) hardlink pairs:
 /// the first name of each inode gets the data, the others link to it.
 fn hardlink_groups(plan: &RestorePlan) -> (Vec<&PlanItem>, Vec<(&PlanItem, &PlanItem)>) {
-    let mut first_of_inode: HashMap<u64, &PlanItem> = HashMap::new();
+    let mut first_names = FirstNames::default();
     let mut links = Vec::new();
     let mut files = Vec::new();
     for item in plan
@@ -575,14 +576,10 @@ fn hardlink_groups(plan: &RestorePlan) -> (Vec<&PlanItem>, Vec<(&PlanItem, &Plan
         .iter()
         .filter(|i| i.entry.kind == EntryKind::File)
     {
-        if item.entry.nlink > 1 {
-            if let Some(first) = first_of_inode.get(&item.entry.inode) {
-                links.push((*first, item));
-                continue;
-            }
-            first_of_inode.insert(item.entry.inode, item);
+        match first_names.link_target(&item.entry, || item) {
+            Some(first) => links.push((*first, item)),
+            None => files.push(item),
         }
-        files.push(item);
     }
     (files, links)
 }
