@@ -42,6 +42,8 @@ pub mod exit {
     pub const CATALOG_INTACT: u8 = 17;
     /// Prune refused: the store holds metadata the catalog does not know (an old catalog).
     pub const STALE_CATALOG: u8 = 18;
+    /// The store could not be reached (object storage down past every retry).
+    pub const STORE_UNREACHABLE: u8 = 19;
     /// The mount point does not exist.
     pub const MOUNT_POINT_MISSING: u8 = 20;
     /// The mount point is not a directory.
@@ -102,6 +104,12 @@ pub enum Error {
     NoSuchPath { point: String, path: String },
     #[error("no point holds {path:?}: {why}")]
     PathNotInPoints { path: String, why: String },
+    #[error("restore stopped: {why}; {not_restored} files not restored (the first: {first}); the same restore with --overwrite resumes it")]
+    RestoreCut {
+        why: String,
+        not_restored: u64,
+        first: String,
+    },
     #[error("{path:?} in recovery point {point} is not a regular file")]
     NotAFile { point: String, path: String },
     #[error("restore target {} is not empty (use --overwrite to restore into it)", .path.display())]
@@ -162,6 +170,9 @@ impl Error {
             Error::Internal { .. } => exit::INTERNAL,
             Error::CatalogIntact { .. } => exit::CATALOG_INTACT,
             Error::StaleCatalog { .. } => exit::STALE_CATALOG,
+            Error::RestoreCut { .. } | Error::Store(StoreError::Remote { .. }) => {
+                exit::STORE_UNREACHABLE
+            }
             Error::InvalidArgument(_)
             | Error::UnsafeTarget { .. }
             | Error::AmbiguousLatest { .. } => exit::USAGE,

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::env::{assert_one_line_error, code, stderr, stdout, Env};
-use common::servers::{Kind, Server};
+use common::servers::{FaultProxy, Kind, Server};
 use common::{assert_trees_equal, generate_tree, seeded_bytes, write_file, TreeSpec};
 
 /// Init, a full and an incremental backup, then every reading command; then the local
@@ -186,4 +186,85 @@ fn one_writer_at_a_time_across_machines_and_a_dead_holder_is_taken_over() {
     let out = second.run(&["--lock-wait", "0", "policy", "clear"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("took over"), "{}", stderr(&out));
+}
+
+/// The service fails for a while during a backup: the backup retries and completes. It stays
+/// down: the backup exits 19 with one line, and afterwards the vault verifies and the next
+/// backup completes. A restore that loses the service midway exits 19 naming what it did not
+/// restore, and `restore --overwrite` finishes it. No partial pack is ever in the bucket.
+#[test]
+fn a_service_that_fails_loses_nothing_and_every_job_finishes_once_it_is_back() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    server.make_bucket("faults");
+    let proxy = FaultProxy::before(&server);
+    let env = Env::remote(server.url("faults", "vault"), proxy.vars(&server));
+    assert!(env.run(&["init"]).status.success());
+    let src = env.path("src");
+    generate_tree(&src, 11, &TreeSpec::small());
+    let retry = ["--retry-timeout", "30"];
+
+    // Down for two seconds while the backup runs: retried, complete.
+    proxy.down();
+    let flaky = {
+        let mut cmd = env.cmd(&[&retry[..], &["backup", "--json", src.to_str().unwrap()]].concat());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        proxy.up();
+        child.wait_with_output().unwrap()
+    };
+    assert!(flaky.status.success(), "{}", stderr(&flaky));
+
+    // Down for good: one line, exit 19, nothing committed.
+    write_file(src.join("new.bin"), seeded_bytes(12, 2_000_000));
+    proxy.down();
+    let out = env.run(&["--retry-timeout", "2", "backup", src.to_str().unwrap()]);
+    assert_eq!(code(&out), 19, "{}", stderr(&out));
+    assert_one_line_error(&out, "cannot");
+    proxy.up();
+    let verify = env.run(&["verify", "--read-data"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let next = env.backup(&src);
+    assert_eq!(next["state"], "complete", "{next}");
+
+    // A restore that loses the service: exit 19 naming what is left; --overwrite finishes.
+    let target = env.path("restored");
+    let mut restore = env
+        .cmd(&[
+            "--retry-timeout",
+            "2",
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+        ])
+        .env("SYNVAULT_PAUSE_AT", "restore:file")
+        .env("SYNVAULT_PAUSE_MS", "300")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.down();
+    let status = restore.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(restore.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(19), "{err}");
+    assert!(err.contains("files not restored (the first: "), "{err}");
+    proxy.up();
+    let resumed = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_trees_equal(&src, &target);
+
+    // Every pack in the bucket is whole: named by the blake3 of exactly its bytes.
+    let verify = env.run(&["verify", "--read-data"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
 }

@@ -113,6 +113,18 @@ pub struct Cli {
     /// Packs a backup uploads to object storage at once.
     #[arg(long, global = true, value_name = "N", default_value_t = 4, help_heading = GLOBAL)]
     uploads: usize,
+    /// Retry a failed object-storage request for up to SECONDS, then fail (exit 19).
+    ///
+    /// Throttling, server errors and dropped connections are retried with exponential
+    /// back-off.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 180,
+        help_heading = GLOBAL
+    )]
+    retry_timeout: u64,
     /// Read the passphrase from FILE (its first line).
     ///
     /// Default: $SYNVAULT_PASSWORD_FILE. The passphrase comes from the first source given:
@@ -296,6 +308,7 @@ impl Cli {
             endpoint: self.endpoint.clone(),
             catalog_dir: self.catalog.clone(),
             uploads: self.uploads,
+            retry_timeout: Duration::from_secs(self.retry_timeout),
             ..RemoteOptions::default()
         };
         Ok(Place::open(&self.location()?, &options)?)

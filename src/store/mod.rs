@@ -122,6 +122,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True if the store itself could not be reached (not a missing or damaged pack): the
+    /// next read will not fare better, so a reader stops instead of going on file by file.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Remote { .. })
+    }
+
     pub(crate) fn io(
         what: &'static str,
         path: impl Into<PathBuf>,

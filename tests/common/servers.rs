@@ -7,9 +7,11 @@
 //! `SYNVAULT_REQUIRE_OBJECT_STORAGE=1` (`.ci/run` installs both and sets it).
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::env::Env;
@@ -197,4 +199,82 @@ impl Server {
         );
         env
     }
+}
+
+/// A TCP proxy in front of a server that can be taken down and brought back, as a link or a
+/// service that fails for a while: when down, it cuts every open connection and refuses new
+/// ones (they are accepted and closed at once).
+pub struct FaultProxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl FaultProxy {
+    /// A proxy on a free port forwarding to `server`'s port.
+    pub fn before(server: &Server) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (to, up_flag, conns) = (server.port, up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up_flag.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                {
+                    let mut conns = conns.lock().unwrap();
+                    conns.push(client.try_clone().unwrap());
+                    conns.push(upstream.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                pipe(upstream, client);
+            }
+        });
+        FaultProxy { port, up, open }
+    }
+
+    /// The proxy's URL for a service at `endpoint` (the server's own URL).
+    pub fn endpoint(&self, server: &Server) -> String {
+        server
+            .endpoint()
+            .replace(&format!(":{}", server.port), &format!(":{}", self.port))
+    }
+
+    /// The environment of `server` with requests going through this proxy.
+    pub fn vars(&self, server: &Server) -> Vec<(String, String)> {
+        let mut vars = server.vars();
+        for (key, value) in &mut vars {
+            if key == "SYNVAULT_ENDPOINT" {
+                *value = self.endpoint(server);
+            }
+        }
+        vars
+    }
+
+    /// Cuts every connection and refuses new ones until [`FaultProxy::up`].
+    pub fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for conn in self.open.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes from `from` to `to` on a thread until either side closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }

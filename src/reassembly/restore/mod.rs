@@ -434,6 +434,8 @@ pub fn apply(
     );
     report.dirs = make_dirs(&target, plan, overwrite)?;
     let (files, links) = hardlink_groups(plan);
+    // Set when the store cannot be reached: the files not begun yet are not tried.
+    let store_lost = AtomicBool::new(false);
     let outcomes: Vec<FileOutcome> = files
         .par_chunks(FILES_LOCATED_TOGETHER)
         .map(|chunk| {
@@ -449,7 +451,14 @@ pub fn apply(
                     if interrupted.load(Ordering::Relaxed) {
                         return FileOutcome::Interrupted;
                     }
-                    write::restore_file(reader, &target, item, checks, progress)
+                    if store_lost.load(Ordering::Relaxed) {
+                        return FileOutcome::NotTried;
+                    }
+                    let outcome = write::restore_file(reader, &target, item, checks, progress);
+                    if matches!(outcome, FileOutcome::Unreachable(_)) {
+                        store_lost.store(true, Ordering::Relaxed);
+                    }
+                    outcome
                 })
                 .collect();
             outcomes
@@ -483,6 +492,8 @@ fn record_files(
     outcomes: Vec<FileOutcome>,
 ) -> Result<HashSet<u64>> {
     let mut damaged_inodes = HashSet::new();
+    let mut lost: Option<String> = None;
+    let mut not_restored = Vec::new();
     for (item, outcome) in files.iter().zip(outcomes) {
         match outcome {
             FileOutcome::Written(warnings) => {
@@ -497,9 +508,24 @@ fn record_files(
                     .damaged
                     .push(format!("{}: {why}", item.rel.display()));
             }
+            FileOutcome::Unreachable(why) => {
+                lost.get_or_insert(why);
+                not_restored.push(item);
+            }
+            FileOutcome::NotTried => not_restored.push(item),
             FileOutcome::Failed(e) => return Err(e),
             FileOutcome::Interrupted => return Err(Error::Interrupted),
         }
+    }
+    if let Some(why) = lost {
+        return Err(Error::RestoreCut {
+            why,
+            not_restored: not_restored.len() as u64,
+            first: not_restored
+                .first()
+                .map(|item| item.rel.display().to_string())
+                .unwrap_or_default(),
+        });
     }
     Ok(damaged_inodes)
 }

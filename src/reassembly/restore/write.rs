@@ -35,6 +35,10 @@ pub(super) enum FileOutcome {
     Skipped,
     /// Its data is damaged or missing: nothing was put in place.
     Damaged(String),
+    /// The store could not be reached: nothing was put in place, and the restore stops.
+    Unreachable(String),
+    /// Not tried: the restore stopped before it.
+    NotTried,
     Failed(Error),
     Interrupted,
 }
@@ -58,6 +62,7 @@ pub(super) fn restore_file(
     checks: Checks,
     progress: &dyn Progress,
 ) -> FileOutcome {
+    crate::failpoint::hit("restore:file");
     let overwrite = checks.overwrite;
     let shown = target.shown(&item.rel);
     let (dir, name) = match target.parent_of(&item.rel) {
@@ -215,6 +220,9 @@ fn fill(
         .map_err(|e| FileOutcome::Failed(Error::io("cannot size", shown)(e)))?;
     match write_blocks(reader, file, map, progress) {
         Ok(()) => {}
+        Err(BlockWriteError::Store(e)) if e.is_unreachable() => {
+            return Err(FileOutcome::Unreachable(e.to_string()))
+        }
         Err(BlockWriteError::Store(e)) => return Err(FileOutcome::Damaged(e.to_string())),
         Err(BlockWriteError::Io(e)) => {
             return Err(FileOutcome::Failed(Error::io("cannot write", shown)(e)))
