@@ -268,3 +268,95 @@ fn a_service_that_fails_loses_nothing_and_every_job_finishes_once_it_is_back() {
     let verify = env.run(&["verify", "--read-data"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 }
+
+/// The datacenter side of seeding a vault in a bucket: a job prepared onto two disks on the
+/// owner's machine is imported into the bucket elsewhere — no passphrase, no catalog, the
+/// disks in reverse order; a tampered pack is refused and named, its good copy then goes in.
+/// The owner's machine takes the packs in from the bucket, and the point restores.
+#[test]
+fn a_seed_job_is_imported_into_a_bucket_without_the_key_or_the_catalog() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    let owner = server.env("seeded");
+    let src = owner.path("src");
+    generate_tree(&src.join("tree"), 13, &TreeSpec::small());
+    for i in 0..3 {
+        write_file(
+            src.join(format!("data{i}.bin")),
+            seeded_bytes(40 + i, 13 << 20),
+        );
+    }
+    let (d1, d2) = (owner.path("disk1"), owner.path("disk2"));
+    let prepared = owner.run(&[
+        "seed",
+        "prepare",
+        "--job",
+        "j",
+        "--disk-size",
+        "40M",
+        "--disk",
+        d1.to_str().unwrap(),
+        "--disk",
+        d2.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(prepared.status.success(), "{}", stderr(&prepared));
+
+    // The datacenter: the bucket and the disks, nothing else.
+    let datacenter = Env::remote(server.url("seeded", "vault"), server.vars());
+    let import = |disks: &[&std::path::Path]| {
+        let mut args = vec!["seed", "import", "--job", "j"];
+        args.extend(disks.iter().map(|d| d.to_str().unwrap()));
+        datacenter
+            .cmd(&args)
+            .env_remove("SYNVAULT_PASSWORD")
+            .output()
+            .unwrap()
+    };
+    let victim = fs::read_dir(d2.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let pristine = fs::read(&victim).unwrap();
+    let mut tampered = pristine.clone();
+    tampered[1000] ^= 1;
+    fs::write(&victim, &tampered).unwrap();
+    let refused = import(&[&d2, &d1]);
+    assert_eq!(
+        code(&refused),
+        3,
+        "{}{}",
+        stdout(&refused),
+        stderr(&refused)
+    );
+    let name = victim.file_stem().unwrap().to_str().unwrap();
+    assert!(stdout(&refused).contains(name), "{}", stdout(&refused));
+
+    fs::write(&victim, &pristine).unwrap();
+    let fixed = import(&[&d2, &d1]);
+    assert!(
+        fixed.status.success(),
+        "{}{}",
+        stdout(&fixed),
+        stderr(&fixed)
+    );
+    let again = import(&[&d1, &d2]);
+    assert!(again.status.success(), "{}", stderr(&again));
+
+    // The owner's machine takes the packs in from the bucket; the point is whole.
+    let points = owner.json(&["points", "--json"]);
+    assert_eq!(points[0]["state"], "awaiting_seed", "{points}");
+    let settled = owner.run(&["seed", "import", "--job", "j"]);
+    assert!(
+        settled.status.success(),
+        "{}{}",
+        stdout(&settled),
+        stderr(&settled)
+    );
+    let target = owner.path("restored");
+    let out = owner.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_trees_equal(&src, &target);
+}

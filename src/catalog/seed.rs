@@ -221,6 +221,23 @@ impl Catalog {
         Ok(done)
     }
 
+    /// Marks packs of `job` found in the store (imported there from another machine) as
+    /// stored; completes the job if none is awaited any more. Returns whether it is complete.
+    pub fn record_seed_found(&mut self, job: &str, stored: &[PackId]) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut mark =
+                tx.prepare("UPDATE packs SET state = 'stored' WHERE name = ?1 AND seed_job = ?2")?;
+            for pack in stored {
+                mark.execute(params![&pack.0[..], job])?;
+                adopt_copies(&tx, pack)?;
+            }
+        }
+        let done = finish_if_done(&tx, job)?;
+        tx.commit()?;
+        Ok(done)
+    }
+
     /// Replaces lost packs of a job by packs re-made from the source (repair): the new packs'
     /// blocks take over, the lost packs are forgotten. Completes the job if nothing is left.
     pub fn record_seed_repair(

@@ -90,8 +90,8 @@ struct ImportArgs {
     /// Name of the seed job.
     #[arg(long)]
     job: String,
-    /// Disk directories, in any order.
-    #[arg(required = true)]
+    /// Disk directories, in any order. None: take in the job's packs that were imported into
+    /// the vault's bucket from another machine.
     disks: Vec<PathBuf>,
     /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
@@ -227,7 +227,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
 fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<u8> {
     let place = cli.place()?;
     let meter = cli.console(args.json).progress("import");
-    let report = seed::import::import(&place, &args.job, &args.disks, &meter, &interrupt_flag());
+    let report = if args.disks.is_empty() {
+        seed::import::settle_from_store(&place, &args.job)
+    } else {
+        seed::import::import(&place, &args.job, &args.disks, &meter, &interrupt_flag())
+    };
     meter.finish(report.is_ok());
     let report = report?;
     after_report(

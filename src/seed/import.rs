@@ -3,13 +3,19 @@
 //! against the journal and against what the catalog expects.
 //!
 //! Plan, then apply: every journal is read and matched to this vault and job before a byte is
-//! copied, so a foreign disk is refused whole. Good packs are copied in (temp name, rename),
+//! copied, so a foreign disk is refused whole.
+//!
+//! A vault in object storage is seeded in the datacenter, on a machine that has the disks
+//! and the bucket but neither the passphrase nor the owner's catalog: there the journals alone
+//! say what to expect, and each pack is still checked by size and blake3 as it is copied
+//! ([`import_into`]). The owner's machine then takes the packs in from the bucket
+//! ([`settle_from_store`]), and the job's point becomes complete. Good packs are copied in (temp name, rename),
 //! made durable with one `syncfs` per disk, and only then marked `stored` in one catalog
 //! transaction per disk. An import killed midway leaves at most complete, unreferenced pack
 //! files in the store; running it again copies them again and completes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -24,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::lock::WriterLock;
 use crate::place::Place;
 use crate::progress::Progress;
+use crate::store::backend::create_private_dir_all;
 use crate::store::{Backend, FileVerdict, PackId};
 
 /// What an import did.
@@ -104,7 +111,16 @@ pub fn import_into(
 ) -> Result<ImportReport> {
     let config = crate::vault::read_config_in(place)?;
     let root = place.local_dir(&config)?;
-    let mut catalog = Catalog::open(&root.join(crate::vault::CATALOG))?;
+    let catalog_path = root.join(crate::vault::CATALOG);
+    if place.remote().is_some() && !catalog_path.exists() {
+        let journals = Journals {
+            vault_id: &config.vault_id,
+            job,
+            disks,
+        };
+        return import_by_journals(place, &root, backend, journals, progress, interrupted);
+    }
+    let mut catalog = Catalog::open(&catalog_path)?;
     let (_lock, _) = WriterLock::acquire_in(place, &root, &format!("seed import --job {job}"))?;
     let plans = plan(disks, &config.vault_id, job)?;
     if catalog.seed_job(job)?.and_then(|j| j.point).is_none() {
@@ -139,6 +155,106 @@ pub fn import_into(
         .is_some_and(|j| j.state == crate::catalog::seed::SeedJobState::Imported);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// [`import_into`] a bucket from a machine without the vault's catalog: the journals say
+/// which packs the job has; each is checked by size and blake3 as it is copied, and a pack
+/// the bucket already holds at its size is not copied again. `job_complete` says whether
+/// every disk of the job was given and every pack is in.
+fn import_by_journals(
+    place: &Place,
+    state_dir: &Path,
+    backend: &dyn Backend,
+    journals: Journals<'_>,
+    progress: &dyn Progress,
+    interrupted: &AtomicBool,
+) -> Result<ImportReport> {
+    let job = journals.job;
+    create_private_dir_all(state_dir).map_err(Error::io("cannot create", state_dir))?;
+    let (_lock, _) = WriterLock::acquire_in(place, state_dir, &format!("seed import --job {job}"))?;
+    let plans = plan(journals.disks, journals.vault_id, job)?;
+    let started = Instant::now();
+    let mut report = ImportReport {
+        job: job.to_string(),
+        ..ImportReport::default()
+    };
+    let in_bucket: HashMap<PackId, u64> = backend.list()?.into_iter().collect();
+    progress.set_total(plans.iter().map(|p| p.journal.total_bytes).sum());
+    let mut disks_seen = std::collections::BTreeSet::new();
+    for plan in &plans {
+        let expected: HashMap<PackId, SeedPack> = plan
+            .journal
+            .packs
+            .iter()
+            .filter_map(|entry| {
+                let pack = PackId::from_hex(&entry.name)?;
+                let there = in_bucket.get(&pack) == Some(&entry.size);
+                Some((
+                    pack,
+                    SeedPack {
+                        pack,
+                        size: entry.size,
+                        state: if there {
+                            PackState::Stored
+                        } else {
+                            PackState::InTransit
+                        },
+                        disk_index: plan.journal.disk_index,
+                    },
+                ))
+            })
+            .collect();
+        import_disk(backend, plan, &expected, &mut report, progress, interrupted)?;
+        disks_seen.insert(plan.journal.disk_index);
+    }
+    let disk_count = plans.first().map_or(0, |p| p.journal.disk_count) as usize;
+    report.job_complete = report.bad.is_empty() && disks_seen.len() == disk_count;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// On the owner's machine, takes in the packs of `job` that were imported into the vault's
+/// store elsewhere (a bucket seeded in the datacenter): every pack the catalog awaits that the
+/// store holds at its size is marked stored; the job's point is complete once none is awaited.
+pub fn settle_from_store(place: &Place, job: &str) -> Result<ImportReport> {
+    let config = crate::vault::read_config_in(place)?;
+    let root = place.local_dir(&config)?;
+    let mut catalog = Catalog::open(&root.join(crate::vault::CATALOG))?;
+    let (_lock, _) = WriterLock::acquire_in(place, &root, &format!("seed import --job {job}"))?;
+    if catalog.seed_job(job)?.and_then(|j| j.point).is_none() {
+        return Err(SeedError::UnknownJob {
+            job: job.to_string(),
+        }
+        .into());
+    }
+    let started = Instant::now();
+    let in_store: HashMap<PackId, u64> = place.backend().list()?.into_iter().collect();
+    let mut report = ImportReport {
+        job: job.to_string(),
+        ..ImportReport::default()
+    };
+    let mut found = Vec::new();
+    for pack in catalog.seed_packs(job)? {
+        match pack.state {
+            PackState::Stored => report.packs_already_there += 1,
+            PackState::InTransit if in_store.get(&pack.pack) == Some(&pack.size) => {
+                report.packs_imported += 1;
+                report.bytes_imported += pack.size;
+                found.push(pack.pack);
+            }
+            PackState::InTransit => {}
+        }
+    }
+    report.job_complete = catalog.record_seed_found(job, &found)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The disks of one job of one vault.
+struct Journals<'a> {
+    vault_id: &'a str,
+    job: &'a str,
+    disks: &'a [PathBuf],
 }
 
 /// What became of one pack of a disk.
