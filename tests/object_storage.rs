@@ -75,6 +75,21 @@ fn whole_life_of_a_vault(kind: Kind) {
         assert!(out.status.success(), "{point}: {}", stderr(&out));
         assert_trees_equal(tree, &target);
     }
+
+    // Forget the first point and prune: the bucket gives back its space, the rest verifies
+    // and restores.
+    let before = env.json(&["stats", "--json"]);
+    let forgot = env.run(&["forget", "latest~1", "--prune"]);
+    assert!(forgot.status.success(), "{}", stderr(&forgot));
+    let after = env.json(&["stats", "--json"]);
+    assert_eq!(env.json(&["points", "--json"]).as_array().unwrap().len(), 1);
+    assert_ne!(before, after, "prune changed nothing");
+    let verify = env.run(&["verify", "--read-data"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let target = env.path("after-prune");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_trees_equal(&src, &target);
 }
 
 #[test]
