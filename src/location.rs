@@ -79,6 +79,11 @@ pub struct RemoteOptions {
     pub request_timeout: Duration,
     /// Packs a backup uploads at once (each a single request of up to 32 MiB).
     pub uploads: usize,
+    /// Where packs read from the bucket are kept (`--cache-dir`); default: `pack-cache` in
+    /// the catalog's directory.
+    pub cache_dir: Option<PathBuf>,
+    /// At most this many bytes of packs are kept there; 0: no cache.
+    pub cache_bytes: u64,
 }
 
 impl Default for RemoteOptions {
@@ -90,6 +95,8 @@ impl Default for RemoteOptions {
             retry_timeout: Duration::from_secs(180),
             request_timeout: Duration::from_secs(300),
             uploads: 4,
+            cache_dir: None,
+            cache_bytes: 2 << 30,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::location::{self, Location, RemoteOptions};
+use crate::store::cache::PackCache;
 use crate::store::files::{LocalFiles, VaultFiles};
 use crate::store::object::ObjectBackend;
 use crate::store::{Backend, LocalBackend};
@@ -20,6 +21,9 @@ pub struct Place {
     location: Location,
     store: Store,
     catalog_dir: Option<PathBuf>,
+    /// Where and how much of a bucket's packs to keep on this machine.
+    cache_dir: Option<PathBuf>,
+    cache_bytes: u64,
 }
 
 /// Where packs and small files are.
@@ -39,6 +43,8 @@ impl Place {
                 files: LocalFiles::new(dir),
             },
             catalog_dir: None,
+            cache_dir: None,
+            cache_bytes: 0,
         }
     }
 
@@ -50,6 +56,8 @@ impl Place {
                 location: location.clone(),
                 store: Store::Bucket(ObjectBackend::connect(remote, options)?),
                 catalog_dir: options.catalog_dir.clone(),
+                cache_dir: options.cache_dir.clone(),
+                cache_bytes: options.cache_bytes,
             }),
         }
     }
@@ -73,6 +81,20 @@ impl Place {
             Store::Dir { dir, .. } => Box::new(LocalBackend::new(dir.join("packs"))),
             Store::Bucket(bucket) => Box::new(bucket.clone()),
         }
+    }
+
+    /// The vault's packs for reading and writing by a vault whose catalog directory is
+    /// `local`: a bucket's behind the pack cache on local disk (see [`PackCache`]).
+    pub fn reading_backend(&self, local: &Path) -> Result<Box<dyn Backend>> {
+        let backend = self.backend();
+        if self.remote().is_none() || self.cache_bytes == 0 {
+            return Ok(backend);
+        }
+        let dir = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => local.join("pack-cache"),
+        };
+        Ok(Box::new(PackCache::new(backend, &dir, self.cache_bytes)?))
     }
 
     /// The object store of a vault in a bucket, for its lock object.

@@ -255,9 +255,7 @@ impl Vault {
         let (key_id, master) = keys::open_master(place.files(), passphrase)?;
         let local = place.local_dir(&config)?;
         let catalog = Catalog::open(&local.join(CATALOG))?;
-        Ok(Vault::assemble(
-            place, local, config, key_id, master, catalog,
-        ))
+        Vault::assemble(place, local, config, key_id, master, catalog)
     }
 
     /// Opens the vault at `place` over a catalog of the caller's (`catalog rebuild` fills a
@@ -266,9 +264,7 @@ impl Vault {
         let config = read_config_in(&place)?;
         let (key_id, master) = keys::open_master(place.files(), passphrase)?;
         let local = place.local_dir(&config)?;
-        Ok(Vault::assemble(
-            place, local, config, key_id, master, catalog,
-        ))
+        Vault::assemble(place, local, config, key_id, master, catalog)
     }
 
     fn assemble(
@@ -278,14 +274,14 @@ impl Vault {
         key_id: KeyId,
         master: Key,
         catalog: Catalog,
-    ) -> Vault {
+    ) -> Result<Vault> {
         let keys = Keys::derive(&master);
         let codec = BlockCodec::new(keys, Box::new(RingCipher), DEFAULT_ZSTD_LEVEL)
             .for_vault(vault_id_bytes(&config.vault_id));
-        Vault {
+        Ok(Vault {
             _lease: ReaderLease::take(&local, &command_line()).ok(),
+            backend: place.reading_backend(&local)?,
             root: local,
-            backend: place.backend(),
             place,
             config,
             chunker_key: codec.keys().chunker.clone(),
@@ -294,7 +290,7 @@ impl Vault {
             master,
             catalog: Mutex::new(catalog),
             readers: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Seals `body` (catalog records, see [`crate::catalog::sealed`]) into a metadata pack

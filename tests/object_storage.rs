@@ -45,6 +45,16 @@ fn whole_life_of_a_vault(kind: Kind) {
     let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_trees_equal(&src, &target);
+    // What the restore read is kept on this machine, whole packs named by their blake3.
+    let cached: Vec<_> = fs::read_dir(env.path("catalog/pack-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!cached.is_empty());
+    for pack in &cached {
+        let name = pack.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(blake3::hash(&fs::read(pack).unwrap()).to_hex().as_str(), name);
+    }
 
     let cat = env.run(&["cat", "latest:/added.txt"]);
     assert!(cat.status.success(), "{}", stderr(&cat));

@@ -125,6 +125,17 @@ pub struct Cli {
         help_heading = GLOBAL
     )]
     retry_timeout: u64,
+    /// Keep packs read from object storage in DIR.
+    ///
+    /// Default: `pack-cache` in the catalog's directory (see --catalog).
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
+    cache_dir: Option<PathBuf>,
+    /// Keep at most SIZE of packs read from object storage on this machine (0: none).
+    ///
+    /// Each pack a restore, cat or mount reads is fetched whole, once, and read locally from
+    /// then on; the least recently used go first.
+    #[arg(long, global = true, value_name = "SIZE", default_value = "2G", help_heading = GLOBAL)]
+    disk_cache: String,
     /// Read the passphrase from FILE (its first line).
     ///
     /// Default: $SYNVAULT_PASSWORD_FILE. The passphrase comes from the first source given:
@@ -309,6 +320,9 @@ impl Cli {
             catalog_dir: self.catalog.clone(),
             uploads: self.uploads,
             retry_timeout: Duration::from_secs(self.retry_timeout),
+            cache_dir: self.cache_dir.clone(),
+            cache_bytes: size::parse(&self.disk_cache)
+                .map_err(|e| anyhow!(Error::InvalidArgument(format!("--disk-cache: {e}"))))?,
             ..RemoteOptions::default()
         };
         Ok(Place::open(&self.location()?, &options)?)

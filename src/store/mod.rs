@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod block;
+pub mod cache;
 pub mod files;
 pub mod meta_pack;
 pub mod object;
