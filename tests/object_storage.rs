@@ -53,7 +53,10 @@ fn whole_life_of_a_vault(kind: Kind) {
     assert!(!cached.is_empty());
     for pack in &cached {
         let name = pack.file_stem().unwrap().to_str().unwrap();
-        assert_eq!(blake3::hash(&fs::read(pack).unwrap()).to_hex().as_str(), name);
+        assert_eq!(
+            blake3::hash(&fs::read(pack).unwrap()).to_hex().as_str(),
+            name
+        );
     }
 
     let cat = env.run(&["cat", "latest:/added.txt"]);

@@ -245,10 +245,34 @@ impl ObjectBackend {
     }
 }
 
-/// An `object_store` error on one line: the service's message, without the request dump.
+/// Service error codes people act on, and what to tell them.
+const KNOWN_CODES: [(&str, &str); 6] = [
+    ("NoSuchBucket", "the bucket does not exist"),
+    ("ContainerNotFound", "the container does not exist"),
+    ("InvalidAccessKeyId", "the service refuses the access key"),
+    (
+        "SignatureDoesNotMatch",
+        "the service refuses the secret key",
+    ),
+    (
+        "AuthenticationFailed",
+        "the service refuses the account key",
+    ),
+    (
+        "AuthorizationFailure",
+        "the service refuses the credentials",
+    ),
+];
+
+/// An `object_store` error on one line: what the service said, without the request dump
+/// and the XML body that follow it.
 fn one_line(e: &object_store::Error) -> String {
     let text = e.to_string();
+    if let Some((_, says)) = KNOWN_CODES.iter().find(|(code, _)| text.contains(code)) {
+        return (*says).to_string();
+    }
     let first = text.lines().next().unwrap_or_default();
+    let first = first.split(": <?xml").next().unwrap_or(first);
     first.chars().take(300).collect()
 }
 
@@ -363,5 +387,27 @@ impl VaultFiles for ObjectBackend {
         } else {
             format!("{}/{name}", self.url.trim_end_matches('/'))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        }
+    }
+
+    #[test]
+    fn service_errors_read_as_one_line_people_can_act_on() {
+        let missing = error("Error performing list request: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code></Error>");
+        assert_eq!(one_line(&missing), "the bucket does not exist");
+        let refused = error("Error performing GET http://h/x - Server returned non-2xx status code: 500: <?xml version=\"1.0\"?>\n<Error/>");
+        let line = one_line(&refused);
+        assert!(!line.contains('\n') && !line.contains("<?xml"), "{line}");
+        assert!(line.contains("500"), "{line}");
     }
 }
