@@ -84,7 +84,7 @@ pub struct Cli {
         help_heading = GLOBAL
     )]
     vault: Option<PathBuf>,
-    /// The object service's URL, for an S3-compatible service or an emulator.
+    /// URL of an S3-compatible service or an emulator.
     ///
     /// Default: $SYNVAULT_ENDPOINT, else what the service's environment says
     /// (AWS_ENDPOINT_URL, …).
@@ -107,11 +107,19 @@ pub struct Cli {
         env = "SYNVAULT_CATALOG",
         hide_env = true,
         value_name = "DIR",
+        hide_short_help = true,
         help_heading = GLOBAL
     )]
     catalog: Option<PathBuf>,
     /// Packs a backup uploads to object storage at once.
-    #[arg(long, global = true, value_name = "N", default_value_t = 4, help_heading = GLOBAL)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 4,
+        hide_short_help = true,
+        help_heading = GLOBAL
+    )]
     uploads: usize,
     /// Retry a failed object-storage request for up to SECONDS, then fail (exit 19).
     ///
@@ -122,19 +130,33 @@ pub struct Cli {
         global = true,
         value_name = "SECONDS",
         default_value_t = 180,
+        hide_short_help = true,
         help_heading = GLOBAL
     )]
     retry_timeout: u64,
     /// Keep packs read from object storage in DIR.
     ///
     /// Default: `pack-cache` in the catalog's directory (see --catalog).
-    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        hide_short_help = true,
+        help_heading = GLOBAL
+    )]
     cache_dir: Option<PathBuf>,
     /// Keep at most SIZE of packs read from object storage on this machine (0: none).
     ///
     /// Each pack a restore, cat or mount reads is fetched whole, once, and read locally from
     /// then on; the least recently used go first.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "2G", help_heading = GLOBAL)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SIZE",
+        default_value = "2G",
+        hide_short_help = true,
+        help_heading = GLOBAL
+    )]
     disk_cache: String,
     /// Read the passphrase from FILE (its first line).
     ///
