@@ -473,14 +473,13 @@ fn truncate_errno(path: &Path) -> Option<i32> {
     (!out.status.success() && text.contains("Read-only file system")).then_some(EROFS)
 }
 
-/// A point of a vault in a bucket (moto's S3 server) mounts and reads back exactly through the
-/// kernel, every byte coming over the `Backend` seam from the server.
-#[test]
-fn a_point_in_a_bucket_reads_back_exactly_through_the_kernel() {
+/// A point of a vault in a bucket (moto's S3 server, Azurite) mounts and reads back exactly
+/// through the kernel, every byte coming over the `Backend` seam from the server.
+fn a_point_in_a_bucket_reads_back_exactly(kind: common::servers::Kind) {
     if !fuse_ready() {
         return;
     }
-    let Some(server) = common::servers::Server::start(common::servers::Kind::S3) else {
+    let Some(server) = common::servers::Server::start(kind) else {
         return;
     };
     let env = server.env("mounted");
@@ -492,6 +491,16 @@ fn a_point_in_a_bucket_reads_back_exactly_through_the_kernel() {
     assert_same_tree(&src, &point.path);
     let large = &summary.large_file;
     random_reads_match(&src.join(large), &point.path.join(large));
+}
+
+#[test]
+fn a_point_in_an_s3_bucket_reads_back_exactly_through_the_kernel() {
+    a_point_in_a_bucket_reads_back_exactly(common::servers::Kind::S3);
+}
+
+#[test]
+fn a_point_in_an_azure_container_reads_back_exactly_through_the_kernel() {
+    a_point_in_a_bucket_reads_back_exactly(common::servers::Kind::Azure);
 }
 
 #[test]

@@ -164,11 +164,20 @@ fn a_url_of_an_unknown_scheme_is_an_error_not_a_directory() {
     );
 }
 
+#[test]
+fn s3_one_writer_at_a_time_across_machines_and_a_dead_holder_is_taken_over() {
+    one_writer_at_a_time_across_machines(Kind::S3);
+}
+
+#[test]
+fn azure_one_writer_at_a_time_across_machines_and_a_dead_holder_is_taken_over() {
+    one_writer_at_a_time_across_machines(Kind::Azure);
+}
+
 /// Two machines (two catalogs) write one vault: the second is refused and told who holds
 /// the lock; a holder killed with SIGKILL leaves a lock that is taken over once stale.
-#[test]
-fn one_writer_at_a_time_across_machines_and_a_dead_holder_is_taken_over() {
-    let Some(server) = Server::start(Kind::S3) else {
+fn one_writer_at_a_time_across_machines(kind: Kind) {
+    let Some(server) = Server::start(kind) else {
         return;
     };
     let first = server.env("locks");
