@@ -205,7 +205,7 @@ row() { # name, what, target: wall seconds, less the tool's open, peak RSS
 }
 echo
 echo "$stamp; $(du -sh "$W/synvault" | cut -f1) synvault, $(du -sh "$W/restic" | cut -f1) restic"
-echo "backups: synvault median $(cut -d' ' -f2 "$W/backups.log" | median) s, restic median $(awk '$3 > 0.01 {print $3}' "$W/backups.log" | median) s per incremental"
+echo "backups: synvault median $(cut -d' ' -f2 "$W/backups.log" | median) s, restic median $(awk -v n="$RESTIC_POINTS" '$1 < n {print $3}' "$W/backups.log" | median) s per incremental"
 printf '%-58s %8s %9s %8s  %s\n' "command (median of $RUNS)" "wall s" "- open s" "peak MiB" "target / output"
 row sv_open "synvault points --since 2100-01-01 (open)" ""
 row sv_find "synvault find '$PATTERN', $POINTS points" "<= 1 s; $(tail -1 "$W/out.sv_find")"
