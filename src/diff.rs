@@ -5,7 +5,8 @@
 //! Each change is handed out as it is found, in listing order, with its path: added,
 //! removed, modified (content, or a symlink's target), metadata only (mode, owner, times,
 //! xattrs), or a change of kind (file ↔ directory ↔ symlink …). Below an added or removed
-//! directory every entry is reported as added or removed too, so counts and bytes add up.
+//! directory, and below one that became or stopped being a directory, every entry is
+//! reported as added or removed too, so counts and bytes add up.
 
 use crate::catalog::tree_path::TreePath;
 use crate::catalog::{CatalogError, Entry, EntryKind, TreeId};
@@ -154,7 +155,12 @@ fn both<E: From<Error>>(
         })
     };
     match entry_change(a, b) {
-        Some(ChangeKind::Type) => return report(ChangeKind::Type, visit),
+        Some(ChangeKind::Type) => {
+            // What a directory held is gone with it; what a new one holds is new.
+            report(ChangeKind::Type, visit)?;
+            below(trees, a, ChangeKind::Removed, &at, path, visit)?;
+            return below(trees, b, ChangeKind::Added, &at, path, visit);
+        }
         Some(kind) => report(kind, visit)?,
         None => {}
     }
@@ -184,10 +190,22 @@ fn one_side<E: From<Error>>(
         before,
         after,
     })?;
+    below(trees, entry, kind, &at, path, visit)
+}
+
+/// Reports everything below `entry` (at `at`), if it is a directory, as `kind`.
+fn below<E: From<Error>>(
+    trees: &dyn Trees,
+    entry: &Entry,
+    kind: ChangeKind,
+    at: &str,
+    path: &mut TreePath,
+    visit: &mut dyn FnMut(&Change<'_>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     if let (EntryKind::Dir, Some(tree)) = (entry.kind, entry.subtree) {
         enter(path, tree)?;
         for child in trees.entries(&tree)? {
-            one_side(trees, &child, kind, &at, path, visit)?;
+            one_side(trees, &child, kind, at, path, visit)?;
         }
         path.leave();
     }
@@ -344,6 +362,7 @@ mod tests {
                 ("/docs/b".to_string(), ChangeKind::Added),
                 ("/f".to_string(), ChangeKind::Metadata),
                 ("/gone".to_string(), ChangeKind::Type),
+                ("/gone/old".to_string(), ChangeKind::Removed),
             ]
         );
         let loads = t.loads.borrow().clone();
@@ -351,7 +370,8 @@ mod tests {
             !loads.contains(&big),
             "the shared subtree was loaded: {loads:?}"
         );
-        assert_eq!(loads.len(), 4, "{loads:?}");
+        // Both roots, both docs and what the retyped directory held.
+        assert_eq!(loads.len(), 5, "{loads:?}");
         // The same point against itself loads nothing at all.
         t.loads.borrow_mut().clear();
         assert!(changes(&t, before, before).is_empty());
@@ -380,5 +400,31 @@ mod tests {
                 ..DiffTotals::default()
             }
         );
+    }
+
+    #[test]
+    fn a_directory_that_changes_kind_takes_what_it_held_with_it() {
+        let mut t = Counted::default();
+        let old_sub = t.tree(1, vec![file("a", 1, 10), file("b", 2, 20)]);
+        let new_sub = t.tree(2, vec![file("c", 3, 5)]);
+        let before = t.tree(3, vec![dir("d", old_sub), file("e", 4, 7)]);
+        let after = t.tree(4, vec![file("d", 5, 1), dir("e", new_sub)]);
+        assert_eq!(
+            changes(&t, before, after),
+            vec![
+                ("/d".to_string(), ChangeKind::Type),
+                ("/d/a".to_string(), ChangeKind::Removed),
+                ("/d/b".to_string(), ChangeKind::Removed),
+                ("/e".to_string(), ChangeKind::Type),
+                ("/e/c".to_string(), ChangeKind::Added),
+            ]
+        );
+        let mut totals = DiffTotals::default();
+        diff(&t, before, after, "", &mut |c: &Change<'_>| -> Result<()> {
+            totals.count(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((totals.bytes_added, totals.bytes_removed), (1 + 5, 30 + 7));
     }
 }

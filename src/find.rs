@@ -122,6 +122,11 @@ fn matches_below(
     }
     let mut out = Vec::new();
     for entry in trees.entries(&tree)? {
+        // Most entries are files a name pattern rules out by their name: no path for them.
+        let is_dir = entry.kind == EntryKind::Dir && entry.subtree.is_some();
+        if !is_dir && !pattern.whole_path && !pattern.matches("", &entry.name) {
+            continue;
+        }
         let path = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
         if let (EntryKind::Dir, Some(sub)) = (entry.kind, entry.subtree) {
             let below = matches_below(trees, sub, &path, pattern, memo, depth + 1)?;

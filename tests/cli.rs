@@ -581,6 +581,8 @@ mod output_controls;
 #[path = "cli/selectors.rs"]
 mod selectors;
 
+#[path = "cli/history.rs"]
+mod history;
 #[path = "cli/log.rs"]
 mod log;
 #[path = "cli/restore_flags.rs"]

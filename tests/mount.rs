@@ -1,7 +1,7 @@
 //! The FUSE mount through the kernel: exact trees, metadata, hardlinks, EROFS, random and
 //! parallel reads, new points while mounted, damage confined to one file, bounded memory,
-//! huge directories, nodes given back when the kernel forgets them, and the mount-point
-//! errors with their exit codes.
+//! huge directories, nodes given back when the kernel forgets them, the mount-point errors
+//! with their exit codes, and `versions/` against restored copies of a generated history.
 //!
 //! Each test mounts with the built binary in the foreground, as a user would, and a guard
 //! unmounts in `Drop` whatever happens. Tests skip only where FUSE is unusable, and never
@@ -21,6 +21,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::env::{stderr, Env};
+use common::history::{self, mtime_ns};
 use common::{generate_tree, seeded_bytes, tree_diff_with, write_file, DiffOptions, TreeSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -1201,5 +1202,53 @@ fn a_new_point_while_mounted_shows_a_new_version() {
         b"first"
     );
     assert_eq!(point_names_by_time(&mount).last(), Some(new_name));
+    assert!(mount.stop(rustix::process::Signal::INT).success());
+}
+
+#[test]
+fn versions_of_a_generated_history_agree_with_restored_copies() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new();
+    let h = history::generate(&env);
+    let mount = env.mount("mnt", &[]);
+    let point_names = point_names_by_time(&mount);
+    assert_eq!(point_names.len(), h.points.len());
+    let source = versions_of_source(&mount);
+    // Every path that is not a directory in the newest point: its versions, each read back.
+    let newest = h.trees.last().unwrap();
+    for path in newest
+        .iter()
+        .filter(|(_, node)| node.kind != "dir")
+        .map(|(path, _)| path)
+    {
+        let dir = source.join(&path[1..]);
+        let firsts: Vec<usize> = history::versions(&h.trees, path)
+            .into_iter()
+            .map(|(first, ..)| first)
+            .collect();
+        let want: BTreeSet<Vec<u8>> = firsts.iter().map(|&i| point_names[i].clone()).collect();
+        assert_eq!(names(&dir), want, "versions/ of {path}");
+        for i in firsts {
+            let version = dir.join(OsStr::from_bytes(&point_names[i]));
+            let was = &h.trees[i][path];
+            let meta = fs::symlink_metadata(&version).unwrap();
+            match was.kind {
+                "file" => assert_eq!(fs::read(&version).unwrap(), was.data, "{path} of {i}"),
+                "symlink" => assert_eq!(
+                    fs::read_link(&version).unwrap().as_os_str().as_bytes(),
+                    was.data,
+                    "{path} of {i}"
+                ),
+                _ => assert!(meta.is_dir(), "{path} of {i}"),
+            }
+            assert_eq!(
+                (meta.mode(), mtime_ns(&meta)),
+                (was.mode, was.mtime_ns),
+                "{path} of {i}"
+            );
+        }
+    }
     assert!(mount.stop(rustix::process::Signal::INT).success());
 }

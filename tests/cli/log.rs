@@ -3,14 +3,15 @@
 //! works out itself from what it saw on disk before each backup; and the path rules.
 
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde_json::Value;
 
-use super::common::{set_mtime, write_file};
+use super::common::history::{apply, mtime_ns, STEPS};
+use super::common::write_file;
 use super::{assert_one_line_error, code, stderr, stdout, Env};
 
 /// What the tracked path was when a backup was taken, as the test saw it.
@@ -31,10 +32,6 @@ enum Seen {
         target: String,
         mtime_ns: i64,
     },
-}
-
-fn mtime_ns(meta: &fs::Metadata) -> i64 {
-    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
 }
 
 fn seen(path: &Path) -> Option<Seen> {
@@ -140,108 +137,6 @@ fn expected_versions(history: &[Option<Seen>]) -> Vec<Expected> {
     }
     out.reverse();
     out
-}
-
-/// The steps applied to the tracked path between backups, in order.
-const STEPS: [&str; 19] = [
-    "edit",
-    "chmod",
-    "touch",
-    "same",
-    "delete",
-    "same",
-    "readd",
-    "to-dir",
-    "dir-edit",
-    "dir-chmod",
-    "to-symlink",
-    "retarget",
-    "relink",
-    "to-file",
-    "edit-same-size",
-    "delete",
-    "readd",
-    "to-dir",
-    "to-file",
-];
-
-fn apply(step: &str, path: &Path, rng: &mut StdRng, last_file: &mut Option<(Vec<u8>, u32, i64)>) {
-    let random_bytes =
-        |rng: &mut StdRng, len: usize| -> Vec<u8> { (0..len).map(|_| rng.random()).collect() };
-    let remove = |path: &Path| match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).unwrap(),
-        Ok(_) => fs::remove_file(path).unwrap(),
-        Err(_) => {}
-    };
-    let stamp = |path: &Path, rng: &mut StdRng| {
-        set_mtime(
-            path,
-            (
-                1_700_000_000 + rng.random_range(0..1_000_000),
-                rng.random_range(0..1_000_000_000),
-            ),
-        )
-    };
-    match step {
-        "same" => {}
-        "edit" | "to-file" => {
-            remove(path);
-            let len = rng.random_range(1..3000);
-            write_file(path, random_bytes(rng, len));
-            stamp(path, rng);
-        }
-        "edit-same-size" => {
-            let len = fs::metadata(path).unwrap().len() as usize;
-            let mtime = mtime_ns(&fs::metadata(path).unwrap());
-            write_file(path, random_bytes(rng, len));
-            set_mtime(path, (mtime / 1_000_000_000, mtime % 1_000_000_000));
-        }
-        "chmod" | "dir-chmod" => {
-            let mode = fs::metadata(path).unwrap().mode() & 0o777;
-            fs::set_permissions(path, fs::Permissions::from_mode(mode ^ 0o040)).unwrap();
-        }
-        "touch" => stamp(path, rng),
-        "delete" => {
-            let meta = fs::metadata(path).unwrap();
-            *last_file = Some((
-                fs::read(path).unwrap(),
-                meta.mode() & 0o7777,
-                mtime_ns(&meta),
-            ));
-            remove(path);
-        }
-        "readd" => {
-            // Back exactly as it was before the delete: still a new version.
-            let (bytes, mode, mtime) = last_file.clone().unwrap();
-            write_file(path, &bytes);
-            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-            set_mtime(path, (mtime / 1_000_000_000, mtime % 1_000_000_000));
-        }
-        "to-dir" => {
-            remove(path);
-            fs::create_dir(path).unwrap();
-            write_file(path.join("inside"), random_bytes(rng, 100));
-            stamp(&path.join("inside"), rng);
-            stamp(path, rng);
-        }
-        "dir-edit" => {
-            let mtime = mtime_ns(&fs::metadata(path).unwrap());
-            write_file(path.join("inside"), random_bytes(rng, 200));
-            set_mtime(path, (mtime / 1_000_000_000, mtime % 1_000_000_000));
-        }
-        "to-symlink" | "retarget" => {
-            remove(path);
-            symlink(format!("target-{}", rng.random_range(0..1000)), path).unwrap();
-            stamp(path, rng);
-        }
-        "relink" => {
-            let target = fs::read_link(path).unwrap();
-            remove(path);
-            symlink(target, path).unwrap();
-            stamp(path, rng);
-        }
-        other => unreachable!("{other}"),
-    }
 }
 
 #[test]

@@ -270,11 +270,13 @@ fn diff_names_each_change_between_two_points() {
         "+    /c.txt",
         "U    /d/x.txt",
         "T    /e/",
+        "+    /e/inside.txt",
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} missing: {text}");
     }
     assert!(!text.contains("same"), "{text}");
-    assert!(text.contains("1 added, 1 removed, 1 modified"), "{text}");
+    // What the new directory holds is added with it.
+    assert!(text.contains("2 added, 1 removed, 1 modified"), "{text}");
 
     let out = env.run(&["diff", "latest~1", "latest", "d", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));

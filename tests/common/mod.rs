@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod env;
+pub mod history;
 pub mod servers;
 
 use std::cmp::Reverse;
