@@ -234,6 +234,32 @@ fn write_durably_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Resu
     result
 }
 
+/// Fills `buf` from the pack file `file` at `offset`: Ok(Err(ShortPack)) if the file ends
+/// first, Err for an I/O error (the caller names the file).
+pub(crate) fn read_pack_file(
+    file: &File,
+    id: &PackId,
+    offset: u64,
+    buf: &mut [u8],
+) -> std::io::Result<Result<()>> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => {
+                return Ok(Err(StoreError::ShortPack {
+                    pack: *id,
+                    offset,
+                    len: buf.len(),
+                }))
+            }
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Makes the entries of a directory (a rename into it) durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -251,22 +277,8 @@ impl Backend for LocalBackend {
 
     fn read_into(&self, id: &PackId, offset: u64, buf: &mut [u8]) -> Result<()> {
         let file = self.file(id)?;
-        let mut done = 0;
-        while done < buf.len() {
-            match rustix::io::pread(&*file, &mut buf[done..], offset + done as u64) {
-                Ok(0) => {
-                    return Err(StoreError::ShortPack {
-                        pack: *id,
-                        offset,
-                        len: buf.len(),
-                    })
-                }
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(StoreError::io("read pack", self.path_of(id))(e.into())),
-            }
-        }
-        Ok(())
+        read_pack_file(&file, id, offset, buf)
+            .map_err(StoreError::io("read pack", self.path_of(id)))?
     }
 
     fn read_all(&self, id: &PackId) -> Result<Vec<u8>> {

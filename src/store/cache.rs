@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::backend::{create_private_dir_all, create_private_file};
+use super::backend::{create_private_dir_all, create_private_file, read_pack_file};
 use super::{Backend, FileVerdict, PackId, Result, StoreError};
 
 /// The backend `inner` with packs cached in `dir`, up to `max_bytes`.
@@ -197,26 +197,8 @@ impl Backend for PackCache {
 
     fn read_into(&self, id: &PackId, offset: u64, buf: &mut [u8]) -> Result<()> {
         let file = self.file(id)?;
-        let mut done = 0;
-        while done < buf.len() {
-            match rustix::io::pread(&*file, &mut buf[done..], offset + done as u64) {
-                Ok(0) => {
-                    return Err(StoreError::ShortPack {
-                        pack: *id,
-                        offset,
-                        len: buf.len(),
-                    })
-                }
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    return Err(StoreError::io("read cached pack", self.path_of(id))(
-                        e.into(),
-                    ))
-                }
-            }
-        }
-        Ok(())
+        read_pack_file(&file, id, offset, buf)
+            .map_err(StoreError::io("read cached pack", self.path_of(id)))?
     }
 
     fn read_all(&self, id: &PackId) -> Result<Vec<u8>> {
