@@ -74,10 +74,19 @@ pub(super) fn walk_and_read<'a, R: Record>(
     let walked = AtomicBool::new(false);
     let (record, ledger) = (output.record, output.ledger);
     let ((), totals, packs) = std::thread::scope(|scope| {
-        if input.count_total {
-            // The total, counted beside the walk that reads (unchanged files count as done).
-            scope.spawn(|| progress.set_total(walk::source_bytes(sources, input.walk, &walked)));
-        }
+        // The total, counted beside the walk that reads (unchanged files count as done). A
+        // count the walk overtook is cut short and not told: the walk's own total is, below.
+        let counter = input.count_total.then(|| {
+            scope.spawn(|| {
+                crate::failpoint::hit("backup:counting");
+                let total = walk::source_bytes(sources, input.walk, &walked);
+                let counted = !walked.load(Ordering::Relaxed);
+                if counted {
+                    progress.set_total(total);
+                }
+                counted
+            })
+        });
         let made = sink::with_sink_recorded(
             BlockSink::new(vault.codec(), output.stored),
             vault.codec(),
@@ -104,6 +113,10 @@ pub(super) fn walk_and_read<'a, R: Record>(
             },
         );
         walked.store(true, Ordering::Relaxed);
+        let overtaken = counter.is_some_and(|count| !count.join().unwrap_or(false));
+        if overtaken && made.is_ok() {
+            progress.set_total(walker.stats.bytes);
+        }
         made
     })?;
     warnings.splice(0..0, walk_warnings(&walker));

@@ -76,6 +76,14 @@ fn progress_is_json_lines_on_stderr_and_reaches_one() {
     assert_eq!(last["bytes_done"], report["bytes_read"], "{last}");
     assert_eq!(last["total_bytes"], report["bytes"], "{last}");
     assert_eq!(last["files_done"], 2, "{last}");
+    // A walk that ends before the count beside it tells its own total, not the count's part.
+    let mut slow_count = env.cmd(&args);
+    slow_count.env("SYNVAULT_PAUSE_AT", "backup:counting");
+    slow_count.env("SYNVAULT_PAUSE_MS", "300");
+    let out = slow_count.output().unwrap();
+    let lines = json_lines(&args, &out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(last_status(&lines)["total_bytes"], report["bytes"]);
     assert!(
         lines.iter().any(|l| l["message_type"] == "warning"
             && l["message"]
