@@ -53,6 +53,11 @@ pub trait Backend: Send + Sync {
         1
     }
 
+    /// Says which packs reads will need soon, in the order they will need them; returns at
+    /// once. A backend whose reads are requests over a network starts fetching them; the
+    /// others ignore it. Errors are left for the reads.
+    fn prefetch(&self, _packs: &[PackId]) {}
+
     /// Makes every pack stored by [`Backend::put_file`] durable.
     fn sync(&self) -> Result<()> {
         Ok(())

@@ -8,24 +8,43 @@
 //! read. The cache holds at most its size in packs, the least recently used go first; it may
 //! be shared by several processes (a file another one evicts stays readable through the
 //! handle that has it open). Writes go straight to the backend.
+//!
+//! Readers that know which packs they need next (a restore knows the blocks of the files it
+//! is about to write) ask for them with [`Backend::prefetch`]: a few fetcher threads bring
+//! them in with as many requests in flight as the backend takes uploads, so the round trips
+//! overlap the decoding instead of waiting in front of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use super::backend::{create_private_dir_all, create_private_file, read_pack_file};
 use super::{Backend, FileVerdict, PackId, Result, StoreError};
 
 /// The backend `inner` with packs cached in `dir`, up to `max_bytes`.
 pub struct PackCache {
+    shared: Arc<Shared>,
+    /// Started at the first [`Backend::prefetch`]; its threads end when the cache is dropped.
+    prefetcher: std::sync::OnceLock<Prefetcher>,
+}
+
+/// What the readers and the fetcher threads share.
+struct Shared {
     inner: Box<dyn Backend>,
     dir: PathBuf,
     max_bytes: u64,
     state: Mutex<CacheState>,
     /// One lock per pack being fetched, so two readers of it fetch it once.
     fetching: Mutex<HashMap<PackId, Arc<Mutex<()>>>>,
+    /// Packs asked for ahead and not fetched yet, so each is queued once.
+    wanted: Mutex<HashSet<PackId>>,
+}
+
+/// The queue of packs to fetch ahead, and the threads that fetch them.
+struct Prefetcher {
+    queue: Mutex<mpsc::SyncSender<PackId>>,
 }
 
 /// Packs in the cache, least recently used first, and open handles on some.
@@ -38,11 +57,15 @@ struct CacheState {
 /// Handles kept open on cached packs.
 const OPEN_PACKS: usize = 64;
 
+/// Packs queued ahead at most, per fetch in flight: the queue stays short, so what is fetched
+/// ahead is read soon (and not evicted first), and a later ask names the packs again anyway.
+const QUEUED_PER_FETCHER: usize = 2;
+
 impl std::fmt::Debug for PackCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PackCache")
-            .field("dir", &self.dir)
-            .field("max_bytes", &self.max_bytes)
+            .field("dir", &self.shared.dir)
+            .field("max_bytes", &self.shared.max_bytes)
             .finish()
     }
 }
@@ -74,15 +97,61 @@ impl PackCache {
         let open = lru::LruCache::new(
             std::num::NonZeroUsize::new(OPEN_PACKS).unwrap_or(std::num::NonZeroUsize::MIN),
         );
-        let cache = PackCache {
+        let shared = Shared {
             inner,
             dir: dir.to_path_buf(),
             max_bytes,
             state: Mutex::new(CacheState { packs, bytes, open }),
             fetching: Mutex::default(),
+            wanted: Mutex::default(),
         };
-        cache.evict(&mut cache.lock());
-        Ok(cache)
+        shared.evict(&mut shared.lock());
+        Ok(PackCache {
+            shared: Arc::new(shared),
+            prefetcher: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The prefetch queue, its fetcher threads started on first use; `None` if no thread
+    /// could start (then nothing is fetched ahead, and reads fetch what they need).
+    fn prefetcher(&self) -> Option<&Prefetcher> {
+        if let Some(started) = self.prefetcher.get() {
+            return Some(started);
+        }
+        let fetchers = self.shared.inner.uploads_in_flight().max(1);
+        let (queue, taken) = mpsc::sync_channel::<PackId>(fetchers * QUEUED_PER_FETCHER);
+        let taken = Arc::new(Mutex::new(taken));
+        for i in 0..fetchers {
+            let (shared, taken) = (self.shared.clone(), taken.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("pack fetch {i}"))
+                .spawn(move || shared.fetch_ahead(&taken));
+            if spawned.is_err() && i == 0 {
+                return None;
+            }
+        }
+        let _ = self.prefetcher.set(Prefetcher {
+            queue: Mutex::new(queue),
+        });
+        self.prefetcher.get()
+    }
+}
+
+impl Shared {
+    /// A fetcher thread: fetches the queued packs until the cache is dropped. A pack that
+    /// cannot be fetched is left for the read that needs it, which reports the error.
+    fn fetch_ahead(&self, taken: &Mutex<mpsc::Receiver<PackId>>) {
+        loop {
+            let next = taken.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok(id) = next else {
+                return;
+            };
+            let _ = self.file(&id);
+            self.wanted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
@@ -136,6 +205,11 @@ impl PackCache {
                 None
             }
         }
+    }
+
+    /// True if pack `id` is in the cache (a cheap look, no file opened).
+    fn is_cached(&self, id: &PackId) -> bool {
+        self.lock().packs.contains(id)
     }
 
     /// Fetches pack `id` whole, checks it against its name and puts it in the cache.
@@ -192,46 +266,70 @@ impl PackCache {
 
 impl Backend for PackCache {
     fn put(&self, id: &PackId, bytes: &[u8]) -> Result<()> {
-        self.inner.put(id, bytes)
+        self.shared.inner.put(id, bytes)
     }
 
     fn read_into(&self, id: &PackId, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let file = self.file(id)?;
+        let file = self.shared.file(id)?;
         read_pack_file(&file, id, offset, buf)
-            .map_err(StoreError::io("read cached pack", self.path_of(id)))?
+            .map_err(StoreError::io("read cached pack", self.shared.path_of(id)))?
+    }
+
+    /// Queues those of `packs` not cached, fetching or queued yet, in order, while the queue
+    /// has room; the rest are left for a later ask or for the reads themselves.
+    fn prefetch(&self, packs: &[PackId]) {
+        let Some(prefetcher) = self.prefetcher() else {
+            return;
+        };
+        let queue = prefetcher.queue.lock().unwrap_or_else(|e| e.into_inner());
+        for id in packs {
+            if self.shared.is_cached(id) {
+                continue;
+            }
+            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            if wanted.contains(id) {
+                continue;
+            }
+            match queue.try_send(*id) {
+                Ok(()) => {
+                    wanted.insert(*id);
+                }
+                Err(_) => return,
+            }
+        }
     }
 
     fn read_all(&self, id: &PackId) -> Result<Vec<u8>> {
-        self.inner.read_all(id)
+        self.shared.inner.read_all(id)
     }
 
     fn size(&self, id: &PackId) -> Result<Option<u64>> {
-        self.inner.size(id)
+        self.shared.inner.size(id)
     }
 
     fn list(&self) -> Result<Vec<(PackId, u64)>> {
-        self.inner.list()
+        self.shared.inner.list()
     }
 
     fn delete(&self, id: &PackId) -> Result<()> {
-        self.drop_cached(id);
-        self.inner.delete(id)
+        self.shared.drop_cached(id);
+        self.shared.inner.delete(id)
     }
 
     fn put_file(&self, id: &PackId, from: &Path, len: u64) -> Result<FileVerdict> {
-        self.inner.put_file(id, from, len)
+        self.shared.inner.put_file(id, from, len)
     }
 
     fn sync(&self) -> Result<()> {
-        self.inner.sync()
+        self.shared.inner.sync()
     }
 
     fn remove_temporary(&self) -> Result<usize> {
-        self.inner.remove_temporary()
+        self.shared.inner.remove_temporary()
     }
 
     fn uploads_in_flight(&self) -> usize {
-        self.inner.uploads_in_flight()
+        self.shared.inner.uploads_in_flight()
     }
 }
 
@@ -239,12 +337,17 @@ impl Backend for PackCache {
 mod tests {
     use super::*;
     use crate::store::MemBackend;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A backend that counts whole-pack fetches.
+    /// A backend that counts whole-pack fetches. With `gather` set, each fetch waits (up to
+    /// 5 s) until that many are in flight together, and the most seen at once is kept.
     #[derive(Default)]
     struct Counting {
         inner: MemBackend,
-        fetches: std::sync::atomic::AtomicUsize,
+        fetches: AtomicUsize,
+        gather: AtomicUsize,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
     }
 
     impl Backend for Arc<Counting> {
@@ -255,9 +358,23 @@ mod tests {
             self.inner.read_into(id, offset, buf)
         }
         fn read_all(&self, id: &PackId) -> Result<Vec<u8>> {
-            self.fetches
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.read_all(id)
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while self.most_in_flight.load(Ordering::SeqCst) < self.gather.load(Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                self.most_in_flight
+                    .fetch_max(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
+            let got = self.inner.read_all(id);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            got
+        }
+        fn uploads_in_flight(&self) -> usize {
+            self.gather.load(Ordering::SeqCst).max(1)
         }
         fn size(&self, id: &PackId) -> Result<Option<u64>> {
             self.inner.size(id)
@@ -284,7 +401,7 @@ mod tests {
             remote.put(id, bytes).unwrap();
         }
         let cache = PackCache::new(Box::new(remote.clone()), dir.path(), 2500).unwrap();
-        let fetches = || remote.fetches.load(std::sync::atomic::Ordering::Relaxed);
+        let fetches = || remote.fetches.load(Ordering::Relaxed);
         let mut buf = [0u8; 10];
         for _ in 0..3 {
             cache.read_into(&packs[0].0, 100, &mut buf).unwrap();
@@ -322,5 +439,39 @@ mod tests {
             Err(StoreError::CorruptPack { .. })
         ));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn packs_asked_for_ahead_are_fetched_together_and_then_read_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(Counting::default());
+        let packs: Vec<_> = (1..=4).map(|s| pack(s, 1000)).collect();
+        for (id, bytes) in &packs {
+            remote.put(id, bytes).unwrap();
+        }
+        let cache = PackCache::new(Box::new(remote.clone()), dir.path(), 1 << 20).unwrap();
+        let mut buf = [0u8; 10];
+        cache.read_into(&packs[3].0, 0, &mut buf).unwrap();
+        remote.gather.store(3, Ordering::SeqCst);
+        let ids: Vec<PackId> = packs.iter().map(|p| p.0).collect();
+        // Asked twice, and with one already cached: each missing pack is fetched once.
+        cache.prefetch(&ids);
+        cache.prefetch(&ids);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while ids.iter().any(|id| !cache.shared.is_cached(id)) {
+            assert!(std::time::Instant::now() < deadline, "prefetch never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            remote.most_in_flight.load(Ordering::SeqCst),
+            3,
+            "the three missing packs were fetched at once"
+        );
+        assert_eq!(remote.fetches.load(Ordering::Relaxed), 4);
+        for (id, bytes) in &packs {
+            cache.read_into(id, 500, &mut buf).unwrap();
+            assert_eq!(&buf[..], &bytes[500..510]);
+        }
+        assert_eq!(remote.fetches.load(Ordering::Relaxed), 4, "reads are local");
     }
 }

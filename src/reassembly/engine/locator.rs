@@ -17,7 +17,7 @@ use lru::LruCache;
 
 use crate::catalog::{BlockLocation, Catalog, PackState};
 use crate::store::block::IdHasher;
-use crate::store::BlockId;
+use crate::store::{BlockId, PackId};
 
 /// Recent answers kept: about 100 bytes each, so a few MiB whatever the vault's size.
 const RECENT_ANSWERS: NonZeroUsize = match NonZeroUsize::new(1 << 16) {
@@ -104,6 +104,19 @@ impl Locator {
         if !rest.is_empty() {
             self.locate_stored(&rest);
         }
+    }
+
+    /// The packs that hold those of `ids` answered recently, each once, in the order of
+    /// their first block in `ids`.
+    pub(super) fn packs_of(&self, ids: &[BlockId]) -> Vec<PackId> {
+        let recent = self.recent();
+        let mut packs: Vec<PackId> = Vec::new();
+        for loc in ids.iter().filter_map(|id| recent.peek(id)) {
+            if !packs.contains(&loc.pack) {
+                packs.push(loc.pack);
+            }
+        }
+        packs
     }
 
     /// Where those of `ids` are that lie in stored packs, asking the catalog once for all

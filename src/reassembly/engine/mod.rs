@@ -79,11 +79,14 @@ impl Engine {
         self.locator.locate(id)
     }
 
-    /// Locates `ids` ahead of their reads, in one catalog query (timed as locating).
-    fn expect(&self, ids: &[BlockId]) {
+    /// Locates `ids` ahead of their reads, in one catalog query (timed as locating), and
+    /// tells the store which packs they are in, so a remote one can fetch them ahead.
+    fn expect(&self, vault: &Vault, ids: &[BlockId]) {
         let t = Instant::now();
         self.locator.expect(ids);
+        let packs = self.locator.packs_of(ids);
         self.counters.count_located(t);
+        vault.backend().prefetch(&packs);
     }
 
     /// Where a block's frame is, if it can be read now (timed as locating).

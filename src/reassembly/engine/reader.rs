@@ -172,9 +172,10 @@ impl<'v> BlockReader<'v> {
     }
 
     /// Says which blocks are read next: their locations are asked of the catalog in one
-    /// query, rather than one query each as the reads reach them.
+    /// query, rather than one query each as the reads reach them, and a remote store starts
+    /// fetching their packs.
     pub fn expect(&self, ids: &[BlockId]) {
-        self.engine.expect(ids);
+        self.engine.expect(&self.vault, ids);
     }
 
     /// Reads and decodes one block without the cache (benchmarks, scrubbing).

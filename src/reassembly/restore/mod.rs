@@ -409,6 +409,10 @@ fn leave_out_vault(plan: &mut RestorePlan, target: &Path, vault: &Path) -> Optio
 /// Files whose blocks are located with one catalog query before they are written.
 const FILES_LOCATED_TOGETHER: usize = 16;
 
+/// How far past its own files a group of files looks for the packs to come, in file bytes:
+/// a remote store fetches those packs while this group is written (a few packs' worth).
+const PACKS_AHEAD_BYTES: u64 = 128 << 20;
+
 /// Applies a plan.
 pub fn apply(
     reader: &PointReader<'_>,
@@ -436,14 +440,22 @@ pub fn apply(
     let (files, links) = hardlink_groups(plan);
     // Set when the store cannot be reached: the files not begun yet are not tried.
     let store_lost = AtomicBool::new(false);
+    let bytes_before = running_sizes(&files);
     let outcomes: Vec<FileOutcome> = files
         .par_chunks(FILES_LOCATED_TOGETHER)
-        .map(|chunk| {
-            let ids: Vec<BlockId> = chunk
+        .enumerate()
+        .map(|(n, chunk)| {
+            let mut ids: Vec<BlockId> = chunk
                 .iter()
                 .filter_map(|item| item.blocks.as_ref())
                 .flat_map(|map| map.blocks.iter().map(|&(_, id, _)| id))
                 .collect();
+            let first = n * FILES_LOCATED_TOGETHER;
+            ids.extend(first_blocks_ahead(
+                &files,
+                &bytes_before,
+                first + chunk.len(),
+            ));
             reader.blocks().expect(&ids);
             let outcomes: Vec<FileOutcome> = chunk
                 .iter()
@@ -483,6 +495,32 @@ pub fn apply(
     }
     set_dir_metadata(&mut report, &target, plan)?;
     Ok(report)
+}
+
+/// For each file, the bytes of the files before it.
+fn running_sizes(files: &[&PlanItem]) -> Vec<u64> {
+    files
+        .iter()
+        .scan(0, |before, item| {
+            let at = *before;
+            *before += item.entry.size;
+            Some(at)
+        })
+        .collect()
+}
+
+/// The first block of every group's first file from `from` on, within
+/// [`PACKS_AHEAD_BYTES`]: enough to name the packs the next groups start in.
+fn first_blocks_ahead<'a>(
+    files: &'a [&PlanItem],
+    bytes_before: &'a [u64],
+    from: usize,
+) -> impl Iterator<Item = BlockId> + 'a {
+    let horizon = bytes_before.get(from).map_or(0, |b| b + PACKS_AHEAD_BYTES);
+    (from..files.len())
+        .step_by(FILES_LOCATED_TOGETHER)
+        .take_while(move |&i| bytes_before[i] < horizon)
+        .filter_map(|i| files[i].blocks.as_ref()?.blocks.first().map(|b| b.1))
 }
 
 /// Adds the files' outcomes to the report; returns the inodes whose data is damaged.
