@@ -71,9 +71,8 @@ pub struct RemoteOptions {
     /// Where this machine keeps the vault's catalog (`--catalog`); default: the state
     /// directory of the vault.
     pub catalog_dir: Option<PathBuf>,
-    /// Retries of a failed request (throttling, 5xx, a dropped connection) with back-off.
-    pub max_retries: usize,
-    /// No request is retried after this long since its first try.
+    /// A failed request (throttling, 5xx, a dropped connection) is retried with back-off
+    /// until this long after its first try.
     pub retry_timeout: Duration,
     /// One request's limit.
     pub request_timeout: Duration,
@@ -91,7 +90,6 @@ impl Default for RemoteOptions {
         RemoteOptions {
             endpoint: None,
             catalog_dir: None,
-            max_retries: 10,
             retry_timeout: Duration::from_secs(180),
             request_timeout: Duration::from_secs(300),
             uploads: 4,

@@ -89,11 +89,7 @@ impl ObjectBackend {
             object: url.clone(),
             why: one_line(&e),
         };
-        let retry = RetryConfig {
-            max_retries: options.max_retries,
-            retry_timeout: options.retry_timeout,
-            ..RetryConfig::default()
-        };
+        let retry = retry_config(options.retry_timeout);
         let endpoint = options.endpoint.clone();
         let plain_http = endpoint
             .as_deref()
@@ -390,9 +386,33 @@ impl VaultFiles for ObjectBackend {
     }
 }
 
+/// Retries with back-off until `timeout` has passed since the first try. Only the time ends
+/// them: a count would end them early, since back-off is random from 100 ms up (ten retries
+/// once gave up within 2 s, while a 30 s timeout was asked).
+fn retry_config(timeout: Duration) -> RetryConfig {
+    RetryConfig {
+        max_retries: usize::MAX,
+        retry_timeout: timeout,
+        ..RetryConfig::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_retry_timeout_ends_the_retries() {
+        let timeout = Duration::from_secs(180);
+        let config = retry_config(timeout);
+        // Each retry waits at least the first back-off: the count must outlast the timeout.
+        let shortest = config.backoff.init_backoff;
+        let count_outlasts = u32::try_from(config.max_retries).map_or(true, |n| {
+            shortest.checked_mul(n).is_none_or(|d| d >= timeout)
+        });
+        assert!(count_outlasts, "{config:?}");
+        assert_eq!(config.retry_timeout, timeout);
+    }
 
     fn error(text: &str) -> object_store::Error {
         object_store::Error::Generic {
