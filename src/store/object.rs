@@ -269,6 +269,14 @@ fn one_line(e: &object_store::Error) -> String {
     }
     let first = text.lines().next().unwrap_or_default();
     let first = first.split(": <?xml").next().unwrap_or(first);
+    // The retry settings say nothing to people ("max_retries: 18446744073709551615, …").
+    let first = match first.split_once(", max_retries: ") {
+        Some((before, after)) => match after.split_once(" - ") {
+            Some((_, cause)) => format!("{before} - {cause}"),
+            None => before.to_string(),
+        },
+        None => first.to_string(),
+    };
     first.chars().take(300).collect()
 }
 
@@ -429,5 +437,10 @@ mod tests {
         let line = one_line(&refused);
         assert!(!line.contains('\n') && !line.contains("<?xml"), "{line}");
         assert!(line.contains("500"), "{line}");
+        let retried = error("Error performing GET http://h/x in 2s, after 9 retries, max_retries: 18446744073709551615, retry_timeout: 2s  - HTTP error: error sending request");
+        assert_eq!(
+            one_line(&retried),
+            "Generic S3 error: Error performing GET http://h/x in 2s, after 9 retries - HTTP error: error sending request"
+        );
     }
 }
