@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# synvault and restic against the same local S3 server (moto's), on the same data, in the same
+# synvault and restic against the same local S3 server (moto's or s3s-fs), on the same data, in the same
 # run: full backup, incremental, restore, and a sequential read through each tool's mount
 # (cold, then warm for synvault). Then again with a round trip added on the server's side by
 # benches/delay-proxy.py (netem is not available everywhere).
@@ -8,12 +8,15 @@
 #   DATA_MB=256 RTT_MS="0 20 40" benches/s3-compare.sh
 #
 # Knobs: DATA_MB (default 512), RTT_MS (round trips to measure, default "0 20"), WORK (default
-# /var/tmp/synvault-s3bench), SYNVAULT_BIN (else `cargo build --release`), MOTO_SERVER (else
-# moto_server on PATH, else installed into $WORK/venv from PyPI). Needs restic, curl, python3,
-# FUSE (for the mount rows). Prints one table; every figure is MB/s of the data set's bytes.
+# /var/tmp/synvault-s3bench), SYNVAULT_BIN (else `cargo build --release`), SERVER (moto, the
+# default, or s3s-fs), MOTO_SERVER (else moto_server on PATH, else installed into $WORK/venv
+# from PyPI), S3S_FS (else s3s-fs on PATH, else `cargo install s3s-fs@0.14.1` into $WORK/s3s).
+# Needs restic, curl, python3, FUSE (for the mount rows). Prints one table; every figure is
+# MB/s of the data set's bytes.
 set -euo pipefail
 export LC_ALL=C
 
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchbench AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 DATA_MB=${DATA_MB:-512}
@@ -28,14 +31,51 @@ if [[ -z ${SYNVAULT_BIN:-} ]]; then
   (cd "$REPO_ROOT" && cargo build --release -q)
   SYNVAULT_BIN=$REPO_ROOT/target/release/synvault
 fi
-if [[ -z ${MOTO_SERVER:-} ]]; then
-  MOTO_SERVER=$(command -v moto_server || true)
-  if [[ -z $MOTO_SERVER ]]; then
-    python3 -m venv "$WORK/venv"
-    "$WORK/venv/bin/pip" install -q 'moto[server]==5.2.5'
-    MOTO_SERVER=$WORK/venv/bin/moto_server
-  fi
-fi
+SERVER=${SERVER:-moto}
+case $SERVER in
+  moto)
+    if [[ -z ${MOTO_SERVER:-} ]]; then
+      MOTO_SERVER=$(command -v moto_server || true)
+      if [[ -z $MOTO_SERVER ]]; then
+        python3 -m venv "$WORK/venv"
+        "$WORK/venv/bin/pip" install -q 'moto[server]==5.2.5'
+        MOTO_SERVER=$WORK/venv/bin/moto_server
+      fi
+    fi
+    SERVER_VERSION="moto $("$MOTO_SERVER" --version 2>/dev/null || echo 5.2.5)"
+    ;;
+  s3s-fs)
+    if [[ -z ${S3S_FS:-} ]]; then
+      S3S_FS=$(command -v s3s-fs || true)
+      if [[ -z $S3S_FS ]]; then
+        cargo install -q s3s-fs@0.14.1 --features binary --locked --root "$WORK/s3s"
+        S3S_FS=$WORK/s3s/bin/s3s-fs
+      fi
+    fi
+    SERVER_VERSION="s3s-fs $("$S3S_FS" --version | cut -d' ' -f2)"
+    ;;
+  *) echo "SERVER is moto or s3s-fs" >&2; exit 2 ;;
+esac
+
+# start_server: the S3 server on $PORT, with the buckets synvault and restic.
+start_server() {
+  case $SERVER in
+    moto)
+      "$MOTO_SERVER" -H 127.0.0.1 -p $PORT >"$WORK/server.log" 2>&1 &
+      SERVER_PID=$!
+      for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+      curl -sf -X PUT "http://127.0.0.1:$PORT/synvault" >/dev/null
+      curl -sf -X PUT "http://127.0.0.1:$PORT/restic" >/dev/null
+      ;;
+    s3s-fs)
+      rm -rf "$WORK/s3root" && mkdir -p "$WORK/s3root/synvault" "$WORK/s3root/restic"
+      "$S3S_FS" --host 127.0.0.1 --port $PORT --access-key "$AWS_ACCESS_KEY_ID" \
+        --secret-key "$AWS_SECRET_ACCESS_KEY" "$WORK/s3root" >"$WORK/server.log" 2>&1 &
+      SERVER_PID=$!
+      for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+      ;;
+  esac
+}
 
 mkdir -p "$WORK/restore" "$WORK/state" "$WORK/mnt"
 
@@ -95,7 +135,6 @@ mbps() { echo "scale=1; $BYTES / 1048576 / $1" | bc -l; }
 mounted() { grep -q " $1 " /proc/self/mountinfo; }
 wait_mounted() { for _ in $(seq 200); do mounted "$1" && return 0; sleep 0.1; done; return 1; }
 
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 export SYNVAULT_PASSWORD=bench RESTIC_PASSWORD=bench
 declare -A R
 SERVER_PID= PROXY_PID=
@@ -105,13 +144,11 @@ stop_servers() {
   wait 2>/dev/null || true
   PROXY_PID= SERVER_PID=
 }
-trap 'stop_servers; fusermount3 -u "$WORK/mnt" 2>/dev/null || true' EXIT
+trap 'stop_servers; rm -rf "$WORK/s3root"; fusermount3 -u "$WORK/mnt" 2>/dev/null || true' EXIT
 
 for rtt in $RTT_MS; do
   log "round trip ${rtt} ms"
-  "$MOTO_SERVER" -H 127.0.0.1 -p $PORT >"$WORK/moto.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+  start_server
   endpoint=http://127.0.0.1:$PORT
   if [[ $rtt != 0 ]]; then
     python3 "$SCRIPT_DIR/delay-proxy.py" $PROXY_PORT $PORT "$(echo "$rtt / 2" | bc -l)" &
@@ -119,8 +156,6 @@ for rtt in $RTT_MS; do
     sleep 1
     endpoint=http://127.0.0.1:$PROXY_PORT
   fi
-  curl -sf -X PUT "http://127.0.0.1:$PORT/synvault" >/dev/null
-  curl -sf -X PUT "http://127.0.0.1:$PORT/restic" >/dev/null
   rm -rf "$WORK/state" "$WORK/restic-cache" && mkdir -p "$WORK/state"
   sv=("$SYNVAULT_BIN" --vault s3://synvault/v --endpoint "$endpoint" --catalog "$WORK/state/catalog"
       --cache-dir "$WORK/state/cache" -q)
@@ -139,16 +174,26 @@ for rtt in $RTT_MS; do
   diff -rq "$WORK/data" "$WORK/restore/sv" >/dev/null || { log "synvault restore differs"; exit 1; }
   rm -rf "$WORK/restore"/*
 
-  # Sequential read of the large files through each mount, the pack cache emptied first.
+  # Sequential read of the large files through each mount, the pack cache emptied first
+  # (cold); then through a new mount with the packs in the pack cache (warm), beside a new
+  # mount of the same point in a vault on local disk.
   large_bytes=$(du -cb "$WORK"/data/large*.bin | tail -1 | cut -f1)
+  read_large() { # read_large VAULT_ARGS...: MB/s of one read of the large files, new mount
+    "$@" mount "$WORK/mnt" --point latest & mpid=$!
+    wait_mounted "$WORK/mnt"
+    local t
+    t=$(seconds sh -c "cat $WORK/mnt/large*.bin > /dev/null")
+    kill -INT $mpid; wait $mpid || true
+    echo "scale=1; $large_bytes / 1048576 / $t" | bc -l
+  }
   rm -rf "$WORK/state/cache"
-  "${sv[@]}" mount "$WORK/mnt" --point latest & mpid=$!
-  wait_mounted "$WORK/mnt"
-  cold=$(seconds sh -c "cat $WORK/mnt/large*.bin > /dev/null")
-  warm=$(seconds sh -c "cat $WORK/mnt/large*.bin > /dev/null")
-  kill -INT $mpid; wait $mpid || true
-  R[sv.mount_cold.$rtt]=$(echo "scale=1; $large_bytes / 1048576 / $cold" | bc -l)
-  R[sv.mount_warm.$rtt]=$(echo "scale=1; $large_bytes / 1048576 / $warm" | bc -l)
+  R[sv.mount_cold.$rtt]=$(read_large "${sv[@]}")
+  R[sv.mount_warm.$rtt]=$(read_large "${sv[@]}")
+  rm -rf "$WORK/local-vault"
+  local_sv=("$SYNVAULT_BIN" --vault "$WORK/local-vault" -q)
+  "${local_sv[@]}" init >/dev/null
+  "${local_sv[@]}" backup "$WORK/data" >/dev/null
+  R[local.mount_warm.$rtt]=$(read_large "${local_sv[@]}")
   "${rs[@]}" mount "$WORK/mnt" & mpid=$!
   wait_mounted "$WORK/mnt"
   cold=$(seconds sh -c "cat $WORK/mnt/snapshots/latest/$WORK/data/large*.bin > /dev/null")
@@ -160,8 +205,8 @@ for rtt in $RTT_MS; do
   make_data
 done
 
-printf '\n%s MiB, moto %s, restic %s, synvault %s\n' "$((BYTES >> 20))" \
-  "$("$MOTO_SERVER" --version 2>/dev/null || echo 5.2.5)" "$(restic version | cut -d' ' -f2)" \
+printf '\n%s MiB, %s, restic %s, synvault %s\n' "$((BYTES >> 20))" \
+  "$SERVER_VERSION" "$(restic version | cut -d' ' -f2)" \
   "$("$SYNVAULT_BIN" --version | cut -d' ' -f2)"
 printf '%-16s %6s %12s %12s %8s\n' step rtt_ms synvault_MB/s restic_MB/s ratio
 for rtt in $RTT_MS; do
@@ -171,4 +216,10 @@ for rtt in $RTT_MS; do
     [[ $b != - ]] && ratio=$(echo "scale=2; $a / $b" | bc -l)
     printf '%-16s %6s %12s %12s %8s\n' "$step" "$rtt" "$a" "$b" "$ratio"
   done
+done
+printf '\nwarm mount (new mount, packs cached) against a vault on local disk:\n'
+printf '%6s %14s %14s %8s\n' rtt_ms bucket_MB/s local_MB/s ratio
+for rtt in $RTT_MS; do
+  a=${R[sv.mount_warm.$rtt]} b=${R[local.mount_warm.$rtt]}
+  printf '%6s %14s %14s %8s\n' "$rtt" "$a" "$b" "$(echo "scale=2; $a / $b" | bc -l)"
 done
