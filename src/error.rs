@@ -58,6 +58,8 @@ pub mod exit {
     pub const LAST_KEY: u8 = 25;
     /// `key remove` refused: the key is the one whose passphrase was given.
     pub const KEY_IN_USE: u8 = 26;
+    /// A writer in object storage lost its lock to another machine's writer and stopped.
+    pub const LOCK_LOST: u8 = 27;
     /// A bug: synvault hit a state it does not expect (it says so in one line).
     pub const INTERNAL: u8 = 101;
     /// Stopped by SIGINT or SIGTERM.
@@ -82,6 +84,8 @@ pub enum Error {
     WrongPassphrase,
     #[error("vault is locked by {holder}")]
     Locked { holder: String },
+    #[error("lost the vault's lock to {holder} (this writer could not refresh it for the stale period); nothing more was committed")]
+    LockLost { holder: String },
     #[error("source {} does not exist", .path.display())]
     MissingSource { path: PathBuf },
     #[error("no recovery point matches {query:?}")]
@@ -163,6 +167,7 @@ impl Error {
         match self {
             Error::NotAVault { .. } => exit::NO_VAULT,
             Error::Locked { .. } => exit::LOCKED,
+            Error::LockLost { .. } => exit::LOCK_LOST,
             Error::WrongPassphrase => exit::WRONG_PASSPHRASE,
             Error::LastKey { .. } => exit::LAST_KEY,
             Error::KeyInUse { .. } => exit::KEY_IN_USE,

@@ -15,7 +15,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,7 @@ use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyId};
 use crate::lease::ReaderLease;
+use crate::lock::bucket::Holding;
 use crate::lock::{Acquired, WriterLock};
 use crate::place::Place;
 use crate::select::PointFilter;
@@ -115,6 +116,9 @@ pub struct Vault {
     /// Says this process reads the vault, so prune sets aside what it retires (see `lease`).
     /// None where the vault directory cannot be written (then nothing can prune it either).
     _lease: Option<ReaderLease>,
+    /// The bucket lock this handle's writer holds, confirmed before each commit (see
+    /// [`Vault::confirm_writer`]); weak, so it ends when the writer lock is dropped.
+    writer: Mutex<Option<Weak<Holding>>>,
 }
 
 /// A read connection to the catalog, lent by [`Vault::read_catalog`] and given back on drop.
@@ -290,6 +294,7 @@ impl Vault {
             master,
             catalog: Mutex::new(catalog),
             readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(None),
         })
     }
 
@@ -301,8 +306,10 @@ impl Vault {
         Ok((pack.id, pack.bytes.len() as u64))
     }
 
-    /// Seals `body` into a metadata pack without writing it.
+    /// Seals `body` into a metadata pack without writing it. Sealing is the step before a
+    /// commit, so a writer that lost its lock stops here.
     pub fn seal(&self, body: &[u8]) -> Result<MetaPack> {
+        self.confirm_writer()?;
         meta_pack::seal(
             self.codec.cipher(),
             &self.codec.keys().catalog,
@@ -416,9 +423,25 @@ impl Vault {
     /// Takes the writer lock for `command`. A takeover of a dead holder's lock is returned so
     /// the caller can warn.
     pub fn lock_writer(&self, command: &str) -> Result<(WriterLock, Acquired)> {
-        let acquired = WriterLock::acquire_in(&self.place, &self.root, command)?;
+        let (lock, acquired) = WriterLock::acquire_in(&self.place, &self.root, command)?;
+        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = lock.holding().map(Arc::downgrade);
         self.mend_modes()?;
-        Ok(acquired)
+        Ok((lock, acquired))
+    }
+
+    /// Makes sure this handle's writer still holds the vault's lock in object storage (see
+    /// [`Holding::confirm`]); nothing to do for a vault on local disk, whose `flock` cannot be
+    /// lost. Called before each commit to the store.
+    pub fn confirm_writer(&self) -> Result<()> {
+        let holding = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match holding.and_then(|h| h.upgrade()) {
+            Some(holding) => holding.confirm(),
+            None => Ok(()),
+        }
     }
 
     /// Takes the writer lock for `command`, waiting up to `wait` for another writer (a prune,

@@ -10,6 +10,7 @@
 
 mod common;
 
+use serde_json::Value;
 use std::fs;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -223,6 +224,73 @@ fn one_writer_at_a_time_across_machines(kind: Kind) {
     let out = second.run(&["--lock-wait", "0", "policy", "clear"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("took over"), "{}", stderr(&out));
+}
+
+/// A writer whose lock refreshes fail for a stale period (its link is down) loses the lock to
+/// another machine's writer: when its link is back, it commits nothing (exit 27, naming the
+/// new holder), and the store holds only the other writer's point.
+#[test]
+fn a_writer_that_lost_its_lock_commits_nothing() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    server.make_bucket("lostlock");
+    let url = server.url("lostlock", "vault");
+    let stale = ("SYNVAULT_LOCK_STALE_SECONDS".to_string(), "2".to_string());
+    let proxy = FaultProxy::before(&server);
+    let mut first_vars = proxy.vars(&server);
+    first_vars.push(stale.clone());
+    let first = Env::remote(url.clone(), first_vars);
+    assert!(first.run(&["init"]).status.success());
+    let mut second_vars = server.vars();
+    second_vars.push(stale);
+    let second = Env::remote(url.clone(), second_vars.clone());
+    assert!(second.run(&["catalog", "rebuild"]).status.success());
+
+    let paused_backup = |env: &Env, src: &std::path::Path, ms: &str| {
+        write_file(src.join("a"), b"a");
+        env.cmd(&["backup", src.to_str().unwrap()])
+            .env("SYNVAULT_PAUSE_AT", "backup:started")
+            .env("SYNVAULT_PAUSE_MS", ms)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let loser = paused_backup(&first, &first.path("src"), "8000");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while code(&second.run(&["--lock-wait", "0", "policy", "clear"])) != 11 {
+        assert!(
+            Instant::now() < deadline,
+            "the first writer never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The first writer's link goes down for longer than the stale period; the second takes
+    // the lock over and holds it while the first one's link is back and it goes on.
+    proxy.down();
+    std::thread::sleep(Duration::from_secs(3));
+    let winner = paused_backup(&second, &second.path("src"), "6000");
+    std::thread::sleep(Duration::from_secs(1));
+    proxy.up();
+
+    let lost = loser.wait_with_output().unwrap();
+    assert_eq!(code(&lost), 27, "{}", stderr(&lost));
+    assert_one_line_error(&lost, "lost the vault's lock");
+    assert!(
+        stderr(&lost).contains(&format!("pid {}", winner.id())),
+        "{}",
+        stderr(&lost)
+    );
+    let won = winner.wait_with_output().unwrap();
+    assert!(won.status.success(), "{}", stderr(&won));
+    assert!(stderr(&won).contains("took over"), "{}", stderr(&won));
+
+    // A third machine rebuilds from the store alone: one point, the winner's.
+    let third = Env::remote(url, second_vars);
+    assert!(third.run(&["catalog", "rebuild"]).status.success());
+    let points: Value = serde_json::from_slice(&third.run(&["points", "--json"]).stdout).unwrap();
+    assert_eq!(points.as_array().map(Vec::len), Some(1), "{points}");
 }
 
 /// The service fails for a while during a backup: the backup retries and completes. It stays

@@ -7,6 +7,11 @@
 //! taken over with a conditional replace, so two writers that find it stale at once cannot
 //! both win — and a user never has to delete it by hand. A holder's own clock dates each
 //! refresh; set `SYNVAULT_LOCK_STALE_SECONDS` where clocks are far apart (default 300).
+//!
+//! A holder whose refreshes failed for a stale period (its link was down) may have been taken
+//! over without knowing it: so a writer confirms it still holds the lock, and refreshes it,
+//! before each commit to the store ([`Holding::confirm`], through `Vault::seal`) and before
+//! prune deletes, and stops with [`Error::LockLost`] if it does not.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -43,10 +48,43 @@ struct LockObject {
 /// The lock object, held until dropped.
 #[derive(Debug)]
 pub struct BucketLock {
-    bucket: ObjectBackend,
-    token: String,
+    holding: Arc<Holding>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<JoinHandle<()>>,
+}
+
+/// One holding of the lock object: whose it is, so a writer can make sure it still holds the
+/// lock before it commits (see [`Holding::confirm`]).
+#[derive(Debug)]
+pub struct Holding {
+    bucket: ObjectBackend,
+    token: String,
+}
+
+impl Holding {
+    /// Makes sure the lock object is still this holding's, and refreshes it, so it stays this
+    /// holding's for a stale period from now: a writer calls this before each commit to the
+    /// store. Fails with [`Error::LockLost`] naming the new holder if another writer took the
+    /// lock over (this holder's refreshes failed for a whole stale period), and with the
+    /// store's error if the store cannot say: a writer that cannot be sure commits nothing.
+    pub fn confirm(&self) -> Result<()> {
+        let lost = |holder: String| Err(Error::LockLost { holder });
+        let Some((bytes, version)) = self.bucket.read_versioned(LOCK_OBJECT)? else {
+            return lost("nobody (the lock object is gone)".into());
+        };
+        let mut held = match serde_json::from_slice::<LockObject>(&bytes) {
+            Ok(held) if held.token == self.token => held,
+            Ok(other) => return lost(other.holder),
+            Err(_) => return lost("a writer whose lock object does not parse".into()),
+        };
+        held.refreshed_ns = crate::time::now_ns();
+        let json = serde_json::to_vec(&held).unwrap_or_default();
+        if self.bucket.replace_if(LOCK_OBJECT, &json, &version)? {
+            Ok(())
+        } else {
+            lost("another writer (the lock object changed while it was confirmed)".into())
+        }
+    }
 }
 
 impl BucketLock {
@@ -100,11 +138,18 @@ impl BucketLock {
                 .ok()
         };
         BucketLock {
-            bucket: bucket.clone(),
-            token,
+            holding: Arc::new(Holding {
+                bucket: bucket.clone(),
+                token,
+            }),
             stop,
             refresher,
         }
+    }
+
+    /// This holding, for checks before commits.
+    pub fn holding(&self) -> &Arc<Holding> {
+        &self.holding
     }
 }
 
@@ -147,9 +192,10 @@ impl Drop for BucketLock {
             let _ = refresher.join();
         }
         // Remove the object only while it is still this holding's.
-        if let Ok(Some((bytes, _))) = self.bucket.read_versioned(LOCK_OBJECT) {
-            if serde_json::from_slice::<LockObject>(&bytes).is_ok_and(|l| l.token == self.token) {
-                let _ = crate::store::files::VaultFiles::remove(&self.bucket, LOCK_OBJECT);
+        let Holding { bucket, token } = &*self.holding;
+        if let Ok(Some((bytes, _))) = bucket.read_versioned(LOCK_OBJECT) {
+            if serde_json::from_slice::<LockObject>(&bytes).is_ok_and(|l| &l.token == token) {
+                let _ = crate::store::files::VaultFiles::remove(bucket, LOCK_OBJECT);
             }
         }
     }

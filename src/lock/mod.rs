@@ -100,6 +100,11 @@ impl WriterLock {
         Ok((WriterLock { file, bucket: None }, acquired))
     }
 
+    /// The holding of the bucket's lock object, for a vault in object storage.
+    pub fn holding(&self) -> Option<&std::sync::Arc<bucket::Holding>> {
+        self.bucket.as_ref().map(bucket::BucketLock::holding)
+    }
+
     /// Takes the writer lock of the vault at `place` whose catalog directory is `local`: the
     /// `flock` there and, for a vault in object storage, the bucket's lock object too.
     pub fn acquire_in(

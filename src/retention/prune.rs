@@ -453,6 +453,11 @@ fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
     let mut holding = HashSet::new();
     report.bytes_set_aside = 0;
     let retired_packs = vault.catalog().retired_packs()?;
+    // A prune that lost its lock to another machine's writer deletes nothing more: that
+    // writer may have committed points that use these packs.
+    if !retired_packs.is_empty() {
+        vault.confirm_writer()?;
+    }
     let mut deleted = Vec::new();
     for retired in retired_packs {
         let held_by: Vec<&Reader> = readers
