@@ -53,6 +53,12 @@ pub trait Backend: Send + Sync {
         1
     }
 
+    /// True if [`Backend::prefetch`] does anything: reads are requests over a network, worth
+    /// starting ahead. Readers that would work to name packs ahead ask this first.
+    fn fetches_ahead(&self) -> bool {
+        false
+    }
+
     /// Says which packs reads will need soon, in the order they will need them; returns at
     /// once. A backend whose reads are requests over a network starts fetching them; the
     /// others ignore it. Errors are left for the reads.

@@ -275,6 +275,10 @@ impl Backend for PackCache {
             .map_err(StoreError::io("read cached pack", self.shared.path_of(id)))?
     }
 
+    fn fetches_ahead(&self) -> bool {
+        true
+    }
+
     /// Queues those of `packs` not cached, fetching or queued yet, in order, while the queue
     /// has room; the rest are left for a later ask or for the reads themselves.
     fn prefetch(&self, packs: &[PackId]) {

@@ -84,9 +84,11 @@ impl Engine {
     fn expect(&self, vault: &Vault, ids: &[BlockId]) {
         let t = Instant::now();
         self.locator.expect(ids);
-        let packs = self.locator.packs_of(ids);
         self.counters.count_located(t);
-        vault.backend().prefetch(&packs);
+        let store = vault.backend();
+        if store.fetches_ahead() {
+            store.prefetch(&self.locator.packs_of(ids));
+        }
     }
 
     /// Where a block's frame is, if it can be read now (timed as locating).

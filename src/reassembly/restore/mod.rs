@@ -440,6 +440,8 @@ pub fn apply(
     let (files, links) = hardlink_groups(plan);
     // Set when the store cannot be reached: the files not begun yet are not tried.
     let store_lost = AtomicBool::new(false);
+    // A remote store fetches the packs of the groups to come while this one is written.
+    let fetches_ahead = reader.blocks().vault().backend().fetches_ahead();
     let bytes_before = running_sizes(&files);
     let outcomes: Vec<FileOutcome> = files
         .par_chunks(FILES_LOCATED_TOGETHER)
@@ -450,12 +452,14 @@ pub fn apply(
                 .filter_map(|item| item.blocks.as_ref())
                 .flat_map(|map| map.blocks.iter().map(|&(_, id, _)| id))
                 .collect();
-            let first = n * FILES_LOCATED_TOGETHER;
-            ids.extend(first_blocks_ahead(
-                &files,
-                &bytes_before,
-                first + chunk.len(),
-            ));
+            if fetches_ahead {
+                let first = n * FILES_LOCATED_TOGETHER;
+                ids.extend(first_blocks_ahead(
+                    &files,
+                    &bytes_before,
+                    first + chunk.len(),
+                ));
+            }
             reader.blocks().expect(&ids);
             let outcomes: Vec<FileOutcome> = chunk
                 .iter()
