@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::CatalogError;
 
-const MIGRATIONS: [&str; 14] = [
+const MIGRATIONS: [&str; 15] = [
     include_str!("../../catalog-schema/0001_init.sql"),
     include_str!("../../catalog-schema/0002_seed_jobs.sql"),
     include_str!("../../catalog-schema/0003_block_copies.sql"),
@@ -19,6 +19,7 @@ const MIGRATIONS: [&str; 14] = [
     include_str!("../../catalog-schema/0012_blocks_by_pack_covering.sql"),
     include_str!("../../catalog-schema/0013_point_sources.sql"),
     include_str!("../../catalog-schema/0014_tree_xattrs.sql"),
+    include_str!("../../catalog-schema/0015_block_count.sql"),
 ];
 
 /// The schema version this build writes.

@@ -431,6 +431,22 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Hands `each` every block in a stored pack with its location, in one scan. Only for
+    /// vaults known to be small ([`Catalog::block_count`]): readers of others ask per batch.
+    pub fn each_stored_location(&self, mut each: impl FnMut(BlockId, BlockLocation)) -> Result<()> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {LOCATED_COLUMNS} FROM blocks b JOIN packs p ON p.id = b.pack"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (id, (loc, state)) = located_from_row(row)?;
+            if state == PackState::Stored {
+                each(id, loc);
+            }
+        }
+        Ok(())
+    }
+
     /// Where every block is, with its pack's state: memory grows with the vault, so only tests
     /// use it; readers ask per block ([`Catalog::locate_with_followers`]).
     #[cfg(test)]
@@ -746,6 +762,14 @@ impl Catalog {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((raw as u64, packed as u64))
+    }
+
+    /// How many blocks the catalog knows (kept by triggers, not counted here).
+    pub fn block_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT blocks FROM store_totals", [], |r| r.get(0))?;
+        Ok(n as u64)
     }
 }
 

@@ -251,8 +251,12 @@ impl Catalog {
             let mut pack_stmt = tx.prepare(
                 "INSERT INTO packs (name, size, state, seed_job) VALUES (?1, ?2, 'stored', NULL)",
             )?;
+            // An upsert, not INSERT OR REPLACE: a replace deletes without firing the delete
+            // trigger, and the kept totals (block count, unique bytes) would drift.
             let mut block_stmt = tx.prepare(
-                "INSERT OR REPLACE INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO blocks (id, pack, offset, stored_len, raw_len) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset,
+                     stored_len = excluded.stored_len, raw_len = excluded.raw_len",
             )?;
             for pack in new_packs {
                 pack_stmt.execute(params![&pack.id.0[..], pack.size as i64])?;
@@ -529,5 +533,16 @@ mod tests {
         assert!(cat.record_seed_repair("b", &[remade], &[lost]).unwrap());
         assert!(cat.seed_packs("b").unwrap().is_empty());
         assert_eq!(state(&cat, "pb"), PointState::Complete);
+        // The kept totals still match the rows: a block that moved is not counted twice.
+        let (count, bytes): (i64, i64) = cat
+            .conn
+            .query_row(
+                "SELECT count(*), COALESCE(SUM(raw_len), 0) FROM blocks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(cat.block_count().unwrap(), count as u64);
+        assert_eq!(cat.store_totals().unwrap().0, bytes as u64);
     }
 }

@@ -415,6 +415,15 @@ mod tests {
             .into_keys()
             .collect();
         let reader = BlockReader::new(&vault).unwrap();
+        // A reader of a vault this small loads every location at its first expect: blocks
+        // committed after that are still found.
+        let known: Vec<BlockId> = before.iter().copied().collect();
+        reader.expect(&known);
+        assert_eq!(
+            vault.catalog().block_count().unwrap(),
+            known.len() as u64,
+            "the kept count is the number of block rows"
+        );
 
         for i in 0..5 {
             std::fs::write(
@@ -431,6 +440,10 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(new.len(), 5);
+        assert_eq!(
+            vault.catalog().block_count().unwrap(),
+            locations.len() as u64
+        );
         let (first, rest) = new.split_first().unwrap();
         let got = reader
             .read_block(first, locations[first].0.raw_len)
