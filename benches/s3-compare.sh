@@ -123,12 +123,26 @@ for path in names[::50]:
 EOF
 }
 
-# seconds CMD...: wall seconds of CMD, its output to $WORK/last.log.
+# CPU seconds a process has used so far (0 for none).
+HZ=$(getconf CLK_TCK)
+cpu_of() {
+  if [[ -n ${1:-} && -r /proc/$1/stat ]]; then
+    awk -v hz="$HZ" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
+  else echo 0; fi
+}
+# seconds CMD...: wall seconds of CMD, its output to $WORK/last.log; the CPU seconds of the
+# command, the server and the proxy during it go to $WORK/step.cpu (who bounds a step on a
+# small machine: the tool, or the server beside it).
 seconds() {
-  local t0 t1
+  local t0 t1 s0 p0
+  s0=$(cpu_of "$SERVER_PID") p0=$(cpu_of "$PROXY_PID")
   t0=$(date +%s.%N)
-  "$@" >"$WORK/last.log" 2>&1 || { log "FAILED: $*"; tail -20 "$WORK/last.log" >&2; exit 1; }
+  /usr/bin/time -f "%U %S" -o "$WORK/client.cpu" "$@" >"$WORK/last.log" 2>&1 ||
+    { log "FAILED: $*"; tail -20 "$WORK/last.log" >&2; exit 1; }
   t1=$(date +%s.%N)
+  printf '%.2f %.2f %.2f\n' "$(awk '{print $1 + $2}' "$WORK/client.cpu")" \
+    "$(echo "$(cpu_of "$SERVER_PID") - $s0" | bc -l)" \
+    "$(echo "$(cpu_of "$PROXY_PID") - $p0" | bc -l)" >"$WORK/step.cpu"
   echo "$t1 - $t0" | bc -l
 }
 mbps() { echo "scale=1; $BYTES / 1048576 / $1" | bc -l; }
@@ -136,7 +150,7 @@ mounted() { grep -q " $1 " /proc/self/mountinfo; }
 wait_mounted() { for _ in $(seq 200); do mounted "$1" && return 0; sleep 0.1; done; return 1; }
 
 export SYNVAULT_PASSWORD=bench RESTIC_PASSWORD=bench
-declare -A R
+declare -A R C
 SERVER_PID= PROXY_PID=
 stop_servers() {
   [[ -n $PROXY_PID ]] && kill "$PROXY_PID" 2>/dev/null || true
@@ -164,13 +178,19 @@ for rtt in $RTT_MS; do
   "${sv[@]}" init >/dev/null
   "${rs[@]}" init >/dev/null
   R[sv.full.$rtt]=$(mbps "$(seconds "${sv[@]}" backup "$WORK/data")")
+  C[sv.full.$rtt]=$(cat "$WORK/step.cpu")
   R[rs.full.$rtt]=$(mbps "$(seconds "${rs[@]}" backup "$WORK/data")")
+  C[rs.full.$rtt]=$(cat "$WORK/step.cpu")
   change_data
   R[sv.incr.$rtt]=$(mbps "$(seconds "${sv[@]}" backup "$WORK/data")")
+  C[sv.incr.$rtt]=$(cat "$WORK/step.cpu")
   R[rs.incr.$rtt]=$(mbps "$(seconds "${rs[@]}" backup "$WORK/data")")
+  C[rs.incr.$rtt]=$(cat "$WORK/step.cpu")
   rm -rf "$WORK/state/cache" "$WORK/restore"/*
   R[sv.restore.$rtt]=$(mbps "$(seconds "${sv[@]}" restore latest --target "$WORK/restore/sv")")
+  C[sv.restore.$rtt]=$(cat "$WORK/step.cpu")
   R[rs.restore.$rtt]=$(mbps "$(seconds "${rs[@]}" restore latest --target "$WORK/restore/rs")")
+  C[rs.restore.$rtt]=$(cat "$WORK/step.cpu")
   diff -rq "$WORK/data" "$WORK/restore/sv" >/dev/null || { log "synvault restore differs"; exit 1; }
   rm -rf "$WORK/restore"/*
 
@@ -215,6 +235,13 @@ for rtt in $RTT_MS; do
     ratio=-
     [[ $b != - ]] && ratio=$(echo "scale=2; $a / $b" | bc -l)
     printf '%-16s %6s %12s %12s %8s\n' "$step" "$rtt" "$a" "$b" "$ratio"
+  done
+done
+printf '\nCPU seconds during each step: the tool, the S3 server, the delay proxy (2 cores in all):\n'
+printf '%-10s %6s %20s %20s\n' step rtt_ms synvault restic
+for rtt in $RTT_MS; do
+  for step in full incr restore; do
+    printf '%-10s %6s %20s %20s\n' "$step" "$rtt" "${C[sv.$step.$rtt]}" "${C[rs.$step.$rtt]}"
   done
 done
 printf '\nwarm mount (new mount, packs cached) against a vault on local disk:\n'

@@ -379,8 +379,17 @@ fn a_service_that_fails_loses_nothing_and_every_job_finishes_once_it_is_back() {
 /// disks in reverse order; a tampered pack is refused and named, its good copy then goes in.
 /// The owner's machine takes the packs in from the bucket, and the point restores.
 #[test]
-fn a_seed_job_is_imported_into_a_bucket_without_the_key_or_the_catalog() {
-    let Some(server) = Server::start(Kind::S3) else {
+fn s3_a_seed_job_is_imported_into_a_bucket_without_the_key_or_the_catalog() {
+    seed_job_imported_into_a_bucket(Kind::S3);
+}
+
+#[test]
+fn azure_a_seed_job_is_imported_into_a_bucket_without_the_key_or_the_catalog() {
+    seed_job_imported_into_a_bucket(Kind::Azure);
+}
+
+fn seed_job_imported_into_a_bucket(kind: Kind) {
+    let Some(server) = Server::start(kind) else {
         return;
     };
     let owner = server.env("seeded");
