@@ -46,6 +46,7 @@ pub mod units;
 pub mod vault;
 pub mod verify;
 pub mod versions;
+pub mod walk;
 
 // The curated surface. The modules above marked `pub` are the flows callers drive; the store,
 // catalog, crypto, chunking, locking and filter modules are internal, and what callers name of

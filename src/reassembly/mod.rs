@@ -34,8 +34,7 @@ pub use engine::{
     DEFAULT_READAHEAD_BYTES,
 };
 
-use crate::catalog::tree_path::TreePath;
-use crate::catalog::{CatalogError, Content, Entry, EntryKind, RecoveryPoint, TreeId};
+use crate::catalog::{Content, Entry, EntryKind, RecoveryPoint, TreeId};
 use crate::error::{Error, Result};
 use crate::store::{BlockId, StoreError};
 use crate::vault::Vault;
@@ -193,8 +192,7 @@ impl BlockMap {
     }
 }
 
-/// What [`PointReader::walk_below`] hands each entry to, with its path as bytes.
-pub type PathVisitor<'f, E> = dyn FnMut(&[u8], &Entry) -> std::result::Result<(), E> + 'f;
+pub use crate::walk::PathVisitor;
 
 /// Reads one recovery point.
 pub struct PointReader<'v> {
@@ -340,10 +338,9 @@ impl<'v> PointReader<'v> {
         }
         let mut shown = |path: &[u8], e: &Entry| visit(&String::from_utf8_lossy(path), e);
         match entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {
-            Some(tree) => {
-                let mut trees = TreePath::new();
-                self.walk_tree(tree, &mut prefix, recursive, &mut trees, &mut shown)
-            }
+            Some(tree) => self
+                .vault
+                .walk_tree(tree, &mut prefix, recursive, &mut shown),
             None => shown(&prefix, &entry),
         }
     }
@@ -357,39 +354,9 @@ impl<'v> PointReader<'v> {
         visit: &mut PathVisitor<'_, E>,
     ) -> std::result::Result<(), E> {
         match dir.subtree.filter(|_| dir.kind == EntryKind::Dir) {
-            Some(tree) => self.walk_tree(tree, &mut Vec::new(), true, &mut TreePath::new(), visit),
+            Some(tree) => self.vault.walk_tree(tree, &mut Vec::new(), true, visit),
             None => Ok(()),
         }
-    }
-
-    /// Walks `tree`, whose path is `prefix`; `prefix` is as it was when the walk returns.
-    fn walk_tree<E: From<Error>>(
-        &self,
-        tree: TreeId,
-        prefix: &mut Vec<u8>,
-        recursive: bool,
-        trees: &mut TreePath,
-        visit: &mut PathVisitor<'_, E>,
-    ) -> std::result::Result<(), E> {
-        trees
-            .enter(tree)
-            .map_err(|source| Error::from(CatalogError::BadTree { tree, source }))?;
-        let parent_len = prefix.len();
-        for entry in self.list(&tree)? {
-            prefix.truncate(parent_len);
-            prefix.push(b'/');
-            prefix.extend_from_slice(&entry.name);
-            visit(prefix, &entry)?;
-            if let Some(sub) = entry
-                .subtree
-                .filter(|_| recursive && entry.kind == EntryKind::Dir)
-            {
-                self.walk_tree(sub, prefix, recursive, trees, visit)?;
-            }
-        }
-        prefix.truncate(parent_len);
-        trees.leave();
-        Ok(())
     }
 
     /// Hands the bytes of the regular file at `path` to `write`, block by block in order

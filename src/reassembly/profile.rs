@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::buffers::PoolStats;
 use super::{BlockMap, BlockReader, CacheStats, ReadTimes, ReaderOptions};
-use crate::catalog::{EntryKind, RecoveryPoint, TreeId};
+use crate::catalog::{Entry, EntryKind, RecoveryPoint, TreeId};
 use crate::crypto::{subkey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::store::block::BadFrame;
@@ -148,20 +148,26 @@ impl Default for BenchOptions {
     }
 }
 
-fn collect_files(reader: &BlockReader<'_>, tree: TreeId, out: &mut Vec<BlockMap>) -> Result<()> {
-    let entries = reader.vault().tree_entries(&tree)?;
-    for entry in entries {
-        match (entry.kind, entry.content, entry.subtree) {
-            (EntryKind::File, Some(content), _) => {
-                let content = reader.vault().read_catalog()?.content(&content)?;
-                out.push(BlockMap::new(&content));
+/// The block maps of every regular file below `tree`, in listing order.
+fn collect_files(reader: &BlockReader<'_>, tree: TreeId) -> Result<Vec<BlockMap>> {
+    let vault = reader.vault();
+    let mut out = Vec::new();
+    vault.walk_tree(
+        tree,
+        &mut Vec::new(),
+        true,
+        &mut |_: &[u8], entry: &Entry| {
+            match (entry.kind, entry.content) {
+                (EntryKind::File, Some(content)) => {
+                    out.push(BlockMap::new(&vault.read_catalog()?.content(&content)?));
+                }
+                (EntryKind::File, None) => out.push(BlockMap::empty()),
+                _ => {}
             }
-            (EntryKind::File, None, _) => out.push(BlockMap::empty()),
-            (EntryKind::Dir, _, Some(sub)) => collect_files(reader, sub, out)?,
-            _ => {}
-        }
-    }
-    Ok(())
+            Ok::<_, Error>(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// Reads every file of `point` through the engine, then measures the pipeline limit.
@@ -171,8 +177,7 @@ pub fn bench_point(
     options: BenchOptions,
 ) -> Result<BenchReport> {
     let reader = BlockReader::with_options(vault.clone(), options.reader)?;
-    let mut files = Vec::new();
-    collect_files(&reader, point.root_tree, &mut files)?;
+    let files = collect_files(&reader, point.root_tree)?;
     let cpu_before = process_cpu_secs();
     let started = Instant::now();
     let bytes = read_all(&reader, &files, options.threads.max(1))?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use super::SeedError;
-use crate::catalog::{Content, EntryKind, PackState, TreeId};
+use crate::catalog::{Content, Entry, EntryKind, PackState, TreeId};
 use crate::chunk::ChunkerKind;
 use crate::error::{Error, Result};
 use crate::ingest::file::FileReader;
@@ -38,31 +38,29 @@ struct Damaged {
     content: Content,
 }
 
-fn collect_damaged(
-    vault: &Vault,
-    tree: TreeId,
-    rel: &Path,
-    lost: &IdSet,
-    out: &mut Vec<Damaged>,
-) -> Result<()> {
-    let entries = vault.tree_entries(&tree)?;
-    for entry in entries {
-        let child = rel.join(OsStr::from_bytes(&entry.name));
-        match (entry.kind, entry.subtree, entry.content) {
-            (EntryKind::Dir, Some(sub), _) => collect_damaged(vault, sub, &child, lost, out)?,
-            (EntryKind::File, _, Some(c)) => {
-                let content = vault.catalog().content(&c)?;
-                if content.blocks.iter().any(|(b, _)| lost.contains(b)) {
-                    out.push(Damaged {
-                        rel: child,
-                        content,
-                    });
-                }
+/// The files below `tree` that use a block of `lost`, with their paths in the point.
+fn collect_damaged(vault: &Vault, tree: TreeId, lost: &IdSet) -> Result<Vec<Damaged>> {
+    let mut out = Vec::new();
+    vault.walk_tree(
+        tree,
+        &mut Vec::new(),
+        true,
+        &mut |path: &[u8], entry: &Entry| {
+            let (EntryKind::File, Some(c)) = (entry.kind, entry.content) else {
+                return Ok::<_, Error>(());
+            };
+            let content = vault.catalog().content(&c)?;
+            if content.blocks.iter().any(|(b, _)| lost.contains(b)) {
+                let rel = OsStr::from_bytes(path.strip_prefix(b"/").unwrap_or(path));
+                out.push(Damaged {
+                    rel: PathBuf::from(rel),
+                    content,
+                });
             }
-            _ => {}
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// The source path of a point path: one directory is the root itself; several paths are
@@ -123,8 +121,7 @@ pub fn repair(
         lost.extend(vault.catalog().pending_copies_of_pack(pack)?);
     }
     report.blocks_lost = lost.len() as u64;
-    let mut damaged = Vec::new();
-    collect_damaged(vault, point.root_tree, Path::new(""), &lost, &mut damaged)?;
+    let damaged = collect_damaged(vault, point.root_tree, &lost)?;
     let sources = crate::ingest::canonical_sources(paths)?;
 
     let chunker = vault.chunker(chunker);
