@@ -76,7 +76,8 @@ pub struct RemoteOptions {
     pub retry_timeout: Duration,
     /// One request's limit.
     pub request_timeout: Duration,
-    /// Packs a backup uploads at once (each a single request of up to 32 MiB).
+    /// Requests in flight at once: packs a backup uploads (each a single request of up to
+    /// 32 MiB), and packs a restore fetches ahead.
     pub uploads: usize,
     /// Where packs read from the bucket are kept (`--cache-dir`); default: `pack-cache` in
     /// the catalog's directory.

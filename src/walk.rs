@@ -26,10 +26,11 @@ impl Vault {
         recursive: bool,
         visit: &mut PathVisitor<'_, E>,
     ) -> std::result::Result<(), E> {
-        self.walk_below(tree, prefix, recursive, &mut TreePath::new(), visit)
+        self.walk_entered(tree, prefix, recursive, &mut TreePath::new(), visit)
     }
 
-    fn walk_below<E: From<Error>>(
+    /// Walks `tree` with `trees`, the trees from the walk's root down to it.
+    fn walk_entered<E: From<Error>>(
         &self,
         tree: TreeId,
         prefix: &mut Vec<u8>,
@@ -50,7 +51,7 @@ impl Vault {
                 .subtree
                 .filter(|_| recursive && entry.kind == EntryKind::Dir)
             {
-                self.walk_below(sub, prefix, recursive, trees, visit)?;
+                self.walk_entered(sub, prefix, recursive, trees, visit)?;
             }
         }
         prefix.truncate(parent_len);

@@ -111,7 +111,8 @@ pub struct Cli {
         help_heading = GLOBAL
     )]
     catalog: Option<PathBuf>,
-    /// Packs a backup uploads to object storage at once.
+    /// Requests to object storage in flight at once: packs a backup uploads, packs a restore
+    /// fetches ahead.
     #[arg(
         long,
         global = true,

@@ -396,14 +396,20 @@ mod tests {
         (PackId::of(&bytes), bytes)
     }
 
-    #[test]
-    fn a_pack_is_fetched_once_then_read_locally_and_the_cache_stays_within_its_size() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A counting remote that holds four packs of 1,000 bytes.
+    fn four_packs_of_1000() -> (Arc<Counting>, Vec<(PackId, Vec<u8>)>) {
         let remote = Arc::new(Counting::default());
         let packs: Vec<_> = (1..=4).map(|s| pack(s, 1000)).collect();
         for (id, bytes) in &packs {
             remote.put(id, bytes).unwrap();
         }
+        (remote, packs)
+    }
+
+    #[test]
+    fn a_pack_is_fetched_once_then_read_locally_and_the_cache_stays_within_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (remote, packs) = four_packs_of_1000();
         let cache = PackCache::new(Box::new(remote.clone()), dir.path(), 2500).unwrap();
         let fetches = || remote.fetches.load(Ordering::Relaxed);
         let mut buf = [0u8; 10];
@@ -448,11 +454,7 @@ mod tests {
     #[test]
     fn packs_asked_for_ahead_are_fetched_together_and_then_read_locally() {
         let dir = tempfile::tempdir().unwrap();
-        let remote = Arc::new(Counting::default());
-        let packs: Vec<_> = (1..=4).map(|s| pack(s, 1000)).collect();
-        for (id, bytes) in &packs {
-            remote.put(id, bytes).unwrap();
-        }
+        let (remote, packs) = four_packs_of_1000();
         let cache = PackCache::new(Box::new(remote.clone()), dir.path(), 1 << 20).unwrap();
         let mut buf = [0u8; 10];
         cache.read_into(&packs[3].0, 0, &mut buf).unwrap();

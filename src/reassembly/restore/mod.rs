@@ -442,7 +442,11 @@ pub fn apply(
     let store_lost = AtomicBool::new(false);
     // A remote store fetches the packs of the groups to come while this one is written.
     let fetches_ahead = reader.blocks().vault().backend().fetches_ahead();
-    let bytes_before = running_sizes(&files);
+    let bytes_before = if fetches_ahead {
+        running_sizes(&files)
+    } else {
+        Vec::new()
+    };
     let outcomes: Vec<FileOutcome> = files
         .par_chunks(FILES_LOCATED_TOGETHER)
         .enumerate()
