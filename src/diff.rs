@@ -9,9 +9,10 @@
 //! reported as added or removed too, so counts and bytes add up.
 
 use crate::catalog::tree_path::TreePath;
-use crate::catalog::{CatalogError, Entry, EntryKind, TreeId};
+use crate::catalog::{CatalogError, Entry, EntryKind, RecoveryPoint, TreeId};
 use crate::error::{Error, Result};
-use crate::vault::Vault;
+use crate::reassembly::root_entry;
+use crate::vault::{LocalCatalog, Vault};
 
 /// Where a diff loads directory listings from (a vault; in tests, a counter of loads).
 pub trait Trees {
@@ -22,6 +23,33 @@ impl Trees for Vault {
     fn entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
         Ok(self.tree_entries(tree)?)
     }
+}
+
+/// A catalog opened without the key ([`Vault::open_catalog`]): trees as stored, not checked
+/// against their ids. For showing what changed; nothing is restored from them.
+impl Trees for LocalCatalog {
+    fn entries(&self, tree: &TreeId) -> Result<Vec<Entry>> {
+        Ok(self.0.tree_entries(tree)?)
+    }
+}
+
+/// The entry at `path` (`/`-separated, empty: the root) in `point`, if it has one.
+pub fn entry_at(trees: &dyn Trees, point: &RecoveryPoint, path: &str) -> Result<Option<Entry>> {
+    let mut entry = root_entry(point);
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        let Some(tree) = entry.subtree.filter(|_| entry.kind == EntryKind::Dir) else {
+            return Ok(None);
+        };
+        match trees
+            .entries(&tree)?
+            .into_iter()
+            .find(|e| e.name == name.as_bytes())
+        {
+            Some(below) => entry = below,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(entry))
 }
 
 /// How one path differs.

@@ -40,7 +40,8 @@ pub mod exit {
     pub const CATALOG_DAMAGED: u8 = 16;
     /// `catalog rebuild` refused: the catalog opens cleanly (use --force to replace it).
     pub const CATALOG_INTACT: u8 = 17;
-    /// Prune refused: the store holds metadata the catalog does not know (an old catalog).
+    /// A writer refused: the catalog is behind the store (another machine's commits, an old
+    /// copy of the catalog).
     pub const STALE_CATALOG: u8 = 18;
     /// The store could not be reached (object storage down past every retry).
     pub const STORE_UNREACHABLE: u8 = 19;
@@ -135,8 +136,8 @@ pub enum Error {
     Interrupted,
     #[error("the catalog {} opens cleanly; `synvault catalog rebuild --force` replaces it (the old file is kept aside)", .path.display())]
     CatalogIntact { path: PathBuf },
-    #[error("prune refused: the store holds metadata pack {pack} that the catalog does not know (the catalog is older than the store); run `synvault catalog rebuild --force` first")]
-    StaleCatalog { pack: crate::store::PackId },
+    #[error("{command} refused: {why} (the catalog is behind the store: another machine wrote to it, or the catalog is an older copy); run `synvault catalog rebuild --force` first")]
+    StaleCatalog { command: String, why: String },
     #[error("{what} {}", .path.display())]
     Io {
         what: &'static str,

@@ -31,7 +31,7 @@ use crate::lock::WriterLock;
 use crate::place::Place;
 use crate::progress::Progress;
 use crate::store::backend::create_private_dir_all;
-use crate::store::meta_pack::{is_meta_pack, META_HEADER_LEN};
+use crate::store::meta_pack::stored_meta_pack;
 use crate::store::{pack, BlockId, PackId, StoreError};
 use crate::vault::{Vault, CATALOG};
 
@@ -214,7 +214,7 @@ fn fill(vault: &Vault, progress: &dyn Progress) -> Result<RebuildReport> {
     // Metadata first: which stored packs a seed job shipped is known before they are recorded.
     let heads: Vec<(PackId, u64, Result<bool, StoreError>)> = listing
         .par_iter()
-        .map(|&(id, size)| (id, size, is_meta(vault, &id, size)))
+        .map(|&(id, size)| (id, size, stored_meta_pack(vault.backend(), &id, size)))
         .collect();
     let mut sealed = Sealed::default();
     let mut data = Vec::new();
@@ -314,16 +314,6 @@ fn put_back(
         bulk.event(event)?;
     }
     Ok(())
-}
-
-/// True if pack `id` is a metadata pack (by its first bytes).
-fn is_meta(vault: &Vault, id: &PackId, size: u64) -> Result<bool, StoreError> {
-    if size < META_HEADER_LEN as u64 {
-        return Ok(false);
-    }
-    let mut head = [0u8; 8];
-    vault.backend().read_into(id, 0, &mut head)?;
-    Ok(is_meta_pack(&head))
 }
 
 /// A seed job to record once its point is in.

@@ -12,6 +12,7 @@
 //! A vault in object storage keeps `config.json`, `keys/`, `packs/` and its `lock` object in
 //! the bucket, and the rest in a directory on this machine (see [`crate::place`]).
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::sealed::{self, Record};
 use crate::catalog::tree_codec::{self, TreeError};
-use crate::catalog::{Catalog, CatalogError, Entry, RecoveryPoint, TreeId};
+use crate::catalog::{Catalog, CatalogError, Entry, PackState, RecoveryPoint, TreeId};
 use crate::chunk::{Chunker, ChunkerKind};
 use crate::crypto::{self, KdfParams, Key, Keys, RingCipher};
 use crate::error::{Error, Result};
@@ -163,6 +164,17 @@ impl Drop for CatalogReader<'_> {
 /// Read connections kept open between uses: about one per thread that reads at once.
 const MAX_IDLE_READERS: usize = 16;
 
+/// A vault's local catalog opened without the key ([`Vault::open_catalog`]): its points, and
+/// its trees as stored (see [`crate::diff::Trees`]).
+pub struct LocalCatalog(pub(crate) Catalog);
+
+impl LocalCatalog {
+    /// Every point, oldest first.
+    pub fn points(&self) -> Result<Vec<RecoveryPoint>> {
+        Ok(self.0.points()?)
+    }
+}
+
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
@@ -260,6 +272,17 @@ impl Vault {
         let local = place.local_dir(&config)?;
         let catalog = Catalog::open(&local.join(CATALOG))?;
         Vault::assemble(place, local, config, key_id, master, catalog)
+    }
+
+    /// Opens the local catalog of the vault at `place` and nothing else: no key, no store.
+    /// For the commands that show only what the catalog holds in clear (`points`, `find`,
+    /// `log`, `diff`): the passphrase guards what leaves the machine, not this local index,
+    /// which its directory's mode (0700) guards. Trees read from it are not checked against
+    /// their ids (that takes the key), so nothing is restored or mounted from them.
+    pub fn open_catalog(place: &Place) -> Result<LocalCatalog> {
+        let config = read_config_in(place)?;
+        let catalog = Catalog::open(&place.local_dir(&config)?.join(CATALOG))?;
+        Ok(LocalCatalog(catalog))
     }
 
     /// Opens the vault at `place` over a catalog of the caller's (`catalog rebuild` fills a
@@ -426,7 +449,32 @@ impl Vault {
         let (lock, acquired) = WriterLock::acquire_in(&self.place, &self.root, command)?;
         *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = lock.holding().map(Arc::downgrade);
         self.mend_modes()?;
+        self.require_current_catalog(command)?;
         Ok((lock, acquired))
+    }
+
+    /// Refuses to write a vault in object storage through a catalog that lists a pack the
+    /// store no longer holds: another machine's prune deleted it, and a backup through this
+    /// catalog would share blocks that are gone. (A catalog that merely lacks another
+    /// machine's points is safe to write through: it shares only blocks it knows, and prune
+    /// refuses it on its own, see `retention::prune`.) A vault on local disk has one catalog,
+    /// beside it, and nothing to check.
+    fn require_current_catalog(&self, command: &str) -> Result<()> {
+        if self.place.remote().is_none() {
+            return Ok(());
+        }
+        let in_store: HashSet<PackId> = self.backend.list()?.into_iter().map(|(p, _)| p).collect();
+        let listed = self.catalog().packs()?;
+        let gone = listed
+            .iter()
+            .find(|(pack, _, state)| *state == PackState::Stored && !in_store.contains(pack));
+        match gone {
+            Some((pack, ..)) => Err(Error::StaleCatalog {
+                command: command.to_string(),
+                why: format!("pack {pack}, which the catalog lists, is gone from the store"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Makes sure this handle's writer still holds the vault's lock in object storage (see

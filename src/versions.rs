@@ -23,7 +23,6 @@ use crate::diff::{entry_change, ChangeKind, Trees};
 use crate::error::{Error, Result};
 use crate::reassembly::root_entry;
 use crate::select::{series_points, source_path, PointFilter};
-use crate::vault::Vault;
 
 /// Where versions look a name up: one name in one directory tree.
 pub trait TreeLookup {
@@ -221,16 +220,21 @@ pub struct Log {
     pub versions: Vec<Version>,
 }
 
-/// Every version of `path` in the one series of points `filter` leaves (points still being
-/// written aside). An absolute `path` picks the series whose sources hold it; a relative one
-/// is taken below the source of a series of one source.
+/// Every version of `path` in the one series of `points` (a vault's, any order) that
+/// `filter` leaves, points still being written aside. An absolute `path` picks the series
+/// whose sources hold it; a relative one is taken below the source of a series of one source.
 ///
 /// # Errors
 /// Several series left ([`Error::AmbiguousLatest`]), a relative path without one source, and
 /// a path that no point holds.
-pub fn log(vault: &Vault, path: &Path, filter: &PointFilter) -> Result<Log> {
-    let all: Vec<RecoveryPoint> = vault
-        .points(filter)?
+pub fn log(
+    trees: &dyn Trees,
+    points: Vec<RecoveryPoint>,
+    path: &Path,
+    filter: &PointFilter,
+) -> Result<Log> {
+    let all: Vec<RecoveryPoint> = filter
+        .apply(points)
         .into_iter()
         .filter(|p| p.state != PointState::Running)
         .collect();
@@ -240,7 +244,7 @@ pub fn log(vault: &Vault, path: &Path, filter: &PointFilter) -> Result<Log> {
     } else {
         relative_series(all, path, filter, &query)?
     };
-    let versions = versions(vault, &points, &TrackedPath::Absolute(path.clone()))?;
+    let versions = versions(trees, &points, &TrackedPath::Absolute(path.clone()))?;
     if versions.is_empty() {
         let series = points
             .first()

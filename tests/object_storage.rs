@@ -226,6 +226,81 @@ fn one_writer_at_a_time_across_machines(kind: Kind) {
     assert!(stderr(&out).contains("took over"), "{}", stderr(&out));
 }
 
+/// Two machines on one bucket, each with its own catalog. One forgets its point and prunes
+/// (its packs are deleted); the other, whose catalog still lists them, is refused before it
+/// writes, naming `catalog rebuild` (exit 18): its backup would have shared blocks that are
+/// gone, and its point could not have been restored. Rebuilt, it backs up and restores.
+#[test]
+fn a_writer_whose_catalog_is_behind_the_bucket_is_refused_until_rebuilt() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    let first = server.env("behind");
+    let second = Env::remote(server.url("behind", "vault"), server.vars());
+    let src = first.path("src");
+    generate_tree(&src, 11, &TreeSpec::small());
+    let point = first.backup(&src);
+    assert!(second.run(&["catalog", "rebuild"]).status.success());
+
+    let id = point["point"].as_str().unwrap();
+    assert!(first.run(&["forget", id]).status.success());
+    let out = first.run(&["prune", "--allow-deleting-most"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = second.run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(code(&out), 18, "{}", stderr(&out));
+    assert_one_line_error(&out, "catalog rebuild");
+    let out = second.run(&["catalog", "rebuild", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = second.backup(&src);
+    assert_eq!(again["state"], "complete", "{again}");
+    let target = second.path("restored");
+    let out = second.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_trees_equal(&src, &target);
+}
+
+/// A prune that marked before another machine committed a point learns of it when it takes
+/// the lock again, and refuses (exit 18) rather than delete the packs that point shares.
+#[test]
+fn a_prune_refuses_when_another_machine_committed_while_it_marked() {
+    let Some(server) = Server::start(Kind::S3) else {
+        return;
+    };
+    let first = server.env("marking");
+    let second = Env::remote(server.url("marking", "vault"), server.vars());
+    let src = first.path("src");
+    generate_tree(&src, 12, &TreeSpec::small());
+    let point = first.backup(&src);
+    assert!(first
+        .run(&["forget", point["point"].as_str().unwrap()])
+        .status
+        .success());
+    assert!(second.run(&["catalog", "rebuild"]).status.success());
+
+    // The first machine's prune marks (nothing is used) and pauses before it locks again;
+    // meanwhile the second backs up the same files, sharing the packs prune would retire.
+    let prune = first
+        .cmd(&["prune", "--allow-deleting-most"])
+        .env("SYNVAULT_PAUSE_AT", "prune:marked")
+        .env("SYNVAULT_PAUSE_MS", "8000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let shared = second.backup(&src);
+    assert_eq!(shared["state"], "complete", "{shared}");
+    let out = prune.wait_with_output().unwrap();
+    assert_eq!(code(&out), 18, "{}", stderr(&out));
+    assert_one_line_error(&out, "catalog rebuild");
+
+    let target = second.path("restored");
+    let out = second.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_trees_equal(&src, &target);
+}
+
 /// A writer whose lock refreshes fail for a stale period (its link is down) loses the lock to
 /// another machine's writer: when its link is back, it commits nothing (exit 27, naming the
 /// new holder), and the store holds only the other writer's point.

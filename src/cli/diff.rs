@@ -1,10 +1,8 @@
 //! `synvault diff`: what changed between two points.
 
-use std::sync::Arc;
-
 use clap::Args;
-use synvault::diff::{diff, Change, ChangeKind, DiffTotals};
-use synvault::{BlockReader, EntryKind, Error, PointReader};
+use synvault::diff::{diff, entry_at, Change, ChangeKind, DiffTotals};
+use synvault::{EntryKind, Error, PointState, RecoveryPoint};
 
 use super::filters::FilterArgs;
 use super::output::bytes;
@@ -44,20 +42,28 @@ struct ChangeJson<'a> {
 }
 
 pub fn run(cli: &Cli, args: &DiffArgs) -> anyhow::Result<u8> {
-    let vault = cli.open_vault()?;
+    let catalog = cli.open_catalog()?;
     let filter = args.filters.filter();
-    let before = vault.select_point(&args.before, &filter)?;
-    let after = vault.select_point(&args.after, &filter)?;
-    let blocks = Arc::new(BlockReader::new(&vault)?);
-    let tree_at = |point| -> anyhow::Result<_> {
-        let reader = PointReader::new(&vault, point, blocks.clone());
-        let entry = reader.lookup(args.path.as_bytes())?;
+    let all = catalog.points()?;
+    let before = synvault::select::select(all.clone(), &args.before, &filter)?;
+    let after = synvault::select::select(all, &args.after, &filter)?;
+    let tree_at = |point: RecoveryPoint| -> anyhow::Result<_> {
+        if point.state == PointState::Running {
+            return Err(Error::PointRunning {
+                point: point.id.short().into(),
+            }
+            .into());
+        }
+        let entry = entry_at(&catalog, &point, &args.path)?.ok_or_else(|| Error::NoSuchPath {
+            point: point.id.short().into(),
+            path: args.path.clone(),
+        })?;
         match entry.subtree.filter(|_| entry.kind == EntryKind::Dir) {
             Some(tree) => Ok(tree),
             None => Err(Error::InvalidArgument(format!(
                 "{:?} is not a directory in point {}",
                 args.path,
-                reader.point().id.short()
+                point.id.short()
             ))
             .into()),
         }
@@ -65,7 +71,7 @@ pub fn run(cli: &Cli, args: &DiffArgs) -> anyhow::Result<u8> {
     let (old, new) = (tree_at(before)?, tree_at(after)?);
     let prefix = args.path.trim_end_matches('/');
     let mut totals = DiffTotals::default();
-    diff(&vault, old, new, prefix, &mut |change: &Change<'_>| {
+    diff(&catalog, old, new, prefix, &mut |change: &Change<'_>| {
         totals.count(change);
         print_change(change, args.json)
     })?;

@@ -31,19 +31,20 @@ pub struct FindArgs {
 }
 
 pub fn run(cli: &Cli, args: &FindArgs) -> anyhow::Result<u8> {
-    let vault = cli.open_vault()?;
+    let catalog = cli.open_catalog()?;
     let filter = args.filters.filter();
+    let all = catalog.points()?;
     let mut points = match args.point.as_slice() {
-        [] => vault.points(&filter)?,
+        [] => filter.apply(all),
         queries => queries
             .iter()
-            .map(|q| vault.select_point(q, &filter))
+            .map(|q| synvault::select::select(all.clone(), q, &filter))
             .collect::<Result<Vec<_>, _>>()?,
     };
     points.sort_by_key(|p| (p.started_ns, p.id.0.clone()));
     points.dedup_by(|a, b| a.id == b.id);
     let pattern = Pattern::new(&args.pattern, args.path)?;
-    let found = find(&vault, &points, &pattern)?;
+    let found = find(&catalog, &points, &pattern)?;
     if args.json {
         json(&found)?;
         return Ok(synvault::exit::SUCCESS);

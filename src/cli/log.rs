@@ -53,8 +53,13 @@ struct VersionJson<'a> {
 }
 
 pub fn run(cli: &Cli, args: &LogArgs) -> anyhow::Result<u8> {
-    let vault = cli.open_vault()?;
-    let history = log(&vault, &args.path, &args.filters.filter())?;
+    let catalog = cli.open_catalog()?;
+    let history = log(
+        &catalog,
+        catalog.points()?,
+        &args.path,
+        &args.filters.filter(),
+    )?;
     let path = history.path.display().to_string();
     for version in &history.versions {
         let (first, last) = (

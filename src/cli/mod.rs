@@ -394,6 +394,14 @@ impl Cli {
         Ok(lock)
     }
 
+    /// Opens only the local catalog of the vault named on the command line, without asking
+    /// for the passphrase: for commands that show what the catalog holds in clear.
+    fn open_catalog(&self) -> anyhow::Result<synvault::vault::LocalCatalog> {
+        let place = self.place()?;
+        place.require_vault()?;
+        Ok(Vault::open_catalog(&place)?)
+    }
+
     /// Opens the vault named on the command line.
     fn open_vault(&self) -> anyhow::Result<Vault> {
         let place = self.place()?;

@@ -39,7 +39,7 @@ use crate::ingest::sink::PACK_TARGET_BYTES;
 use crate::lease::{self, Reader};
 use crate::lock::WriterLock;
 use crate::progress::Progress;
-use crate::store::meta_pack::{is_meta_pack, META_HEADER_LEN};
+use crate::store::meta_pack::stored_meta_pack;
 use crate::store::{PackId, PackWriter};
 use crate::vault::Vault;
 
@@ -170,6 +170,9 @@ pub fn prune(
     let locked = Instant::now();
     let lock = writer_lock()?;
     failpoint::hit("prune:relocked");
+    // Another machine may have committed to a bucket while this prune marked: its points are
+    // not in this catalog, and the packs they use would be retired.
+    guard_against_a_stale_catalog(vault)?;
     mark_new_points(vault, &marked_points, interrupted)?;
     plan.keep_what_is_used_now(vault, &written)?;
     report.packs_unused = plan.unused.len() as u64;
@@ -212,12 +215,11 @@ fn guard_against_a_stale_catalog(vault: &Vault) -> Result<Vec<(PackId, u64)>> {
         if known.contains(&pack) {
             continue;
         }
-        let mut head = [0u8; 8];
-        let meta = size >= META_HEADER_LEN as u64
-            && vault.backend().read_into(&pack, 0, &mut head).is_ok()
-            && is_meta_pack(&head);
-        if meta {
-            return Err(Error::StaleCatalog { pack });
+        if stored_meta_pack(vault.backend(), &pack, size)? {
+            return Err(Error::StaleCatalog {
+                command: "prune".into(),
+                why: format!("the store holds metadata pack {pack} that the catalog does not know"),
+            });
         }
         unknown.push((pack, size));
     }

@@ -62,6 +62,20 @@ pub fn is_meta_pack(head: &[u8]) -> bool {
     head.starts_with(META_MAGIC)
 }
 
+/// True if pack `id` (of `size` bytes) in `backend` is a metadata pack, by its first bytes.
+pub fn stored_meta_pack(
+    backend: &dyn crate::store::Backend,
+    id: &crate::store::PackId,
+    size: u64,
+) -> Result<bool, crate::store::StoreError> {
+    if size < META_HEADER_LEN as u64 {
+        return Ok(false);
+    }
+    let mut head = [0u8; 8];
+    backend.read_into(id, 0, &mut head)?;
+    Ok(is_meta_pack(&head))
+}
+
 /// Compresses and seals `body` into a metadata pack of vault `vault_id`.
 pub fn seal(
     cipher: &dyn FrameCipher,

@@ -261,3 +261,38 @@ fn log_refuses_a_path_no_point_holds_and_a_choice_of_several_sources() {
     assert_eq!(code(&out), 2);
     assert_one_line_error(&out, "choose one with --source");
 }
+
+#[test]
+fn log_find_and_diff_read_the_local_catalog_without_the_passphrase() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(src.join("notes.txt"), b"first");
+    env.backup(&src);
+    write_file(src.join("notes.txt"), b"second, longer");
+    env.backup(&src);
+    let keyless = |args: &[&str]| {
+        let out = env
+            .cmd(args)
+            .env_remove("SYNVAULT_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let notes = src.join("notes.txt");
+    let log = keyless(&["log", notes.to_str().unwrap()]);
+    assert!(log.contains("2 versions of"), "{log}");
+    let found = keyless(&["find", "notes.*"]);
+    assert!(found.contains("notes.txt"), "{found}");
+    let diff = keyless(&["diff", "latest~1", "latest"]);
+    assert!(diff.contains("0 added, 0 removed, 1 modified"), "{diff}");
+    // What reads the data still takes the key.
+    let latest = "latest:notes.txt";
+    let out = env
+        .cmd(&["cat", latest])
+        .env_remove("SYNVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
