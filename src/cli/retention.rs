@@ -341,6 +341,11 @@ pub struct PruneArgs {
     /// Allow one run to remove more than half of the stored bytes.
     #[arg(long)]
     allow_deleting_most: bool,
+    /// Keep retired packs this long before deleting them (30m, 24h, 0), for readers on other
+    /// machines, which hold no lease this one sees [default: 24h in object storage, 0 on
+    /// local disk].
+    #[arg(long, value_name = "TIME", value_parser = synvault::units::parse_elapsed)]
+    grace: Option<std::time::Duration>,
     /// Print the result as JSON, progress as JSON lines on stderr.
     #[arg(long)]
     json: bool,
@@ -363,6 +368,7 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> anyhow::Result<u8> {
             max_unused_percent: args.max_unused,
             dry_run: args.dry_run,
             allow_deleting_most: args.allow_deleting_most,
+            grace: args.grace,
         },
         console,
     )?;
@@ -415,6 +421,13 @@ fn print_prune_summary(report: &PruneReport) -> anyhow::Result<()> {
             r.pid,
             r.command,
             synvault::time::format_utc(r.since_ns)
+        );
+    }
+    if let Some(until) = report.set_aside_until_ns {
+        outln!(
+            "set aside for the grace period (--grace) until {}: the first prune after that \
+             deletes it",
+            synvault::time::format_utc(until)
         );
     }
     outln!(

@@ -5,7 +5,9 @@
 //!    restored from an old copy would see newer points' packs as garbage. Prune then refuses
 //!    and names `catalog rebuild`.
 //! 2. **Sweep** what earlier prunes set aside: a retired pack is deleted once no reader that
-//!    started before its retirement is alive (see `lease`).
+//!    started before its retirement is alive (see `lease`) and, in object storage, once its
+//!    grace period has passed: readers on other machines hold no lease this machine can see,
+//!    so a retired pack stays readable for them that long (see [`DEFAULT_REMOTE_GRACE`]).
 //! 3. **Mark** every tree, file version and block the points use (all points, whatever their
 //!    state), in temporary tables of the catalog: memory does not grow with the vault.
 //! 4. **Plan.** A pack with no live block is retired whole; a pack whose dead frames exceed
@@ -29,7 +31,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::catalog::prune::PackUse;
 use crate::catalog::{EntryKind, NewPack, PackState};
@@ -52,7 +54,14 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Allow one run to remove more than half of the stored bytes.
     pub allow_deleting_most: bool,
+    /// How long a retired pack stays in the store before it is deleted, whatever the leases
+    /// say; `None`: [`DEFAULT_REMOTE_GRACE`] in object storage, none on local disk.
+    pub grace: Option<Duration>,
 }
+
+/// How long a retired pack stays in a bucket: a restore or a mount on another machine, whose
+/// catalog still names the pack, may read it that long after the prune.
+pub const DEFAULT_REMOTE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for PruneOptions {
     fn default() -> Self {
@@ -60,6 +69,7 @@ impl Default for PruneOptions {
             max_unused_percent: 10.0,
             dry_run: false,
             allow_deleting_most: false,
+            grace: None,
         }
     }
 }
@@ -87,6 +97,9 @@ pub struct PruneReport {
     pub bytes_stored_after: u64,
     /// The readers that hold what is set aside.
     pub set_aside_for: Vec<Reader>,
+    /// What the grace period sets aside is deleted by the first prune after this time (ns
+    /// since the epoch, UTC); `None` if the grace period holds nothing.
+    pub set_aside_until_ns: Option<i64>,
     /// A metadata pack sealing the whole catalog replaced the older ones.
     pub metadata_compacted: bool,
     /// Trees and file versions of forgotten points removed from the catalog (only when no
@@ -116,6 +129,10 @@ pub fn prune(
 ) -> Result<PruneReport> {
     let started = Instant::now();
     let _one_prune = WriterLock::acquire_named(vault.root(), PRUNE_LOCK, "prune")?;
+    let grace = options.grace.unwrap_or(match vault.place().remote() {
+        Some(_) => DEFAULT_REMOTE_GRACE,
+        None => Duration::ZERO,
+    });
     let mut report = PruneReport {
         dry_run: options.dry_run,
         bytes_stored_before: vault.catalog().stored_bytes()?,
@@ -131,7 +148,7 @@ pub fn prune(
         for (pack, size) in &unknown {
             vault.catalog().retire_unknown_pack(pack, *size, now)?;
         }
-        sweep(vault, &mut report)?;
+        sweep(vault, grace, &mut report)?;
     }
     drop(lock);
     let mut lock_time = locked.elapsed();
@@ -189,7 +206,7 @@ pub fn prune(
     failpoint::hit("prune:retired");
     report.metadata_compacted = compact_metadata(vault)?;
     failpoint::hit("prune:compacted");
-    sweep(vault, &mut report)?;
+    sweep(vault, grace, &mut report)?;
     let me = std::process::id();
     if lease::alive(vault.root())?.iter().all(|r| r.pid == me) {
         report.catalog_rows_removed = vault.catalog().delete_unmarked()?;
@@ -444,9 +461,9 @@ fn compact_metadata(vault: &Vault) -> Result<bool> {
     Ok(true)
 }
 
-/// Deletes every retired pack that no reader older than its retirement may still read; says
-/// what stays set aside and for whom.
-fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
+/// Deletes every retired pack that no reader older than its retirement may still read and
+/// whose `grace` period has passed; says what stays set aside and for whom.
+fn sweep(vault: &Vault, grace: Duration, report: &mut PruneReport) -> Result<()> {
     let me = std::process::id();
     let readers: Vec<Reader> = lease::alive(vault.root())?
         .into_iter()
@@ -454,29 +471,37 @@ fn sweep(vault: &Vault, report: &mut PruneReport) -> Result<()> {
         .collect();
     let mut holding = HashSet::new();
     report.bytes_set_aside = 0;
+    report.set_aside_until_ns = None;
     let retired_packs = vault.catalog().retired_packs()?;
     // A prune that lost its lock to another machine's writer deletes nothing more: that
     // writer may have committed points that use these packs.
     if !retired_packs.is_empty() {
         vault.confirm_writer()?;
     }
+    let now = crate::time::now_ns();
+    let grace_ns = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
     let mut deleted = Vec::new();
     for retired in retired_packs {
         let held_by: Vec<&Reader> = readers
             .iter()
             .filter(|r| r.since_ns <= retired.retired_ns)
             .collect();
-        if held_by.is_empty() {
+        let graced_until = retired.retired_ns.saturating_add(grace_ns);
+        if held_by.is_empty() && graced_until <= now {
             vault.backend().delete(&retired.pack)?;
             failpoint::hit("prune:one-deleted");
             deleted.push(retired.pack);
             report.bytes_freed += retired.size;
-        } else {
-            report.bytes_set_aside += retired.size;
-            for r in held_by {
-                if holding.insert((r.pid, r.since_ns)) {
-                    report.set_aside_for.push(r.clone());
-                }
+            continue;
+        }
+        report.bytes_set_aside += retired.size;
+        if graced_until > now {
+            let until = report.set_aside_until_ns.get_or_insert(graced_until);
+            *until = (*until).max(graced_until);
+        }
+        for r in held_by {
+            if holding.insert((r.pid, r.since_ns)) {
+                report.set_aside_for.push(r.clone());
             }
         }
     }
