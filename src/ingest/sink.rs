@@ -4,7 +4,8 @@
 //! the set of blocks this run stores). Whether the vault already holds a block is asked of
 //! [`StoredBlocks`] (the catalog) block by block, so memory grows with what a backup stores,
 //! not with the vault. Full packs go to one writer thread through a small bounded channel, so
-//! fsync stalls do not stop hashing and compression, and memory stays bounded. Where packs go
+//! fsync stalls do not stop hashing and compression, and memory stays bounded; the writer hands
+//! each written pack's buffer back for a next pack to fill. Where packs go
 //! is a [`PackDestination`]: the store, or (seed disks) removable disk directories.
 //!
 //! Every pack the writer creates is recorded in a [`PackLedger`], so a backup that fails
@@ -98,6 +99,8 @@ pub struct BlockSink<'a> {
     wanted: Option<IdSet>,
     current: Mutex<PackWriter>,
     to_writer: Mutex<Option<SyncSender<PackWriter>>>,
+    /// Buffers of packs written, for the next packs.
+    spare: SpareBuffers,
     blocks_new: AtomicU64,
     bytes_new: AtomicU64,
     bytes_stored: AtomicU64,
@@ -112,8 +115,8 @@ pub struct SinkTotals {
 }
 
 impl<'a> BlockSink<'a> {
-    /// A sink that skips the blocks `stored` holds. Returns the receiving end for
-    /// [`run_writer`].
+    /// A sink that skips the blocks `stored` holds. Returns the receiving end for the writers
+    /// [`with_sink`] runs.
     pub fn new(
         codec: &'a BlockCodec,
         stored: &'a dyn StoredBlocks,
@@ -126,6 +129,7 @@ impl<'a> BlockSink<'a> {
             wanted: None,
             current: Mutex::new(PackWriter::new(PACK_TARGET_BYTES)),
             to_writer: Mutex::new(Some(tx)),
+            spare: SpareBuffers::default(),
             blocks_new: AtomicU64::new(0),
             bytes_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
@@ -164,10 +168,8 @@ impl<'a> BlockSink<'a> {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             current.add(id, &frame, plain.len());
             if current.len() >= PACK_TARGET_BYTES {
-                Some(std::mem::replace(
-                    &mut *current,
-                    PackWriter::new(PACK_TARGET_BYTES),
-                ))
+                let next = PackWriter::reusing(self.spare.take(), PACK_TARGET_BYTES);
+                Some(std::mem::replace(&mut *current, next))
             } else {
                 None
             }
@@ -190,7 +192,7 @@ impl<'a> BlockSink<'a> {
             .clone();
         match tx {
             Some(tx) if tx.send(pack).is_ok() => Ok(()),
-            // The writer stopped: it failed, and its error is reported by `run_writer`.
+            // The writer stopped: it failed, and its error is what `with_sink` returns.
             _ => Err(StoreError::WriterStopped),
         }
     }
@@ -221,23 +223,28 @@ impl<'a> BlockSink<'a> {
     }
 }
 
-/// The writer thread's loop: finishes and writes packs until the sink closes.
-pub fn run_writer(
-    codec: &BlockCodec,
-    packs: Receiver<PackWriter>,
-    destination: &dyn PackDestination,
-) -> Result<Vec<NewPack>, StoreError> {
-    run_writer_recorded(codec, packs, destination, &PackLedger::new())
-}
+/// Buffers of written packs, kept for the next packs (a few: as many as are filled at once).
+#[derive(Default)]
+struct SpareBuffers(Mutex<Vec<Vec<u8>>>);
 
-/// [`run_writer`], recording every pack it creates in `ledger`.
-pub fn run_writer_recorded(
-    codec: &BlockCodec,
-    packs: Receiver<PackWriter>,
-    destination: &dyn PackDestination,
-    ledger: &PackLedger,
-) -> Result<Vec<NewPack>, StoreError> {
-    write_packs(codec, &Mutex::new(Some(packs)), destination, ledger)
+impl SpareBuffers {
+    const KEPT: usize = 2;
+
+    /// A spare buffer, or a new empty one.
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < Self::KEPT {
+            spare.push(buffer);
+        }
+    }
 }
 
 /// One writer thread's loop over the packs it takes from the shared channel. A writer that
@@ -247,8 +254,9 @@ fn write_packs(
     packs: &Mutex<Option<Receiver<PackWriter>>>,
     destination: &dyn PackDestination,
     ledger: &PackLedger,
+    spare: &SpareBuffers,
 ) -> Result<Vec<NewPack>, StoreError> {
-    let written = write_packs_until_error(codec, packs, destination, ledger);
+    let written = write_packs_until_error(codec, packs, destination, ledger, spare);
     if written.is_err() {
         packs.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
@@ -260,6 +268,7 @@ fn write_packs_until_error(
     packs: &Mutex<Option<Receiver<PackWriter>>>,
     destination: &dyn PackDestination,
     ledger: &PackLedger,
+    spare: &SpareBuffers,
 ) -> Result<Vec<NewPack>, StoreError> {
     let mut written = Vec::new();
     loop {
@@ -285,6 +294,7 @@ fn write_packs_until_error(
             seed_job,
             entries: pack.entries,
         });
+        spare.give(pack.bytes);
     }
     Ok(written)
 }
@@ -315,7 +325,7 @@ pub fn with_sink_recorded<T>(
     let (done, written) = std::thread::scope(|scope| {
         // Several writers where the store takes several packs at once (object storage).
         let writers: Vec<_> = (0..destination.writers().max(1))
-            .map(|_| scope.spawn(|| write_packs(codec, &packs, destination, ledger)))
+            .map(|_| scope.spawn(|| write_packs(codec, &packs, destination, ledger, &sink.spare)))
             .collect();
         let done = work(&sink).and_then(|value| Ok((value, sink.finish()?)));
         sink.close();

@@ -88,7 +88,15 @@ fn header() -> [u8; HEADER_LEN] {
 impl PackWriter {
     /// An empty pack with room reserved for `target_bytes`.
     pub fn new(target_bytes: usize) -> PackWriter {
-        let mut bytes = Vec::with_capacity(target_bytes + (4 << 20));
+        PackWriter::reusing(Vec::new(), target_bytes)
+    }
+
+    /// An empty pack in the buffer of one already written (its bytes are dropped): a backup
+    /// that fills a new 32 MiB buffer per pack spends a tenth of its time having the kernel
+    /// hand it zeroed pages.
+    pub fn reusing(mut bytes: Vec<u8>, target_bytes: usize) -> PackWriter {
+        bytes.clear();
+        bytes.reserve(target_bytes + (4 << 20));
         bytes.extend_from_slice(&header());
         PackWriter {
             bytes,
@@ -276,6 +284,32 @@ mod tests {
         let n = bad.len();
         bad[n - 20] ^= 1;
         assert!(read_footer(&codec, &bad).is_err());
+    }
+
+    #[test]
+    fn a_pack_made_in_a_written_packs_buffer_holds_nothing_of_it() {
+        let codec = BlockCodec::new(
+            Keys::derive(&Key::from_bytes([1; 32])),
+            Box::new(RingCipher),
+            1,
+        );
+        let pack_of = |writer: PackWriter, block: &[u8]| {
+            let mut writer = writer;
+            let id = codec.id_of(block);
+            writer.add(id, &codec.encode(&id, block), block.len());
+            writer.finish(&codec)
+        };
+        let old = pack_of(PackWriter::new(1 << 20), &b"old".repeat(400));
+        // Frames and footers are sealed with random nonces: compare sizes and contents.
+        let fresh = pack_of(PackWriter::new(1 << 20), b"new");
+        let reused = pack_of(PackWriter::reusing(old.bytes, 1 << 20), b"new");
+        assert_eq!(reused.bytes.len(), fresh.bytes.len());
+        assert_eq!(reused.id, PackId::of(&reused.bytes));
+        let entries = read_footer(&codec, &reused.bytes).unwrap().entries;
+        assert_eq!(entries, fresh.entries);
+        let e = entries[0];
+        let frame = reused.bytes[e.offset as usize..][..e.stored_len as usize].to_vec();
+        assert_eq!(codec.decode(&e.id, frame, 3).unwrap(), b"new");
     }
 
     #[test]
