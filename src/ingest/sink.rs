@@ -5,7 +5,7 @@
 //! [`StoredBlocks`] (the catalog) block by block, so memory grows with what a backup stores,
 //! not with the vault. Full packs go to one writer thread through a small bounded channel, so
 //! fsync stalls do not stop hashing and compression, and memory stays bounded; the writer hands
-//! each written pack's buffer back for a next pack to fill. Where packs go
+//! a written pack's buffer back for the next pack to fill (see `SpareBuffers`). Where packs go
 //! is a [`PackDestination`]: the store, or (seed disks) removable disk directories.
 //!
 //! Every pack the writer creates is recorded in a [`PackLedger`], so a backup that fails
@@ -223,26 +223,34 @@ impl<'a> BlockSink<'a> {
     }
 }
 
-/// Buffers of written packs, kept for the next packs (a few: as many as are filled at once).
+/// The buffer of a written pack, kept for the next pack to fill: a fresh 32 MiB buffer per
+/// pack costs the kernel's zeroing of its pages, a tenth of a backup of large blocks. A pack of
+/// more than [`SpareBuffers::MOST_BLOCKS`] blocks gives its buffer back to the system instead:
+/// there per-block work dominates, nothing is saved, and a buffer kept whole would add to the
+/// per-block state such a backup already holds (a point of a million small files).
 #[derive(Default)]
-struct SpareBuffers(Mutex<Vec<Vec<u8>>>);
+struct SpareBuffers(Mutex<Option<Vec<u8>>>);
 
 impl SpareBuffers {
-    const KEPT: usize = 2;
+    /// Blocks a pack holds at most for its buffer to be kept (an average block of 8 KiB).
+    const MOST_BLOCKS: usize = PACK_TARGET_BYTES / (8 << 10);
 
-    /// A spare buffer, or a new empty one.
+    /// The spare buffer, or a new empty one.
     fn take(&self) -> Vec<u8> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop()
+            .take()
             .unwrap_or_default()
     }
 
-    fn give(&self, buffer: Vec<u8>) {
-        let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < Self::KEPT {
-            spare.push(buffer);
+    /// Keeps the buffer of a written pack of `blocks` blocks, if there is no spare yet.
+    fn give(&self, buffer: Vec<u8>, blocks: usize) {
+        if blocks <= Self::MOST_BLOCKS {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(buffer);
         }
     }
 }
@@ -282,19 +290,20 @@ fn write_packs_until_error(
         let pack = writer.finish(codec);
         let existed = destination.holds(&pack.id);
         let (state, seed_job) = destination.write(&pack)?;
+        let size = pack.bytes.len() as u64;
         if !existed && !ledger.record(pack.id) {
             // Abandoned while this pack was written: take it back, and stop.
             destination.discard(&pack.id)?;
             return Err(StoreError::WriterStopped);
         }
+        spare.give(pack.bytes, pack.entries.len());
         written.push(NewPack {
             id: pack.id,
-            size: pack.bytes.len() as u64,
+            size,
             state,
             seed_job,
             entries: pack.entries,
         });
-        spare.give(pack.bytes);
     }
     Ok(written)
 }
