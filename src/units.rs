@@ -36,22 +36,21 @@ pub fn parse_elapsed(text: &str) -> Result<Duration, String> {
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let seconds_per = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a length of time: a whole number and s, m, h or d (30s, 10m, 24h)"
-            ))
-        }
+        "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
+        _ => None,
     };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(seconds_per))
+    seconds_per
+        .zip(digits.parse::<u64>().ok())
+        .and_then(|(per, n)| n.checked_mul(per))
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is not a length of time: a whole number and s, m, h or d"))
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a length of time: a whole number and s, m, h or d (30s, 10m, 24h)"
+            )
+        })
 }
 
 #[cfg(test)]
